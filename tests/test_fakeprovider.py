@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import openai
 import pytest
+from pydantic import BaseModel
+
 from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.fakeprovider.usage import answer_words
 
 USER = [{"role": "user", "content": "Say hello in five words"}]  # 5 words -> 15 input tokens
 
@@ -61,9 +67,7 @@ def test_chat_completion_max_tokens_and_override(oai: openai.OpenAI) -> None:
         model="o4-mini",
         messages=USER,
         service_tier="flex",
-        extra_headers=usage_header(
-            input_tokens=1200, output_tokens=300, cached_tokens=1000, reasoning_tokens=50
-        ),
+        extra_headers=usage_header(input_tokens=1200, output_tokens=300, cached_tokens=1000, reasoning_tokens=50),
     )
     usage = resp.usage
     assert usage is not None and usage.prompt_tokens_details and usage.completion_tokens_details
@@ -71,3 +75,242 @@ def test_chat_completion_max_tokens_and_override(oai: openai.OpenAI) -> None:
     assert usage.prompt_tokens_details.cached_tokens == 1000
     assert usage.completion_tokens_details.reasoning_tokens == 50
     assert resp.service_tier == "flex"
+
+
+class Step(BaseModel):
+    explanation: str
+    output: int
+
+
+class Plan(BaseModel):
+    steps: list[Step]
+    final: str | None
+    done: bool
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+        },
+    },
+}
+WEATHER_ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_chat_stream_usage_only_with_include_usage(oai: openai.OpenAI) -> None:
+    chunks = list(oai.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True))
+    assert all(chunk.usage is None for chunk in chunks)
+    assert all(chunk.choices for chunk in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).split() == answer_words(20)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+    chunks = list(
+        oai.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=USER,
+            stream=True,
+            stream_options={"include_usage": True},
+            service_tier="priority",
+            extra_headers=usage_header(input_tokens=100, cached_tokens=60, output_tokens=9),
+        )
+    )
+    *content, last = chunks
+    assert last.choices == [] and last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (100, 9)
+    assert last.usage.prompt_tokens_details and last.usage.prompt_tokens_details.cached_tokens == 60
+    assert all(c.usage is None and c.choices for c in content)
+    assert {(c.id, c.model, c.system_fingerprint, c.service_tier) for c in chunks} == {
+        (last.id, "gpt-4o-mini", "fp_fake", "priority")
+    }
+
+
+def test_chat_parse_raw_response_and_stream_helper(oai: openai.OpenAI) -> None:
+    parsed = oai.chat.completions.parse(model="gpt-4o", messages=USER, response_format=Plan)
+    assert parsed.choices[0].message.parsed == Plan(
+        steps=[Step(explanation="fake", output=0)], final="fake", done=False
+    )
+
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o", messages=USER)
+    assert raw.headers["content-type"] == "application/json"
+    completion = raw.parse()
+    assert completion.usage is not None and completion.usage.total_tokens == 35
+
+    with oai.chat.completions.stream(
+        model="gpt-4o", messages=USER, stream_options={"include_usage": True}, max_tokens=4
+    ) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.content == "Fake answer w3 w4"
+    assert final.usage is not None and final.usage.completion_tokens == 4
+
+
+def test_chat_tool_calls(oai: openai.OpenAI) -> None:
+    resp = oai.chat.completions.create(model="gpt-4o", messages=WEATHER_ASK, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None
+    [call] = choice.message.tool_calls
+    assert call.type == "function"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"location": "Paris"})
+
+    # A tool result as last message ends the loop with a text answer.
+    followup = [
+        *WEATHER_ASK,
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+    ]
+    resp = oai.chat.completions.create(model="gpt-4o", messages=followup, tools=[WEATHER_TOOL])  # type: ignore[arg-type,list-item]
+    assert resp.choices[0].finish_reason == "stop" and resp.choices[0].message.tool_calls is None
+
+    with oai.chat.completions.stream(
+        model="gpt-4o",
+        messages=USER,
+        tools=[openai.pydantic_function_tool(Step)],
+        extra_headers={"x-fake-tool-call": "1"},
+    ) as stream:
+        final = stream.get_final_completion()
+    [streamed] = final.choices[0].message.tool_calls or []
+    assert streamed.function.parsed_arguments == Step(explanation="fake", output=0)
+
+
+def test_responses_create_stream_parse(oai: openai.OpenAI) -> None:
+    resp = oai.responses.create(
+        model="gpt-4.1",
+        instructions="Be brief",
+        input="hello world",
+        extra_headers=usage_header(input_tokens=100, cached_tokens=40, output_tokens=30, reasoning_tokens=10),
+    )
+    assert resp.output_text.split() == answer_words(20)
+    assert resp.usage is not None
+    assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.total_tokens) == (100, 30, 130)
+    assert resp.usage.input_tokens_details.cached_tokens == 40
+    assert resp.usage.output_tokens_details.reasoning_tokens == 10
+
+    with oai.responses.stream(model="gpt-4.1", input=[{"role": "user", "content": "hello there"}]) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_text.delta") == 20
+    assert final.usage is not None and (final.usage.input_tokens, final.usage.output_tokens) == (12, 20)
+
+    parsed = oai.responses.parse(model="gpt-4.1", input="plan", text_format=Plan)
+    assert parsed.output_parsed is not None and parsed.output_parsed.steps[0].explanation == "fake"
+
+    tool = {"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL["function"]["parameters"]}  # type: ignore[index]
+    resp = oai.responses.create(model="gpt-4.1", input="weather in Paris?", tools=[tool])  # type: ignore[list-item]
+    [item] = resp.output
+    assert item.type == "function_call" and item.name == "get_weather"
+
+
+def test_legacy_completions_embeddings_models(oai: openai.OpenAI) -> None:
+    resp = oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="Once upon a time", max_tokens=5)
+    assert resp.choices[0].text == "Fake answer w3 w4 w5"
+    assert resp.usage is not None and (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (14, 5)
+    chunks = list(
+        oai.completions.create(
+            model="gpt-3.5-turbo-instruct", prompt="hi", stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices).split() == answer_words(20)
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 31
+
+    default = oai.embeddings.create(model="text-embedding-3-small", input=["hello world", "bye"])  # base64
+    floats = oai.embeddings.create(
+        model="text-embedding-3-small", input=["hello world", "bye"], encoding_format="float"
+    )
+    assert [d.embedding for d in default.data] == [d.embedding for d in floats.data]
+    assert len(default.data[0].embedding) == 8 and default.data[0].embedding != default.data[1].embedding
+    assert (default.usage.prompt_tokens, default.usage.total_tokens) == (13, 13)
+    assert len(oai.embeddings.create(model="m", input="x", dimensions=3).data[0].embedding) == 3
+
+    assert "gpt-4o-mini" in [m.id for m in oai.models.list()]
+
+
+def test_azure_openai(fake: FakeProvider) -> None:
+    azure = openai.AzureOpenAI(azure_endpoint=fake.url, api_key="x", api_version="2024-10-21")
+    resp = azure.chat.completions.create(model="my-deployment", messages=USER)
+    assert resp.usage is not None and resp.usage.total_tokens == 35
+    emb = azure.embeddings.create(model="emb-deployment", input="hello")
+    assert emb.usage.prompt_tokens == 11
+    chat_req, emb_req = fake.requests
+    assert chat_req.path == "/openai/deployments/my-deployment/chat/completions"
+    assert chat_req.query == {"api-version": "2024-10-21"}
+    assert emb_req.path == "/openai/deployments/emb-deployment/embeddings"
+
+
+def test_openai_batch(oai: openai.OpenAI) -> None:
+    lines = [
+        {
+            "custom_id": f"req-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one two three"}]},
+        }
+        for i in range(3)
+    ]
+    jsonl = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    uploaded = oai.files.create(file=("input.jsonl", io.BytesIO(jsonl)), purpose="batch")
+    batch = oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = oai.batches.retrieve(batch.id)
+    assert batch.status == "completed" and batch.output_file_id
+    assert batch.request_counts is not None and batch.request_counts.completed == 3
+    results = [json.loads(line) for line in oai.files.content(batch.output_file_id).text.splitlines()]
+    assert [r["custom_id"] for r in results] == ["req-0", "req-1", "req-2"]
+    assert {r["response"]["status_code"] for r in results} == {200}
+    assert {r["response"]["body"]["usage"]["prompt_tokens"] for r in results} == {13}
+
+
+def test_openai_errors_retry_then_raise(fake: FakeProvider, oai: openai.OpenAI) -> None:
+    fake.fail_next(status=429, count=2)
+    started = time.monotonic()
+    resp = oai.chat.completions.create(model="gpt-4o-mini", messages=USER)  # 2 retries succeed
+    assert resp.usage is not None and len(fake.requests) == 3
+    assert time.monotonic() - started < 0.5
+
+    fake.reset()
+    fake.fail_next(status=429, count=3)
+    with pytest.raises(openai.RateLimitError) as info:
+        oai.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    assert len(fake.requests) == 3  # the first try and the SDK's 2 retries
+    assert info.value.response.headers["retry-after"] == "0"
+    assert info.value.code == "rate_limit_exceeded"
+
+    fake.reset()
+    fake.fail_next(status=500, count=1)
+    with pytest.raises(openai.InternalServerError):
+        oai.with_options(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=USER)
+    with pytest.raises(openai.BadRequestError, match="unknown field"):
+        oai.chat.completions.create(model="m", messages=USER, extra_headers=usage_header(input_token=5))
+
+
+def test_openai_mid_stream_failure(oai: openai.OpenAI) -> None:
+    stream = oai.chat.completions.create(
+        model="gpt-4o-mini", messages=USER, stream=True, extra_headers={"x-fake-stream-fail-after": "3"}
+    )
+    received = []
+    with pytest.raises(openai.APIConnectionError):
+        for chunk in stream:
+            received.append(chunk)
+    assert len(received) == 3
+
+
+def test_openai_async(fake: FakeProvider) -> None:
+    async def run() -> tuple[int, int, int]:
+        client = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="x")
+        resp = await client.chat.completions.create(model="gpt-4o", messages=USER)
+        stream = await client.chat.completions.create(
+            model="gpt-4o", messages=USER, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [chunk async for chunk in stream]
+        async with client.responses.stream(model="gpt-4.1", input="hi") as rstream:
+            final = await rstream.get_final_response()
+        await client.close()
+        assert resp.usage is not None and chunks[-1].usage is not None and final.usage is not None
+        return resp.usage.total_tokens, chunks[-1].usage.total_tokens, final.usage.total_tokens
+
+    assert asyncio.run(run()) == (35, 35, 31)

@@ -8,9 +8,7 @@ from . import FakeProvider
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Fake OpenAI/Anthropic/Gemini API server for tests and demos."
-    )
+    parser = argparse.ArgumentParser(description="Fake OpenAI/Anthropic/Gemini API server for tests and demos.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args(argv)

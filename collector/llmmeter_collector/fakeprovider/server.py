@@ -227,9 +227,7 @@ def error_response(
     provider: Provider, status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """An error in the provider's own JSON shape, so its SDK raises its own typed exception."""
-    kind, rpc_status = _ERROR_NAMES.get(
-        status, ("api_error" if status >= 500 else "invalid_request_error", "UNKNOWN")
-    )
+    kind, rpc_status = _ERROR_NAMES.get(status, ("api_error" if status >= 500 else "invalid_request_error", "UNKNOWN"))
     body: dict[str, Any]
     if provider == "anthropic":
         body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake"}
@@ -302,9 +300,7 @@ class FakeProvider:
         with self._lock:
             return list(self._requests)
 
-    def fail_next(
-        self, status: int = 429, count: int = 1, retry_after: float = 0, message: str | None = None
-    ) -> None:
+    def fail_next(self, status: int = 429, count: int = 1, retry_after: float = 0, message: str | None = None) -> None:
         """Answer the next `count` requests with `status` in the provider's error format.
 
         429 and 5xx answers carry `Retry-After` (whole seconds, rounded up) and `retry-after-ms`, which
@@ -346,9 +342,7 @@ class FakeProvider:
         )
         server = _Server(config)
         self._server = server
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="fakeprovider"
-        )
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="fakeprovider")
         self._thread = thread
         thread.start()
         deadline = time.monotonic() + 10
@@ -423,9 +417,7 @@ class FakeProvider:
             failure = self._take_failure()
             if failure is not None:
                 return error_response(provider, failure.status, failure.message, _retry_headers(failure))
-            call = Call(
-                request=request, body=body, provider=provider, fake=self, path_params=request.path_params
-            )
+            call = Call(request=request, body=body, provider=provider, fake=self, path_params=request.path_params)
             try:
                 latency = parse_int_header(request.headers, LATENCY_HEADER)
                 if latency:
@@ -465,9 +457,7 @@ class FakeProvider:
         provider = provider_of(request.url.path)
         self._record(request, None, provider)
         status = getattr(exc, "status_code", 404)
-        return error_response(
-            provider, status, f"Fake provider: no route for {request.method} {request.url.path}"
-        )
+        return error_response(provider, status, f"Fake provider: no route for {request.method} {request.url.path}")
 
 
 def _retry_headers(failure: _Failure) -> dict[str, str]:

@@ -109,9 +109,7 @@ def parse_usage_override(header: str | None, default: Usage) -> Usage:
             "and cannot exceed it"
         )
     if usage.reasoning_tokens > usage.output_tokens:
-        raise OverrideError(
-            f"{USAGE_HEADER}: reasoning_tokens is a part of output_tokens and cannot exceed it"
-        )
+        raise OverrideError(f"{USAGE_HEADER}: reasoning_tokens is a part of output_tokens and cannot exceed it")
     if usage.audio_input_tokens > usage.input_tokens or usage.audio_output_tokens > usage.output_tokens:
         raise OverrideError(f"{USAGE_HEADER}: audio tokens cannot exceed their input/output totals")
     return usage
@@ -259,10 +257,13 @@ def placeholder(schema: Any, defs: Mapping[str, Any] | None = None, depth: int =
 
 
 def embedding(text: str, dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS) -> list[float]:
-    """A deterministic unit-free vector for `text`: bytes of its SHA-256 scaled into [-1, 1)."""
+    """A deterministic vector for `text`: bytes of its SHA-256 scaled into [-1, 1).
+
+    Every value is a multiple of 1/128, exact in float32, so the float and base64 encodings agree.
+    """
     digest = b""
     counter = 0
     while len(digest) < dimensions:
         digest += hashlib.sha256(f"{counter}:{text}".encode()).digest()
         counter += 1
-    return [round(byte / 128.0 - 1.0, 6) for byte in digest[:dimensions]]
+    return [byte / 128.0 - 1.0 for byte in digest[:dimensions]]
