@@ -9,6 +9,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+import anthropic
+import httpx2
 import openai
 import pytest
 from pydantic import BaseModel
@@ -150,7 +152,7 @@ def test_chat_parse_raw_response_and_stream_helper(oai: openai.OpenAI) -> None:
 
 
 def test_chat_tool_calls(oai: openai.OpenAI) -> None:
-    resp = oai.chat.completions.create(model="gpt-4o", messages=WEATHER_ASK, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    resp = oai.chat.completions.create(model="gpt-4o", messages=WEATHER_ASK, tools=[WEATHER_TOOL])
     choice = resp.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls is not None
@@ -164,7 +166,7 @@ def test_chat_tool_calls(oai: openai.OpenAI) -> None:
         choice.message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
     ]
-    resp = oai.chat.completions.create(model="gpt-4o", messages=followup, tools=[WEATHER_TOOL])  # type: ignore[arg-type,list-item]
+    resp = oai.chat.completions.create(model="gpt-4o", messages=followup, tools=[WEATHER_TOOL])
     assert resp.choices[0].finish_reason == "stop" and resp.choices[0].message.tool_calls is None
 
     with oai.chat.completions.stream(
@@ -201,8 +203,8 @@ def test_responses_create_stream_parse(oai: openai.OpenAI) -> None:
     parsed = oai.responses.parse(model="gpt-4.1", input="plan", text_format=Plan)
     assert parsed.output_parsed is not None and parsed.output_parsed.steps[0].explanation == "fake"
 
-    tool = {"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL["function"]["parameters"]}  # type: ignore[index]
-    resp = oai.responses.create(model="gpt-4.1", input="weather in Paris?", tools=[tool])  # type: ignore[list-item]
+    tool = {"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL["function"]["parameters"]}
+    resp = oai.responses.create(model="gpt-4.1", input="weather in Paris?", tools=[tool])
     [item] = resp.output
     assert item.type == "function_call" and item.name == "get_weather"
 
@@ -314,3 +316,152 @@ def test_openai_async(fake: FakeProvider) -> None:
         return resp.usage.total_tokens, chunks[-1].usage.total_tokens, final.usage.total_tokens
 
     assert asyncio.run(run()) == (35, 35, 31)
+
+
+# -- Anthropic -------------------------------------------------------------------------------------
+
+CLAUDE = "claude-haiku-4-5"
+CACHED_USAGE = usage_header(
+    input_tokens=1200,
+    output_tokens=300,
+    cached_tokens=1000,
+    cache_creation_input_tokens=150,
+    cache_creation_1h_input_tokens=50,
+    reasoning_tokens=40,
+)
+WEATHER_TOOL_ANTHROPIC = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+}
+
+
+@pytest.fixture
+def claude(fake: FakeProvider) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="x")
+
+
+def assert_cached_anthropic_usage(usage: anthropic.types.Usage) -> None:
+    assert usage.input_tokens == 50  # 1200 - 1000 read - 150 written: Anthropic excludes cache
+    assert usage.cache_read_input_tokens == 1000
+    assert usage.cache_creation_input_tokens == 150
+    assert usage.cache_creation is not None
+    assert usage.cache_creation.ephemeral_5m_input_tokens == 100
+    assert usage.cache_creation.ephemeral_1h_input_tokens == 50
+    assert usage.output_tokens == 300
+    assert usage.output_tokens_details is not None and usage.output_tokens_details.thinking_tokens == 40
+
+
+def test_anthropic_message(fake: FakeProvider, claude: anthropic.Anthropic) -> None:
+    msg = claude.messages.create(model=CLAUDE, max_tokens=100, system="Be brief", messages=USER)
+    assert msg.model == CLAUDE and msg.stop_reason == "end_turn"
+    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (17, 20)  # "Be brief" + 5 words + 10
+    assert msg.usage.cache_read_input_tokens == 0
+    [block] = msg.content
+    assert block.type == "text" and block.text.split() == answer_words(20)
+    assert claude.messages.create(model=CLAUDE, max_tokens=3, messages=USER).usage.output_tokens == 3
+
+    msg = claude.messages.create(model=CLAUDE, max_tokens=100, messages=USER, extra_headers=CACHED_USAGE)
+    assert_cached_anthropic_usage(msg.usage)
+    assert fake.requests[0].path == "/v1/messages"
+
+
+def test_anthropic_streams(claude: anthropic.Anthropic) -> None:
+    events = list(
+        claude.messages.create(model=CLAUDE, max_tokens=100, messages=USER, stream=True, extra_headers=CACHED_USAGE)
+    )
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["message_start", "content_block_start"]
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    start, delta = events[0], events[-2]
+    assert start.type == "message_start" and delta.type == "message_delta"
+    assert start.message.usage.input_tokens == 50 and start.message.usage.cache_read_input_tokens == 1000
+    assert delta.usage.output_tokens == 300  # cumulative, as the real API reports it
+
+    with claude.messages.stream(model=CLAUDE, max_tokens=100, messages=USER, extra_headers=CACHED_USAGE) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.split() == answer_words(260)
+    assert_cached_anthropic_usage(final.usage)
+
+
+def test_anthropic_tools_parse_count_tokens(claude: anthropic.Anthropic) -> None:
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    msg = claude.messages.create(model=CLAUDE, max_tokens=100, messages=ask, tools=[WEATHER_TOOL_ANTHROPIC])
+    assert msg.stop_reason == "tool_use"
+    [block] = msg.content
+    assert block.type == "tool_use" and (block.name, block.input) == ("get_weather", {"location": "Paris"})
+    followup = [
+        *ask,
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True)]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "sunny"}]},
+    ]
+    msg = claude.messages.create(model=CLAUDE, max_tokens=100, messages=followup, tools=[WEATHER_TOOL_ANTHROPIC])
+    assert msg.stop_reason == "end_turn"
+
+    with claude.messages.stream(model=CLAUDE, max_tokens=100, messages=ask, tools=[WEATHER_TOOL_ANTHROPIC]) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].type == "tool_use" and final.content[0].input == {"location": "Paris"}
+
+    parsed = claude.messages.parse(model=CLAUDE, max_tokens=100, messages=USER, output_format=Step)
+    assert parsed.parsed_output == Step(explanation="fake", output=0)
+
+    count = claude.messages.count_tokens(model=CLAUDE, system="Be brief", messages=USER)
+    assert count.input_tokens == 17
+
+
+def test_anthropic_batches(claude: anthropic.Anthropic) -> None:
+    batch = claude.messages.batches.create(
+        requests=[
+            {"custom_id": f"q{i}", "params": {"model": CLAUDE, "max_tokens": 5, "messages": USER}} for i in range(2)
+        ]
+    )
+    batch = claude.messages.batches.retrieve(batch.id)
+    assert batch.processing_status == "ended" and batch.request_counts.succeeded == 2
+    results = list(claude.messages.batches.results(batch.id))
+    assert [r.custom_id for r in results] == ["q0", "q1"]
+    for result in results:
+        assert result.result.type == "succeeded"
+        assert result.result.message.usage.input_tokens == 15
+        assert result.result.message.usage.output_tokens == 5
+        assert result.result.message.usage.service_tier == "batch"
+
+
+def test_anthropic_errors_and_mid_stream_failure(fake: FakeProvider, claude: anthropic.Anthropic) -> None:
+    fake.fail_next(status=429, count=3)
+    with pytest.raises(anthropic.RateLimitError) as info:
+        claude.messages.create(model=CLAUDE, max_tokens=10, messages=USER)
+    assert len(fake.requests) == 3
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "Fake provider: injected error 429"},
+        "request_id": "req_fake",
+    }
+    fake.fail_next(status=529, count=1)
+    assert claude.messages.create(model=CLAUDE, max_tokens=10, messages=USER).usage.output_tokens == 10
+    assert len(fake.requests) == 5
+
+    stream = claude.messages.create(
+        model=CLAUDE,
+        max_tokens=10,
+        messages=USER,
+        stream=True,
+        extra_headers={"x-fake-stream-fail-after": "3"},
+    )
+    received = []
+    with pytest.raises(httpx2.RemoteProtocolError):  # anthropic lets the transport error through
+        for event in stream:
+            received.append(event.type)
+    assert received == ["message_start", "content_block_start"]  # the 3rd event, a ping, is not yielded
+
+
+def test_anthropic_async(fake: FakeProvider) -> None:
+    async def run() -> tuple[int, int]:
+        client = anthropic.AsyncAnthropic(base_url=fake.anthropic_base_url, api_key="x")
+        msg = await client.messages.create(model=CLAUDE, max_tokens=100, messages=USER)
+        async with client.messages.stream(model=CLAUDE, max_tokens=7, messages=USER) as stream:
+            final = await stream.get_final_message()
+        await client.close()
+        return msg.usage.output_tokens, final.usage.output_tokens
+
+    assert asyncio.run(run()) == (20, 7)

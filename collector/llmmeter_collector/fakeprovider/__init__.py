@@ -27,7 +27,7 @@ Token rules (deterministic; tests compute dollars from them)
 * Output tokens = 20, or the request's output limit if that is smaller (`max_tokens`,
   `max_completion_tokens`, `max_output_tokens`, Gemini `generationConfig.maxOutputTokens`).
 * The answer text is "Fake answer w3 w4 ... wN": exactly as many words as visible output tokens
-  (output minus reasoning). Structured output (`response_format`/`text.format` json_schema, Gemini
+  (output minus reasoning), capped at 1000 words. Structured output (`response_format`/`text.format` json_schema, Gemini
   `responseJsonSchema`/`responseSchema`) answers a JSON object filling every property with a placeholder
   of the right type ("fake", 0, false, ...). Streams send one word per chunk.
 * Tool calls: when the request offers function tools and its last message is a user turn whose own

@@ -19,6 +19,8 @@ from typing import Any
 BASE_INPUT_TOKENS = 10
 #: Output tokens of an answer when the request sets no smaller output limit.
 DEFAULT_OUTPUT_TOKENS = 20
+#: Longest answer text, in words: a huge `x-fake-usage` output count must not make a huge body.
+MAX_ANSWER_WORDS = 1000
 #: Length of an embedding vector when the request asks for no dimension.
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 
@@ -186,7 +188,8 @@ def default_usage(texts: Iterable[str], *output_limits: Any) -> Usage:
 
 
 def answer_words(count: int) -> list[str]:
-    """The answer text as a list of `count` words: "Fake answer w3 w4 ... wN"."""
+    """The answer text as a list of `count` words (at most 1000): "Fake answer w3 w4 ... wN"."""
+    count = min(count, MAX_ANSWER_WORDS)
     words = ["Fake", "answer", *(f"w{i}" for i in range(3, count + 1))]
     return words[:count]
 
