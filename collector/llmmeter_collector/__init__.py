@@ -1,0 +1,1 @@
+"""The llmmeter collector: receives OTLP, prices GenAI calls, keeps the ledger in Postgres."""

@@ -1,0 +1,220 @@
+"""The Postgres ledger: versioned migrations, one row per call, and rollups in the same transaction.
+
+Writes are idempotent on (start time, trace id, span id): a retried export inserts nothing and adds
+nothing to the rollups, because rollups are computed only from the rows the INSERT actually added.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta, timezone
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from llmmeter_collector.llmcall import COST_CLASSES, LlmCall
+
+logger = logging.getLogger("llmmeter.collector")
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+CALL_COLUMNS = (
+    "ts", "trace_id", "span_id", "parent_span_id", "service_name", "project", "environment", "feature",
+    "user_id", "session_id", "experiment", "variant", "tags", "provider", "operation", "request_model",
+    "response_model", "model", "response_id", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "input_audio_tokens",
+    "output_audio_tokens", "usage_missing", "cost_usd",
+    *(f"cost_{c}_usd" for c in COST_CLASSES),
+    "price_source", "reported_cost_usd", "duration_s", "ttfc_s", "status", "error_type", "retries",
+    "streaming", "batch", "service_tier", "prompt_fingerprint",
+)  # fmt: skip
+
+_ROLLUP_DIMS = "project, environment, provider, model, feature, operation, status"
+_ROLLUP_SUMS = (
+    "calls", "unpriced_calls", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "cost_usd", "duration_s",
+)  # fmt: skip
+_USER_SUMS = ("calls", "unpriced_calls", "input_tokens", "output_tokens", "cost_usd")
+
+
+def _rollup_insert(table: str, unit: str) -> str:
+    updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in _ROLLUP_SUMS)
+    return f"""
+    INSERT INTO {table} (bucket, {_ROLLUP_DIMS}, {", ".join(_ROLLUP_SUMS)})
+    SELECT date_trunc('{unit}', ts), {_ROLLUP_DIMS}, count(*), count(*) FILTER (WHERE cost_usd IS NULL),
+           sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
+           sum(reasoning_tokens), coalesce(sum(cost_usd), 0), sum(duration_s)
+    FROM ins GROUP BY 1, {_ROLLUP_DIMS} ORDER BY 1, {_ROLLUP_DIMS}
+    ON CONFLICT (bucket, {_ROLLUP_DIMS}) DO UPDATE SET {updates}
+    RETURNING 1"""
+
+
+_USER_UPDATES = ", ".join(f"{c} = llm_rollup_user_day.{c} + EXCLUDED.{c}" for c in _USER_SUMS)
+_INSERT_SQL = f"""
+WITH ins AS (
+    INSERT INTO llm_calls SELECT * FROM llm_calls_staging ON CONFLICT DO NOTHING
+    RETURNING ts, trace_id, span_id, {_ROLLUP_DIMS}, user_id, input_tokens, output_tokens,
+              cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, duration_s
+), m AS ({_rollup_insert("llm_rollup_minute", "minute")}
+), h AS ({_rollup_insert("llm_rollup_hour", "hour")}
+), u AS (
+    INSERT INTO llm_rollup_user_day (bucket, project, user_id, feature, {", ".join(_USER_SUMS)})
+    SELECT date_trunc('day', ts), project, user_id, feature, count(*), count(*) FILTER (WHERE cost_usd IS NULL),
+           sum(input_tokens), sum(output_tokens), coalesce(sum(cost_usd), 0)
+    FROM ins GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (bucket, project, user_id, feature) DO UPDATE SET {_USER_UPDATES}
+    RETURNING 1
+)
+SELECT trace_id, span_id FROM ins
+"""
+
+
+def connect_kwargs(schema: str | None) -> dict[str, Any]:
+    """Connection options: UTC session time zone (rollup buckets are UTC) and the schema to use."""
+    options = "-c timezone=UTC"
+    if schema:
+        if not _SCHEMA_RE.match(schema):
+            raise ValueError(f"invalid Postgres schema name {schema!r}")
+        options += f" -c search_path={schema}"
+    return {"options": options}
+
+
+def connect(dsn: str, schema: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, **connect_kwargs(schema), **kwargs)
+
+
+def create_pool(dsn: str, schema: str | None, max_size: int = 4) -> ConnectionPool:
+    return ConnectionPool(
+        dsn, min_size=1, max_size=max_size, kwargs=connect_kwargs(schema), open=True, name="llmmeter-read"
+    )
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("llmmeter_collector.migrations").iterdir():
+        match = re.match(r"^(\d{4})_(\w+)\.sql$", entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(dsn: str, schema: str | None = None) -> list[int]:
+    """Apply every migration not applied yet, under an advisory lock. Returns the versions applied."""
+    applied: list[int] = []
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        if schema:
+            connect_kwargs(schema)  # validates the name
+            admin.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    with connect(dsn, schema) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('llmmeter.migrate'))")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS llmmeter_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            conn.commit()
+            done = {row[0] for row in conn.execute("SELECT version FROM llmmeter_migrations")}
+            for version, name, sql in _migrations():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute(
+                        "INSERT INTO llmmeter_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    )
+                applied.append(version)
+                logger.info("applied migration %04d_%s", version, name)
+            conn.commit()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('llmmeter.migrate'))")
+    return applied
+
+
+def _partition_name(day: date) -> str:
+    return f"llm_calls_p{day:%Y%m%d}"
+
+
+def _ts(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1000 / 1e6, tz=timezone.utc)
+
+
+def _row(call: LlmCall) -> tuple[Any, ...]:
+    u = call.usage
+    cost = call.cost
+    parts = [cost.parts.get(c) if cost else None for c in COST_CLASSES]
+    return (
+        _ts(call.start_ns), call.trace_id, call.span_id, call.parent_span_id, call.service_name,
+        call.project, call.environment, call.feature, call.user_id, call.session_id, call.experiment,
+        call.variant, Jsonb(call.tags), call.provider, call.operation, call.request_model,
+        call.response_model, call.model, call.response_id, u.input_tokens, u.output_tokens,
+        u.cache_read_tokens, u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens,
+        u.input_audio_tokens, u.output_audio_tokens, call.usage_missing,
+        cost.total if cost else None, *parts, cost.price_source if cost else "", call.reported_cost,
+        call.duration_s, call.ttfc_s, call.status, call.error_type, call.retries, call.streaming,
+        call.batch, call.service_tier, call.prompt_fingerprint,
+    )  # fmt: skip
+
+
+class Ledger:
+    """Writes batches of calls on one connection; one transaction per batch."""
+
+    def __init__(self, dsn: str, schema: str | None = None) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._conn: psycopg.Connection[Any] | None = None
+        self._partitions: set[date] = set()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self._dsn, self._schema)
+            self._conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS llm_calls_staging"
+                " (LIKE llm_calls INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            self._conn.commit()
+        return self._conn
+
+    def ensure_partitions(self, days: Iterable[date]) -> None:
+        missing = sorted(set(days) - self._partitions)
+        if not missing:
+            return
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('llmmeter.partitions'))")
+            for day in missing:
+                name = _partition_name(day)
+                start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF llm_calls"
+                    f" FOR VALUES FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')"
+                )
+        self._partitions.update(missing)
+
+    def write(self, calls: Sequence[LlmCall]) -> list[LlmCall]:
+        """Insert calls and update rollups in one transaction. Returns the calls that were new."""
+        calls = list({(c.start_ns // 1000, c.trace_id, c.span_id): c for c in calls}.values())
+        if not calls:
+            return []
+        self.ensure_partitions({_ts(c.start_ns).date() for c in calls})
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY llm_calls_staging ({', '.join(CALL_COLUMNS)}) FROM STDIN") as copy:
+                    for call in calls:
+                        copy.write_row(_row(call))
+                inserted = {(r[0], r[1]) for r in cur.execute(_INSERT_SQL).fetchall()}
+        except psycopg.Error:
+            if conn.broken:
+                self._conn = None
+            raise
+        return [c for c in calls if (c.trace_id, c.span_id) in inserted]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

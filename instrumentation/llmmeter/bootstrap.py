@@ -1,0 +1,64 @@
+"""``llmmeter.instrument()`` and ``llmmeter.uninstrument()``: set up export and patch what is installed."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import threading
+from typing import Any
+
+from llmmeter import telemetry, threads
+
+logger = logging.getLogger("llmmeter")
+
+# (distribution module that must be importable, instrumentor module, class name)
+_INSTRUMENTORS = (("openai", "llmmeter.openai", "OpenAIInstrumentor"),)
+
+_lock = threading.Lock()
+_active: list[Any] = []
+_threads_patched = False
+
+
+def instrument(
+    *,
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    configure_export: bool = True,
+) -> None:
+    """Patch every supported SDK that is installed, and export spans/metrics over OTLP/HTTP.
+
+    Export is set up only when the app has not configured OpenTelemetry itself (``endpoint`` defaults
+    to ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``http://localhost:4318``). Calling it twice is harmless.
+    """
+    global _threads_patched
+    with _lock:
+        if _active or _threads_patched:
+            return
+        if configure_export:
+            telemetry.configure(service_name=service_name, endpoint=endpoint)
+        inst = telemetry.create_instruments()
+        for module_name, instrumentor_module, class_name in _INSTRUMENTORS:
+            if importlib.util.find_spec(module_name) is None:
+                continue  # SDK not installed: skipped quietly
+            try:
+                cls = getattr(importlib.import_module(instrumentor_module), class_name)
+                instrumentor = cls()
+                instrumentor.instrument(instruments=inst, skip_dep_check=False)
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    _active.append(instrumentor)
+            except Exception as exc:  # never break the app
+                logger.warning("llmmeter: could not instrument %s: %r", module_name, exc)
+        threads.patch()
+        _threads_patched = True
+
+
+def uninstrument() -> None:
+    """Restore every patched method."""
+    global _threads_patched
+    with _lock:
+        while _active:
+            _active.pop().uninstrument()
+        if _threads_patched:
+            threads.unpatch()
+            _threads_patched = False

@@ -1,0 +1,114 @@
+"""The tracer, meter and GenAI instruments llmmeter emits with, and the OTLP export it sets up.
+
+``configure()`` installs an OTLP/HTTP exporter (standard ``OTEL_EXPORTER_OTLP_*`` variables respected,
+default ``http://localhost:4318``) only when the app has not set a tracer or meter provider itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.trace import Tracer
+
+from llmmeter import semconv
+
+SCOPE_NAME = "llmmeter"
+try:
+    from importlib.metadata import version as _version
+
+    SCOPE_VERSION = _version("llmmeter")
+except Exception:  # pragma: no cover - not installed as a distribution
+    SCOPE_VERSION = "0.0.0"
+
+DEFAULT_ENDPOINT = "http://localhost:4318"
+
+
+@dataclass(slots=True)
+class Instruments:
+    """Everything the hot path needs, created once per ``instrument()``."""
+
+    tracer: Tracer
+    meter: Meter
+    token_usage: Histogram
+    duration: Histogram
+    time_to_first_chunk: Histogram
+
+
+def configure(
+    *, service_name: str | None = None, endpoint: str | None = None, export_metrics: bool = True
+) -> bool:
+    """Install OTLP/HTTP export unless the app already set providers. Returns True if it installed one."""
+    from opentelemetry.sdk.resources import Resource
+
+    installed = False
+    base = (endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    attrs = {"service.name": service_name} if service_name else {}
+    resource = Resource.create(attrs)
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        traces_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        if endpoint or not traces_endpoint:
+            traces_endpoint = base + "/v1/traces"
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint)))
+        trace.set_tracer_provider(provider)
+        installed = True
+
+    if export_metrics and _is_default_meter_provider(metrics.get_meter_provider()):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        metrics_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        if endpoint or not metrics_endpoint:
+            metrics_endpoint = base + "/v1/metrics"
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=metrics_endpoint))
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+        installed = True
+    return installed
+
+
+def _is_default_meter_provider(provider: object) -> bool:
+    return isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == "_ProxyMeterProvider"
+
+
+def flush(timeout_millis: int = 5000) -> None:
+    """Export everything buffered now (e.g. before a short script exits)."""
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            force_flush(timeout_millis)
+
+
+def create_instruments() -> Instruments:
+    tracer = trace.get_tracer(SCOPE_NAME, SCOPE_VERSION)
+    meter = metrics.get_meter(SCOPE_NAME, SCOPE_VERSION)
+    return Instruments(
+        tracer=tracer,
+        meter=meter,
+        token_usage=meter.create_histogram(
+            semconv.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=list(semconv.TOKEN_USAGE_BUCKETS),
+        ),
+        duration=meter.create_histogram(
+            semconv.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+        ),
+        time_to_first_chunk=meter.create_histogram(
+            semconv.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time to receive the first chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+        ),
+    )

@@ -1,0 +1,128 @@
+"""Fixtures on real components: Postgres (the machine's or the embedded one), the fake provider,
+a collector on a free port, and OpenTelemetry providers whose export each test can redirect."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import llmmeter
+from llmmeter_collector.config import Settings
+from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.service import BackgroundCollector
+
+
+class _Router(SpanProcessor):
+    """The one span processor of the test process; tests plug exporters in and out."""
+
+    def __init__(self) -> None:
+        self.processors: list[SpanProcessor] = []
+
+    def on_start(self, span, parent_context=None):  # type: ignore[no-untyped-def]
+        for p in self.processors:
+            p.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for p in self.processors:
+            p.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all(p.force_flush(timeout_millis) for p in self.processors)
+
+
+_ROUTER = _Router()
+_METRIC_READER = InMemoryMetricReader()
+trace.set_tracer_provider(TracerProvider())
+trace.get_tracer_provider().add_span_processor(_ROUTER)  # type: ignore[attr-defined]
+metrics.set_meter_provider(MeterProvider(metric_readers=[_METRIC_READER]))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """LLMMETER_TEST_DATABASE_URL when set (CI: the machine's Postgres), otherwise the embedded one."""
+    url = os.environ.get("LLMMETER_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from llmmeter_collector.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")))
+    yield embedded.start()
+    embedded.stop()
+
+
+@pytest.fixture
+def pg_schema(database_url: str) -> Iterator[str]:
+    """A clean schema for one test, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def settings(database_url: str, pg_schema: str) -> Settings:
+    return Settings(database_url=database_url, database_schema=pg_schema, http_port=0)
+
+
+@pytest.fixture
+def collector(settings: Settings) -> Iterator[BackgroundCollector]:
+    with BackgroundCollector(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _reset_fake(request: pytest.FixtureRequest) -> None:
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans finished during the test, in memory."""
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    _ROUTER.processors.append(processor)
+    yield exporter
+    _ROUTER.processors.remove(processor)
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    _METRIC_READER.get_metrics_data()  # drop what earlier tests recorded (delta not needed: cumulative read)
+    return _METRIC_READER
+
+
+def export_to(exporter: SpanExporter) -> SimpleSpanProcessor:
+    processor = SimpleSpanProcessor(exporter)
+    _ROUTER.processors.append(processor)
+    return processor
+
+
+def stop_export(processor: SimpleSpanProcessor) -> None:
+    _ROUTER.processors.remove(processor)
+
+
+@pytest.fixture
+def instrumented() -> Iterator[None]:
+    """llmmeter.instrument() using the test process's providers; uninstrumented afterwards."""
+    llmmeter.instrument(configure_export=False)
+    yield
+    llmmeter.uninstrument()
