@@ -1,13 +1,20 @@
-"""The REST API's queries: spend summaries from the Postgres rollups. Money is returned as strings."""
+"""The REST API (``/api/v1/...``): spend summaries from the Postgres rollups. Money is returned as strings."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from llmmeter_collector.service import Collector
 
 PERIODS = ("today", "week", "month", "all")
 
@@ -92,3 +99,16 @@ def counter_seed(pool: ConnectionPool) -> list[dict[str, Any]]:
         FROM llm_rollup_hour GROUP BY 1, 2, 3, 4, 5, 6"""
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(sql).fetchall()
+
+
+def routes(collector: Collector) -> list[Route]:
+    """The REST API's routes, mounted by the collector service."""
+
+    async def get_summary(request: Request) -> Response:
+        try:
+            body = await run_in_threadpool(summary, collector.pool, request.query_params.get("period", "month"))
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(body)
+
+    return [Route("/api/v1/summary", get_summary)]

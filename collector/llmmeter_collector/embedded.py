@@ -43,7 +43,7 @@ class EmbeddedPostgres:
         server, self._server = self._server, None
         if not self._started_here:
             return
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=server.system_user)

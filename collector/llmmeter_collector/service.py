@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
-from typing import Any
+from types import FrameType
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -37,7 +38,7 @@ class Collector:
         self.metrics = Metrics(settings.max_label_values)
         self.catalog = PriceCatalog(settings.prices_file or None)
         self._ingestor: Ingestor | None = None
-        self._pool: Any = None
+        self._pool: ConnectionPool | None = None
         self.ready = False
 
     def start(self) -> None:
@@ -64,20 +65,18 @@ class Collector:
             self.embedded.stop()
         logger.info("collector stopped: queue drained and committed")
 
+    @property
+    def pool(self) -> ConnectionPool:
+        """Read connections for the REST API and other queries."""
+        assert self._pool is not None, "start() first"
+        return self._pool
+
     def price(self, call: LlmCall) -> None:
         call.cost = self.catalog.price(call)
 
     def app(self) -> Starlette:
         assert self._ingestor is not None, "start() first"
         receiver = Receiver(self._ingestor, self.metrics, self.price, self.settings.max_body_bytes)
-        pool = self._pool
-
-        async def summary(request: Request) -> Response:
-            try:
-                body = await run_in_threadpool(api.summary, pool, request.query_params.get("period", "month"))
-            except api.BadRequest as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
-            return JSONResponse(body)
 
         async def prometheus(request: Request) -> Response:
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -93,10 +92,10 @@ class Collector:
             routes=[
                 Route("/v1/traces", receiver.traces, methods=["POST"]),
                 Route("/v1/metrics", receiver.metrics_export, methods=["POST"]),
-                Route("/api/v1/summary", summary),
                 Route("/metrics", prometheus),
                 Route("/healthz", healthz),
                 Route("/readyz", readyz),
+                *api.routes(self),
             ]
         )
 
