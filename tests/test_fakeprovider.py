@@ -13,6 +13,9 @@ import anthropic
 import httpx2
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 from pydantic import BaseModel
 
 from llmmeter_collector.fakeprovider import FakeProvider
@@ -465,3 +468,149 @@ def test_anthropic_async(fake: FakeProvider) -> None:
         return msg.usage.output_tokens, final.usage.output_tokens
 
     assert asyncio.run(run()) == (20, 7)
+
+
+# -- Gemini ----------------------------------------------------------------------------------------
+
+GEMINI = "gemini-2.5-flash"
+GEMINI_USAGE = json.dumps({"input_tokens": 1200, "output_tokens": 300, "cached_tokens": 1000, "reasoning_tokens": 50})
+
+
+@pytest.fixture
+def gemini(fake: FakeProvider) -> genai.Client:
+    return genai.Client(api_key="x", http_options=fake.gemini_http_options)
+
+
+def with_headers(**headers: str) -> genai_types.GenerateContentConfig:
+    return genai_types.GenerateContentConfig(http_options=genai_types.HttpOptions(headers=headers))
+
+
+def test_gemini_generate_content(fake: FakeProvider, gemini: genai.Client) -> None:
+    resp = gemini.models.generate_content(
+        model=GEMINI, contents="Say hello in five words", config={"system_instruction": "Be brief"}
+    )
+    assert resp.text is not None and resp.text.split() == answer_words(20)
+    usage = resp.usage_metadata
+    assert usage is not None
+    assert (usage.prompt_token_count, usage.candidates_token_count, usage.total_token_count) == (17, 20, 37)
+    assert resp.candidates and resp.candidates[0].finish_reason == genai_types.FinishReason.STOP
+    [req] = fake.requests
+    assert req.path.endswith(f"/models/{GEMINI}:generateContent") and req.headers["x-goog-api-key"] == "x"
+
+    # Override per request through the config's http_options, or for a whole client.
+    resp = gemini.models.generate_content(
+        model=GEMINI, contents="hi", config=with_headers(**{"x-fake-usage": GEMINI_USAGE})
+    )
+    usage = resp.usage_metadata
+    assert usage is not None
+    assert (usage.prompt_token_count, usage.cached_content_token_count) == (1200, 1000)
+    assert (usage.candidates_token_count, usage.thoughts_token_count, usage.total_token_count) == (250, 50, 1500)
+    client = genai.Client(
+        api_key="x", http_options={**fake.gemini_http_options, "headers": {"x-fake-usage": GEMINI_USAGE}}
+    )
+    usage = client.models.generate_content(model=GEMINI, contents="hi").usage_metadata
+    assert usage is not None and usage.thoughts_token_count == 50
+
+    resp = gemini.models.generate_content(
+        model=GEMINI, contents="plan", config={"response_mime_type": "application/json", "response_schema": Plan}
+    )
+    assert resp.parsed == Plan(steps=[Step(explanation="fake", output=0)], final="fake", done=False)
+
+
+def test_gemini_stream(fake: FakeProvider, gemini: genai.Client) -> None:
+    chunks = list(
+        gemini.models.generate_content_stream(model=GEMINI, contents="hello", config={"max_output_tokens": 4})
+    )
+    assert "".join(c.text or "" for c in chunks) == "Fake answer w3 w4"
+    assert fake.requests[-1].query == {"alt": "sse"}
+    *head, last = chunks
+    assert last.usage_metadata is not None
+    assert (last.usage_metadata.prompt_token_count, last.usage_metadata.candidates_token_count) == (11, 4)
+    assert last.usage_metadata.total_token_count == 15
+    for chunk in head:  # intermediate chunks carry only the prompt side
+        assert chunk.usage_metadata is not None and chunk.usage_metadata.candidates_token_count is None
+        assert chunk.candidates and chunk.candidates[0].finish_reason is None
+
+
+def test_gemini_tools_embeddings_count_tokens(fake: FakeProvider, gemini: genai.Client) -> None:
+    def get_weather(location: str) -> str:
+        """Weather for a city."""
+        return f"sunny in {location}"
+
+    no_auto = genai_types.AutomaticFunctionCallingConfig(disable=True)
+    resp = gemini.models.generate_content(
+        model=GEMINI,
+        contents="What is the weather in Paris?",
+        config=genai_types.GenerateContentConfig(tools=[get_weather], automatic_function_calling=no_auto),
+    )
+    [call] = resp.function_calls or []
+    assert (call.name, call.args) == ("get_weather", {"location": "Paris"})
+    # With automatic function calling the SDK runs the tool and sends its result: a text answer ends it.
+    resp = gemini.models.generate_content(
+        model=GEMINI,
+        contents="What is the weather in Paris?",
+        config=genai_types.GenerateContentConfig(tools=[get_weather]),
+    )
+    assert resp.text is not None and resp.text.startswith("Fake answer")
+
+    fake.reset()
+    emb = gemini.models.embed_content(model="gemini-embedding-001", contents=["hello world", "bye"])
+    assert emb.embeddings is not None and len(emb.embeddings) == 2 and len(emb.embeddings[0].values or []) == 8
+    assert emb.usage_metadata is not None and emb.usage_metadata.prompt_token_count == 13
+    assert fake.requests[0].path.endswith(":batchEmbedContents")
+    assert gemini.models.count_tokens(model=GEMINI, contents="a b c").total_tokens == 13
+
+
+def test_gemini_vertex_mode(fake: FakeProvider) -> None:
+    client = genai.Client(**fake.gemini_vertex_client_kwargs(project="demo", location="europe-west4"))
+    resp = client.models.generate_content(
+        model=GEMINI, contents="hello", config=with_headers(**{"x-fake-usage": GEMINI_USAGE})
+    )
+    assert resp.usage_metadata is not None and resp.usage_metadata.cached_content_token_count == 1000
+    chunks = list(client.models.generate_content_stream(model=GEMINI, contents="hello"))
+    assert chunks[-1].usage_metadata is not None and chunks[-1].usage_metadata.total_token_count == 31
+    emb = client.models.embed_content(model="text-embedding-005", contents=["hello world", "bye"])  # :predict
+    assert [e.statistics.token_count for e in emb.embeddings or [] if e.statistics] == [12, 1]
+    prefix = "/v1beta1/projects/demo/locations/europe-west4/publishers/google/models/"
+    assert [r.path for r in fake.requests] == [
+        f"{prefix}{GEMINI}:generateContent",
+        f"{prefix}{GEMINI}:streamGenerateContent",
+        f"{prefix}text-embedding-005:predict",
+    ]
+    assert fake.requests[0].headers["authorization"] == "Bearer fake-token"
+
+
+def test_gemini_errors_and_mid_stream_failure(fake: FakeProvider, gemini: genai.Client) -> None:
+    fake.fail_next(status=429, count=1)
+    with pytest.raises(genai_errors.ClientError) as info:  # google-genai does not retry unless asked to
+        gemini.models.generate_content(model=GEMINI, contents="hi")
+    assert (info.value.code, info.value.status) == (429, "RESOURCE_EXHAUSTED")
+
+    retry = {"attempts": 3, "initial_delay": 0, "jitter": 0}
+    retrying = genai.Client(api_key="x", http_options={**fake.gemini_http_options, "retry_options": retry})
+    fake.reset()
+    fake.fail_next(status=503, count=2)
+    assert retrying.models.generate_content(model=GEMINI, contents="hi").text
+    assert len(fake.requests) == 3
+    fake.fail_next(status=500, count=3)
+    with pytest.raises(genai_errors.ServerError):
+        retrying.models.generate_content(model=GEMINI, contents="hi")
+
+    received = []
+    with pytest.raises(httpx2.RemoteProtocolError):
+        for chunk in gemini.models.generate_content_stream(
+            model=GEMINI, contents="hi", config=with_headers(**{"x-fake-stream-fail-after": "2"})
+        ):
+            received.append(chunk.text)
+    assert received == ["Fake", " answer"]
+
+
+def test_gemini_async(fake: FakeProvider, gemini: genai.Client) -> None:
+    async def run() -> tuple[int | None, int | None]:
+        resp = await gemini.aio.models.generate_content(model=GEMINI, contents="hello")
+        stream = await gemini.aio.models.generate_content_stream(model=GEMINI, contents="hello")
+        chunks = [chunk async for chunk in stream]
+        assert resp.usage_metadata is not None and chunks[-1].usage_metadata is not None
+        return resp.usage_metadata.total_token_count, chunks[-1].usage_metadata.total_token_count
+
+    assert asyncio.run(run()) == (31, 31)

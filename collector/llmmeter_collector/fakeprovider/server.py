@@ -292,7 +292,26 @@ class FakeProvider:
     @property
     def gemini_http_options(self) -> dict[str, Any]:
         """`google.genai.Client(api_key="x", http_options=fake.gemini_http_options)`."""
-        return {"base_url": self.url + "/"}
+        return {"base_url": self.url}
+
+    def gemini_vertex_client_kwargs(
+        self, project: str = "fake-project", location: str = "us-central1"
+    ) -> dict[str, Any]:
+        """`google.genai.Client(**fake.gemini_vertex_client_kwargs())`: Vertex AI mode, offline.
+
+        Vertex mode needs OAuth credentials with a token (AnonymousCredentials fails: the SDK refreshes
+        credentials that have no token); a static `google.oauth2.credentials.Credentials(token=...)`
+        never expires and never touches the network.
+        """
+        from google.oauth2.credentials import Credentials
+
+        return {
+            "vertexai": True,
+            "project": project,
+            "location": location,
+            "credentials": Credentials(token="fake-token"),
+            "http_options": self.gemini_http_options,
+        }
 
     @property
     def requests(self) -> list[RecordedRequest]:

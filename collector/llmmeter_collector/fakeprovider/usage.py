@@ -222,8 +222,9 @@ def wants_tool_call(has_tools: bool, last_message_texts: Iterable[str], force_he
 def placeholder(schema: Any, defs: Mapping[str, Any] | None = None, depth: int = 0) -> Any:
     """A value that satisfies a JSON schema trivially, for structured output and tool arguments.
 
-    Objects get every listed property, strings "fake", numbers 0, booleans false, arrays one item,
-    enums/consts their first value; `$ref`s into `$defs`/`definitions` and `anyOf`/`oneOf` are followed.
+    Accepts JSON Schema and Gemini's upper-case OpenAPI `Schema`. Objects get every listed property,
+    strings "fake", numbers 0, booleans false, arrays one item, enums/consts their first value;
+    `$ref`s into `$defs`/`definitions` and `anyOf`/`oneOf` are followed.
     """
     if not isinstance(schema, dict) or depth > 20:
         return None
@@ -236,12 +237,13 @@ def placeholder(schema: Any, defs: Mapping[str, Any] | None = None, depth: int =
     if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
-        options = [option for option in schema.get(key, []) if option.get("type") != "null"]
+        options = [o for o in schema.get(key, []) if isinstance(o, dict) and str(o.get("type")).lower() != "null"]
         if options:
             return placeholder(options[0], defs, depth + 1)
     kind = schema.get("type")
     if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
+        kind = next((k for k in kind if str(k).lower() != "null"), "null")
+    kind = kind.lower() if isinstance(kind, str) else kind  # Gemini's OpenAPI schemas say "OBJECT", "STRING"
     if kind == "object" or (kind is None and "properties" in schema):
         properties = schema.get("properties", {})
         return {name: placeholder(sub, defs, depth + 1) for name, sub in properties.items()}
