@@ -100,4 +100,10 @@ PROM_SPANS_REJECTED: Final = "llmmeter_collector_spans_rejected"
 PROM_EXPORTS_REFUSED: Final = "llmmeter_collector_exports_refused"
 PROM_QUEUE_DEPTH: Final = "llmmeter_collector_queue_spans"
 PROM_COMMIT_SECONDS: Final = "llmmeter_collector_commit_duration_seconds"
+# budgets (label: budget = the budget's name)
+PROM_BUDGET_LIMIT: Final = "llmmeter_budget_limit_usd"
+PROM_BUDGET_SPENT: Final = "llmmeter_budget_spent_usd"
+PROM_BUDGET_UTILIZATION: Final = "llmmeter_budget_utilization_ratio"
+PROM_BUDGET_FORECAST: Final = "llmmeter_budget_forecast_usd"  # period-end forecast
+PROM_BUDGET_THRESHOLD: Final = "llmmeter_budget_threshold_ratio"  # label threshold="warning"|"exceeded"
 CALL_LABELS: Final = ("provider", "model", "project", "feature", "operation")

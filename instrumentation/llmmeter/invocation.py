@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmmeter import semconv
@@ -27,6 +28,24 @@ def log_once(where: str, exc: BaseException) -> None:
     if where not in _logged:
         _logged.add(where)
         logger.warning("llmmeter: instrumentation error in %s (ignored): %r", where, exc, exc_info=exc)
+
+
+# One call, one priced span. A framework span that wraps a model call (a LangChain LLM run) enters an
+# ``LlmRun`` into the context; a provider SDK span started inside marks it covered, and the framework span
+# then carries ``llmmeter.billable=false`` because the SDK span, closer to the wire, carries the usage.
+_LLM_RUN_KEY = context.create_key("llmmeter.llm_run")
+
+
+class LlmRun:
+    __slots__ = ("covered",)
+
+    def __init__(self) -> None:
+        self.covered = False
+
+
+def llm_run_context(run: LlmRun, ctx: context.Context | None = None) -> context.Context:
+    """A context in which provider SDK spans mark ``run`` as covered."""
+    return context.set_value(_LLM_RUN_KEY, run, ctx)
 
 
 @dataclass(slots=True)
@@ -77,6 +96,9 @@ class Invocation:
         if request_model:
             attributes[semconv.GEN_AI_REQUEST_MODEL] = request_model
         attributes.update(current_attributes())
+        run = context.get_value(_LLM_RUN_KEY)
+        if run is not None:
+            run.covered = True  # type: ignore[attr-defined]
         self._inst = inst
         self._metric_attrs: dict[str, Any] = {
             semconv.GEN_AI_OPERATION_NAME: operation,

@@ -37,9 +37,7 @@ class Instruments:
     time_to_first_chunk: Histogram
 
 
-def configure(
-    *, service_name: str | None = None, endpoint: str | None = None, export_metrics: bool = True
-) -> bool:
+def configure(*, service_name: str | None = None, endpoint: str | None = None, export_metrics: bool = True) -> bool:
     """Install OTLP/HTTP export unless the app already set providers. Returns True if it installed one."""
     from opentelemetry.sdk.resources import Resource
 
