@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -614,3 +618,75 @@ def test_gemini_async(fake: FakeProvider, gemini: genai.Client) -> None:
         return resp.usage_metadata.total_token_count, chunks[-1].usage_metadata.total_token_count
 
     assert asyncio.run(run()) == (31, 31)
+
+
+# -- cross-cutting ---------------------------------------------------------------------------------
+
+
+def test_bad_override_and_unknown_route_use_provider_error_format(
+    fake: FakeProvider, oai: openai.OpenAI, claude: anthropic.Anthropic, gemini: genai.Client
+) -> None:
+    too_much_cache = usage_header(input_tokens=10, cached_tokens=20)
+    with pytest.raises(openai.BadRequestError, match="exceed input_tokens"):
+        oai.chat.completions.create(model="m", messages=USER, extra_headers=too_much_cache)
+    with pytest.raises(anthropic.BadRequestError, match="exceed input_tokens"):
+        claude.messages.create(model=CLAUDE, max_tokens=5, messages=USER, extra_headers=too_much_cache)
+    with pytest.raises(genai_errors.ClientError, match="exceed input_tokens"):
+        gemini.models.generate_content(model=GEMINI, contents="hi", config=with_headers(**too_much_cache))
+    with pytest.raises(openai.NotFoundError):
+        oai.images.generate(prompt="a cat")
+    assert fake.requests[-1].path == "/v1/images/generations"  # unknown routes are recorded too
+
+
+def test_reset_forgets_requests_and_pending_failures(fake: FakeProvider, oai: openai.OpenAI) -> None:
+    fake.fail_next(status=500, count=5)
+    fake.reset()
+    assert fake.requests == []
+    assert oai.with_options(max_retries=0).chat.completions.create(model="m", messages=USER).usage is not None
+
+
+def test_latency_and_chunk_delay_headers(oai: openai.OpenAI) -> None:
+    started = time.monotonic()
+    oai.chat.completions.create(model="m", messages=USER, extra_headers={"x-fake-latency-ms": "100"})
+    assert time.monotonic() - started >= 0.1
+    stream = oai.chat.completions.create(
+        model="m", messages=USER, max_tokens=2, stream=True, extra_headers={"x-fake-chunk-delay-ms": "30"}
+    )
+    started = time.monotonic()
+    arrivals = [time.monotonic() - started for _ in stream]
+    assert len(arrivals) == 4 and arrivals[-1] >= 0.06  # role chunk, 2 words, finish chunk
+
+
+def test_langchain_chat_models(fake: FakeProvider) -> None:
+    langchain_openai = pytest.importorskip("langchain_openai")
+    langchain_anthropic = pytest.importorskip("langchain_anthropic")
+    chat = langchain_openai.ChatOpenAI(model="gpt-4o-mini", base_url=fake.openai_base_url, api_key="x")
+    assert chat.invoke("Say hello in five words").usage_metadata["input_tokens"] == 15
+    streamed = list(chat.stream("hi", stream_usage=True))
+    assert sum(chunk.usage_metadata["output_tokens"] for chunk in streamed if chunk.usage_metadata) == 20
+    claude_chat = langchain_anthropic.ChatAnthropic(model=CLAUDE, base_url=fake.anthropic_base_url, api_key="x")
+    reply = claude_chat.invoke("Say hello in five words", extra_headers=CACHED_USAGE)
+    assert reply.usage_metadata["input_tokens"] == 1200  # LangChain sums Anthropic's input parts back up
+    assert reply.usage_metadata["input_token_details"]["cache_read"] == 1000
+
+
+def test_command_line_server() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmmeter_collector.fakeprovider", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == f"fake provider listening on http://127.0.0.1:{port}"
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
+        assert client.chat.completions.create(model="m", messages=USER).usage is not None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"fake provider listening on {fake.url}", flush=True)
     print(f"  OpenAI:    base_url={fake.openai_base_url}", flush=True)
     print(f"  Anthropic: base_url={fake.anthropic_base_url}", flush=True)
-    print(f"  Gemini:    http_options={{'base_url': '{fake.url}/'}}", flush=True)
+    print(f"  Gemini:    http_options={fake.gemini_http_options}", flush=True)
     fake.serve_forever()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from .server import Call, error_response, sse_event
+from .server import Call, RouteTable, error_response, sse_event
 from .usage import (
     Usage,
     answer_text,
@@ -220,7 +220,7 @@ def list_batches(call: Call) -> Response:
     return JSONResponse({"data": data, "has_more": False, "first_id": first, "last_id": last})
 
 
-ROUTES: list[tuple[str, list[str], Any]] = [
+ROUTES: RouteTable = [
     ("/v1/messages", ["POST"], messages),
     ("/v1/messages/count_tokens", ["POST"], count_tokens),
     ("/v1/messages/batches", ["POST"], create_batch),

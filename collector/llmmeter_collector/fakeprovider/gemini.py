@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from .server import Call, error_response, sse_event
+from .server import Call, RouteTable, error_response, sse_event
 from .usage import (
     DEFAULT_EMBEDDING_DIMENSIONS,
     Usage,
@@ -209,7 +209,7 @@ def model_method(call: Call) -> Response:
     return handler(call, model)
 
 
-ROUTES: list[tuple[str, list[str], Any]] = [
+ROUTES: RouteTable = [
     (prefix + "/{target}", ["POST"], model_method)
     for version in ("v1beta", "v1", "v1alpha", "v1beta1")
     for prefix in (

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from .server import Call, error_response, sse_event
+from .server import Call, RouteTable, error_response, sse_event
 from .usage import (
     DEFAULT_EMBEDDING_DIMENSIONS,
     Usage,
@@ -582,9 +582,9 @@ def list_batches(call: Call) -> Response:
     return JSONResponse({"object": "list", "data": data, "has_more": False})
 
 
-def _openai_routes() -> list[tuple[str, list[str], Any]]:
+def _openai_routes() -> RouteTable:
     """The same endpoints under `/v1` (OpenAI), `/openai/v1` (Azure v1 API) and `/openai` (Azure classic)."""
-    endpoints: list[tuple[str, list[str], Any]] = [
+    endpoints: RouteTable = [
         ("/chat/completions", ["POST"], chat_completions),
         ("/responses", ["POST"], responses),
         ("/completions", ["POST"], completions),

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import math
+import signal
 import socket
 import threading
 import time
@@ -77,7 +78,9 @@ class _QuietAbort(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        while exc is not None:
+        for _ in range(10):  # walk a bounded part of the cause chain (chains can be cyclic)
+            if exc is None:
+                break
             if isinstance(exc, _StreamAborted):
                 return False
             grouped = getattr(exc, "exceptions", None)  # an ExceptionGroup (Python 3.11+)
@@ -202,7 +205,9 @@ class _Server(uvicorn.Server):
             await server.wait_closed()
 
 
-Handler = Callable[[Call], Awaitable[Response] | Response]
+Handler = Callable[[Call], Response]
+#: What each provider module exports as `ROUTES`: (path, methods, handler).
+RouteTable = list[tuple[str, list[str], Handler]]
 
 _ERROR_NAMES: dict[int, tuple[str, str]] = {
     # status: (OpenAI/Anthropic error type, Google RPC status)
@@ -390,14 +395,19 @@ class FakeProvider:
         self.stop()
 
     def serve_forever(self) -> None:
-        """Run in the foreground until Ctrl-C (for `python -m llmmeter_collector.fakeprovider`)."""
+        """Run in the foreground until Ctrl-C or SIGTERM (for `python -m llmmeter_collector.fakeprovider`).
+
+        Must run in the main thread: it installs SIGINT/SIGTERM handlers (SIGINT explicitly, since a
+        shell starts background jobs with SIGINT ignored).
+        """
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         if self._thread is None:
             self.start()
         try:
-            while self._thread is not None and self._thread.is_alive():
-                self._thread.join(timeout=0.5)
-        except KeyboardInterrupt:
-            pass
+            while not stop.is_set() and self._thread is not None and self._thread.is_alive():
+                stop.wait(timeout=0.5)
         finally:
             self.stop()
 
@@ -410,13 +420,14 @@ class FakeProvider:
         from . import anthropic, gemini, openai
 
         routes: list[BaseRoute] = []
-        for provider, table in (
+        tables: list[tuple[Provider, RouteTable]] = [
             ("openai", openai.ROUTES),
             ("anthropic", anthropic.ROUTES),
             ("gemini", gemini.ROUTES),
-        ):
+        ]
+        for provider, table in tables:
             for path, methods, handler in table:
-                routes.append(Route(path, self._endpoint(provider, handler), methods=methods))  # type: ignore[arg-type]
+                routes.append(Route(path, self._endpoint(provider, handler), methods=methods))
         return routes
 
     def _endpoint(self, provider: Provider, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -441,12 +452,12 @@ class FakeProvider:
                 latency = parse_int_header(request.headers, LATENCY_HEADER)
                 if latency:
                     await asyncio.sleep(latency / 1000.0)
-                result = handler(call)
-                if not isinstance(result, Response):
-                    result = await result
-                return result
+                return handler(call)
             except OverrideError as exc:
                 return error_response(provider, 400, str(exc))
+            except Exception as exc:  # a request the fake cannot make sense of: 400, so SDKs do not retry
+                message = f"Fake provider could not handle this request: {type(exc).__name__}: {exc}"
+                return error_response(provider, 400, message)
 
         return endpoint
 
