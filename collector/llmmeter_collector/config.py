@@ -12,6 +12,9 @@ class ConfigError(ValueError):
     """A setting has a bad value; the message names the variable."""
 
 
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def default_data_dir() -> Path:
     import platformdirs
 
@@ -25,11 +28,22 @@ class Settings:
     data_dir: str = ""  # embedded Postgres data and spool; empty: the user data directory
     host: str = "127.0.0.1"
     http_port: int = 4318
+    grpc_port: int = 4317  # 0: no gRPC receiver
     prices_file: str = ""
     max_body_bytes: int = 16 * 1024 * 1024
     max_queued_calls: int = 100_000
+    max_batch_calls: int = 20_000  # calls committed in one transaction at most
     max_label_values: int = 200
+    require_keys: bool = False  # refuse unauthenticated exports even before any key exists
+    key_cache_seconds: int = 10
+    forward_endpoint: str = ""  # OTLP/HTTP base URL (or .../v1/traces) to forward priced spans to
+    forward_headers: str = ""  # "k1=v1,k2=v2" sent with every forwarded export
+    spool: bool = True  # hold exports on disk while Postgres is unreachable
+    spool_dir: str = ""  # empty: <data dir>/spool
+    spool_max_bytes: int = 256 * 1024 * 1024
+    partition_days_ahead: int = 7
     log_level: str = "INFO"
+    log_format: str = "text"  # "text" or "json"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -40,12 +54,17 @@ class Settings:
             raw = env.get(name)
             if raw is None or raw == "":
                 continue
-            if f.type == "int":
+            if f.type == "bool":
+                lowered = raw.strip().lower()
+                if lowered not in _BOOLS:
+                    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+                values[f.name] = _BOOLS[lowered]
+            elif f.type == "int":
                 try:
                     number = int(raw)
                 except ValueError:
                     raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-                if number < 0 or (f.name == "http_port" and number > 65535):
+                if number < 0 or (f.name.endswith("_port") and number > 65535):
                     raise ConfigError(f"{name} is out of range: {number}")
                 values[f.name] = number
             else:
@@ -54,7 +73,17 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.prices_file and not Path(settings.prices_file).is_file():
             raise ConfigError(f"LLMMETER_PRICES_FILE: no such file {settings.prices_file!r}")
+        if settings.log_format not in ("text", "json"):
+            raise ConfigError(f"LLMMETER_LOG_FORMAT must be text or json, got {settings.log_format!r}")
+        if settings.forward_endpoint and not settings.forward_endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"LLMMETER_FORWARD_ENDPOINT must be an http(s) URL, got {settings.forward_endpoint!r}")
+        if settings.max_label_values < 1:
+            raise ConfigError("LLMMETER_MAX_LABEL_VALUES must be at least 1")
         return settings
+
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.spool_dir) if self.spool_dir else self.data_path / "spool"
 
     @property
     def data_path(self) -> Path:

@@ -19,6 +19,7 @@ from llmmeter_collector import api, storage
 from llmmeter_collector.config import Settings
 from llmmeter_collector.embedded import EmbeddedPostgres
 from llmmeter_collector.ingest import Ingestor
+from llmmeter_collector.keys import KeyStore
 from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.metrics import Metrics
 from llmmeter_collector.pricing import PriceCatalog
@@ -39,6 +40,7 @@ class Collector:
         self.catalog = PriceCatalog(settings.prices_file or None)
         self._ingestor: Ingestor | None = None
         self._pool: ConnectionPool | None = None
+        self._keys: KeyStore | None = None
         self.ready = False
 
     def start(self) -> None:
@@ -47,6 +49,9 @@ class Collector:
             self.dsn = self.embedded.start()
         storage.migrate(self.dsn, self.schema)
         self._pool = storage.create_pool(self.dsn, self.schema)
+        self._keys = KeyStore(
+            self._pool, cache_seconds=self.settings.key_cache_seconds, require_keys=self.settings.require_keys
+        )
         self.metrics.seed(api.counter_seed(self._pool))
         self._ingestor = Ingestor(
             storage.Ledger(self.dsn, self.schema),
@@ -70,6 +75,12 @@ class Collector:
         """Read connections for the REST API and other queries."""
         assert self._pool is not None, "start() first"
         return self._pool
+
+    @property
+    def keys(self) -> KeyStore:
+        """API and ingest keys (see ``llmmeter_collector.keys``)."""
+        assert self._keys is not None, "start() first"
+        return self._keys
 
     def price(self, call: LlmCall) -> None:
         call.cost = self.catalog.price(call)
