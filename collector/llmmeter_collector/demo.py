@@ -86,9 +86,7 @@ def main() -> None:
         print()
         from llmmeter_collector.cli import cli
 
-        cli.main(
-            args=["status", "--url", url, "--period", "all"], prog_name="llmmeter", standalone_mode=False
-        )
+        cli.main(args=["status", "--url", url, "--period", "all"], prog_name="llmmeter", standalone_mode=False)
     finally:
         collector.terminate()
         try:
