@@ -74,18 +74,19 @@ class _StreamAborted(Exception):
 
 
 class _QuietAbort(logging.Filter):
-    """Keeps uvicorn from logging a traceback for the deliberate mid-stream disconnect."""
+    """Keeps uvicorn from logging tracebacks for a deliberate mid-stream disconnect and for streams
+    cancelled by `stop()`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         for _ in range(10):  # walk a bounded part of the cause chain (chains can be cyclic)
             if exc is None:
                 break
-            if isinstance(exc, _StreamAborted):
+            if isinstance(exc, (_StreamAborted, asyncio.CancelledError)):
                 return False
             grouped = getattr(exc, "exceptions", None)  # an ExceptionGroup (Python 3.11+)
             if isinstance(grouped, tuple):
-                return not any(isinstance(e, _StreamAborted) for e in grouped)
+                return not any(isinstance(e, (_StreamAborted, asyncio.CancelledError)) for e in grouped)
             exc = exc.__cause__ or exc.__context__
         return True
 
@@ -196,7 +197,7 @@ class _Server(uvicorn.Server):
             server.close()
         for connection in list(self.server_state.connections):
             connection.shutdown()  # closes idle keep-alive connections, lets a running response finish
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 0.5  # then cancel what still runs (slow `x-fake-chunk-delay-ms` streams)
         while (self.server_state.connections or self.server_state.tasks) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         for task in self.server_state.tasks:
