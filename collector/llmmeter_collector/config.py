@@ -30,6 +30,8 @@ class Settings:
     http_port: int = 4318
     grpc_port: int = 4317  # 0: no gRPC receiver
     prices_file: str = ""
+    budgets_file: str = ""  # YAML budgets (read-only; win over API budgets of the same name)
+    budgets_refresh_seconds: int = 15  # how often budget spend, gauges and /budgets/status are recomputed
     max_body_bytes: int = 16 * 1024 * 1024
     max_queued_calls: int = 100_000
     max_batch_calls: int = 20_000  # calls committed in one transaction at most
