@@ -8,7 +8,8 @@ import logging
 import threading
 from typing import Any
 
-from llmmeter import telemetry, threads
+from llmmeter import options, telemetry, threads
+from llmmeter.options import Redactor
 
 logger = logging.getLogger("llmmeter")
 
@@ -25,16 +26,34 @@ def instrument(
     service_name: str | None = None,
     endpoint: str | None = None,
     configure_export: bool = True,
+    capture_content: bool | None = None,
+    redact: Redactor | bool = True,
+    fingerprint_key: str | bytes | None = None,
+    stream_usage: bool = False,
 ) -> None:
     """Patch every supported SDK that is installed, and export spans/metrics over OTLP/HTTP.
 
     Export is set up only when the app has not configured OpenTelemetry itself (``endpoint`` defaults
     to ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``http://localhost:4318``). Calling it twice is harmless.
+
+    ``capture_content`` records prompts and completions (default: the
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` variable, else off), passed through ``redact``
+    (True: built-in PII redaction, False: none, or a ``str -> str`` callable). ``fingerprint_key`` keys the
+    prompt fingerprint (default ``LLMMETER_FINGERPRINT_KEY``). ``stream_usage`` adds
+    ``stream_options.include_usage`` to OpenAI chat/completions streams that did not ask for usage.
     """
     global _threads_patched
     with _lock:
         if _active or _threads_patched:
             return
+        options.set_current(
+            options.build(
+                capture_content=capture_content,
+                redact=redact,
+                fingerprint_key=fingerprint_key,
+                stream_usage=stream_usage,
+            )
+        )
         if configure_export:
             telemetry.configure(service_name=service_name, endpoint=endpoint)
         inst = telemetry.create_instruments()

@@ -17,6 +17,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmmeter import semconv
 from llmmeter.attribution import current_attributes
+from llmmeter.retries import Attempts
 from llmmeter.telemetry import Instruments
 
 logger = logging.getLogger("llmmeter")
@@ -81,7 +82,7 @@ class TokenUsage:
 class Invocation:
     """A started GenAI client span; call ``end`` or ``fail`` exactly once."""
 
-    __slots__ = ("_ended", "_inst", "_metric_attrs", "_start", "first_chunk_s", "span")
+    __slots__ = ("_ended", "_inst", "_metric_attrs", "_start", "attempts", "first_chunk_s", "span")
 
     def __init__(
         self,
@@ -90,6 +91,8 @@ class Invocation:
         provider: str,
         request_model: str,
         attributes: dict[str, Any],
+        *,
+        start_time_ns: int | None = None,
     ) -> None:
         attributes[semconv.GEN_AI_OPERATION_NAME] = operation
         attributes[semconv.GEN_AI_PROVIDER_NAME] = provider
@@ -109,10 +112,17 @@ class Invocation:
             if key in attributes:
                 self._metric_attrs[key] = attributes[key]
         name = f"{operation} {request_model}" if request_model else operation
-        self.span: Span = inst.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        self.span: Span = inst.tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_time_ns
+        )
         self._start = time.perf_counter()
         self.first_chunk_s: float | None = None
         self._ended = False
+        self.attempts: Attempts | None = None  # set by wrappers that count the SDK's internal retries
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     def chunk(self) -> None:
         """Mark a streamed chunk; the first one sets time to first chunk."""
@@ -127,12 +137,17 @@ class Invocation:
         finish_reasons: Sequence[str] | None = None,
         usage: TokenUsage | None = None,
         attributes: Mapping[str, Any] | None = None,
+        end_time_ns: int | None = None,
+        duration_s: float | None = None,
     ) -> None:
-        """End successfully with what the response reported. ``usage=None`` marks the usage as missing."""
+        """End successfully with what the response reported. ``usage=None`` marks the usage as missing.
+
+        ``end_time_ns`` / ``duration_s`` are for spans recorded after the fact (``llmmeter.record``).
+        """
         if self._ended:
             return
         self._ended = True
-        elapsed = time.perf_counter() - self._start
+        elapsed = duration_s if duration_s is not None else time.perf_counter() - self._start
         span = self.span
         attrs: dict[str, Any] = dict(attributes) if attributes else {}
         if response_model:
@@ -148,12 +163,25 @@ class Invocation:
             attrs.update(usage.attributes())
         if self.first_chunk_s is not None:
             attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_s
+        if self.attempts is not None and self.attempts.count > 1:
+            attrs[semconv.RETRIES] = self.attempts.count - 1
         span.set_attributes(attrs)
-        span.end()
+        span.end(end_time_ns)
         self._record_metrics(elapsed, usage)
 
-    def fail(self, exc: BaseException, attributes: Mapping[str, Any] | None = None) -> None:
-        """End with an error: ``error.type`` is the exception's class name, the status carries its message."""
+    def fail(
+        self,
+        exc: BaseException,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        usage: TokenUsage | None = None,
+        response_model: str | None = None,
+        response_id: str | None = None,
+    ) -> None:
+        """End with an error: ``error.type`` is the exception's class name, the status carries its message.
+
+        ``usage`` is what the provider reported before failing (a stream that broke after its first events).
+        """
         if self._ended:
             return
         self._ended = True
@@ -167,11 +195,20 @@ class Invocation:
             attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
         if self.first_chunk_s is not None:
             attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_s
+        if self.attempts is not None and self.attempts.count > 1:
+            attrs[semconv.RETRIES] = self.attempts.count - 1
+        if response_model:
+            attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+            self._metric_attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+        if response_id:
+            attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
+        if usage is not None:
+            attrs.update(usage.attributes())
         span.set_attributes(attrs)
         span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
         span.end()
         self._metric_attrs[semconv.ERROR_TYPE] = error_type
-        self._record_metrics(elapsed, None)
+        self._record_metrics(elapsed, usage)
 
     def _record_metrics(self, elapsed: float, usage: TokenUsage | None) -> None:
         inst, attrs = self._inst, self._metric_attrs

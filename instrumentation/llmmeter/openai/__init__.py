@@ -1,4 +1,10 @@
-"""Instrumentation of the ``openai`` SDK: every method patched is listed in ``_instrument``."""
+"""Instrumentation of the ``openai`` SDK (OpenAI and Azure OpenAI clients): every patched method is listed here.
+
+Spans come from ``create`` / ``parse`` of chat completions and the Responses API, legacy completions and
+embeddings, sync and async; ``with_raw_response`` / ``with_streaming_response`` and the ``.stream()``
+helpers go through the patched ``create``. ``BaseClient._build_request`` runs once per HTTP attempt and is
+counted to report the SDK's internal retries.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,36 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from llmmeter.openai.patch import chat_completions_create
+from llmmeter.openai.patch import stream_helper, wrappers
+from llmmeter.retries import counting_wrapper
 from llmmeter.telemetry import Instruments
 
-_MODULE = "openai.resources.chat.completions"
+_CHAT = "openai.resources.chat.completions.completions"
+_RESPONSES = "openai.resources.responses.responses"
+_COMPLETIONS = "openai.resources.completions"
+_EMBEDDINGS = "openai.resources.embeddings"
+_BASE_CLIENT = "openai._base_client"
+
+# (module, class, method, which wrapper: an API key of patch.wrappers, or "stream_helper")
+PATCHED = (
+    (_CHAT, "Completions", "create", "chat"),
+    (_CHAT, "AsyncCompletions", "create", "chat"),
+    (_CHAT, "Completions", "parse", "chat"),
+    (_CHAT, "AsyncCompletions", "parse", "chat"),
+    (_CHAT, "Completions", "stream", "stream_helper"),
+    (_CHAT, "AsyncCompletions", "stream", "stream_helper"),
+    (_RESPONSES, "Responses", "create", "responses"),
+    (_RESPONSES, "AsyncResponses", "create", "responses"),
+    (_RESPONSES, "Responses", "parse", "responses"),
+    (_RESPONSES, "AsyncResponses", "parse", "responses"),
+    (_RESPONSES, "Responses", "stream", "stream_helper"),
+    (_RESPONSES, "AsyncResponses", "stream", "stream_helper"),
+    (_COMPLETIONS, "Completions", "create", "completions"),
+    (_COMPLETIONS, "AsyncCompletions", "create", "completions"),
+    (_EMBEDDINGS, "Embeddings", "create", "embeddings"),
+    (_EMBEDDINGS, "AsyncEmbeddings", "create", "embeddings"),
+    (_BASE_CLIENT, "BaseClient", "_build_request", "attempt"),
+)
 
 
 class OpenAIInstrumentor(BaseInstrumentor):
@@ -23,9 +55,18 @@ class OpenAIInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         inst: Instruments = kwargs["instruments"]
-        wrap_function_wrapper(_MODULE, "Completions.create", chat_completions_create(inst))
+        by_api = wrappers(inst)
+        for module, cls, method, api in PATCHED:
+            if api == "stream_helper":
+                wrapper: Any = stream_helper
+            elif api == "attempt":
+                wrapper = counting_wrapper
+            else:
+                wrapper = by_api[api][1 if cls.startswith("Async") else 0]
+            wrap_function_wrapper(module, f"{cls}.{method}", wrapper)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import openai.resources.chat.completions as completions
+        import importlib
 
-        unwrap(completions.Completions, "create")
+        for module, cls, method, _ in PATCHED:
+            unwrap(getattr(importlib.import_module(module), cls), method)

@@ -1,125 +1,205 @@
-"""Wrapper factories for the patched OpenAI SDK methods, one per call shape."""
+"""Wrapper factories for the patched OpenAI SDK methods, one per call shape, sync and async side by side.
+
+Every method goes through ``llmmeter.calls`` (guard, span, retries, errors). What differs per call shape
+is how a result ends the span: a parsed object is read at once, a ``Stream`` is wrapped so its end ends
+the span, and a raw response (``with_raw_response`` / ``with_streaming_response``) is read through the
+SDK's own cached ``parse()`` so the app can still parse it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from llmmeter import semconv
-from llmmeter.invocation import Invocation, TokenUsage, log_once
+import wrapt
+
+from llmmeter import options, semconv
+from llmmeter.calls import Shape, Wrapper, async_wrapper, sync_wrapper
+from llmmeter.invocation import Invocation, log_once
+from llmmeter.openai import response as rsp
+from llmmeter.openai.stream import ChatAccumulator, ResponsesAccumulator
+from llmmeter.streaming import Accumulator, AsyncStream, SyncStream, end_helper_stream
 from llmmeter.telemetry import Instruments
 
-_REQUEST_PARAMS = (
-    ("max_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
-    ("max_completion_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
-    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", semconv.GEN_AI_REQUEST_TOP_P),
-    ("seed", semconv.GEN_AI_REQUEST_SEED),
-    ("frequency_penalty", semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-    ("presence_penalty", semconv.GEN_AI_REQUEST_PRESENCE_PENALTY),
-    ("n", semconv.GEN_AI_REQUEST_CHOICE_COUNT),
-    ("service_tier", semconv.GEN_AI_OPENAI_REQUEST_SERVICE_TIER),
-)
 
+def _responder(
+    end: Callable[[Invocation, Any], None], accumulator: type[Accumulator]
+) -> Callable[[Invocation, Any], Any]:
+    """``respond`` for one API: end from a parsed object, wrap a stream, or read a raw response."""
+    import openai
+    from openai._legacy_response import LegacyAPIResponse
+    from openai._response import APIResponse, AsyncAPIResponse
 
-def provider_of(client: Any) -> str:
-    """``azure.ai.openai`` for Azure OpenAI clients, ``openai`` otherwise."""
-    return (
-        semconv.PROVIDER_AZURE_OPENAI
-        if type(client).__name__.startswith("AsyncAzure") or type(client).__name__.startswith("Azure")
-        else semconv.PROVIDER_OPENAI
-    )
-
-
-def request_attributes(instance: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Span attributes known before the call: server, request parameters, tools sent."""
-    attrs: dict[str, Any] = {}
-    client = getattr(instance, "_client", None)
-    base_url = getattr(client, "base_url", None)
-    if base_url is not None:
-        attrs[semconv.SERVER_ADDRESS] = base_url.host
-        if base_url.port:
-            attrs[semconv.SERVER_PORT] = base_url.port
-    for param, attr in _REQUEST_PARAMS:
-        value = kwargs.get(param)
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            attrs[attr] = value
-    stop = kwargs.get("stop")
-    if isinstance(stop, str):
-        attrs[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop]
-    elif isinstance(stop, list):
-        attrs[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in stop]
-    tools = kwargs.get("tools")
-    if isinstance(tools, list):
-        attrs[semconv.TOOL_DEFINITIONS] = len(tools)
-    attrs[semconv.GEN_AI_REQUEST_STREAM] = bool(kwargs.get("stream"))
-    return attrs
-
-
-def chat_usage(usage: Any) -> TokenUsage | None:
-    """Chat Completions usage: prompt_tokens already includes cached tokens, as the convention wants."""
-    if usage is None:
-        return None
-    prompt_details = getattr(usage, "prompt_tokens_details", None)
-    completion_details = getattr(usage, "completion_tokens_details", None)
-    return TokenUsage(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        cache_read_tokens=getattr(prompt_details, "cached_tokens", None),
-        input_audio_tokens=getattr(prompt_details, "audio_tokens", None),
-        reasoning_tokens=getattr(completion_details, "reasoning_tokens", None),
-        output_audio_tokens=getattr(completion_details, "audio_tokens", None),
-    )
-
-
-def _end_chat(invocation: Invocation, result: Any) -> None:
-    choices = getattr(result, "choices", None) or ()
-    reasons = [c.finish_reason for c in choices if getattr(c, "finish_reason", None)]
-    tool_calls = sum(len(getattr(c.message, "tool_calls", None) or ()) for c in choices)
-    attrs: dict[str, Any] = {}
-    if tool_calls:
-        attrs[semconv.TOOL_CALLS] = tool_calls
-    tier = getattr(result, "service_tier", None)
-    if tier:
-        attrs[semconv.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER] = tier
-    invocation.end(
-        response_model=getattr(result, "model", None),
-        response_id=getattr(result, "id", None),
-        finish_reasons=reasons,
-        usage=chat_usage(getattr(result, "usage", None)),
-        attributes=attrs,
-    )
-
-
-def chat_completions_create(inst: Instruments) -> Callable[..., Any]:
-    """``Completions.create`` (sync, non-streaming)."""
-
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if kwargs.get("stream"):
-            return wrapped(*args, **kwargs)
-        try:
-            invocation = Invocation(
-                inst,
-                semconv.OP_CHAT,
-                provider_of(getattr(instance, "_client", None)),
-                str(kwargs.get("model", "")),
-                request_attributes(instance, kwargs),
-            )
-        except Exception as exc:
-            log_once("openai.chat.start", exc)
-            return wrapped(*args, **kwargs)
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            try:
-                invocation.fail(exc)
-            except Exception as inner:
-                log_once("openai.chat.fail", inner)
-            raise
-        try:
-            _end_chat(invocation, result)
-        except Exception as exc:
-            log_once("openai.chat.end", exc)
+    def respond(invocation: Invocation, result: Any) -> Any:
+        if isinstance(result, openai.Stream):
+            return SyncStream(result, invocation, accumulator())
+        if isinstance(result, openai.AsyncStream):
+            return AsyncStream(result, invocation, accumulator())
+        if isinstance(result, LegacyAPIResponse):
+            _read_legacy_raw(result, invocation, respond)
+            return result
+        if isinstance(result, APIResponse | AsyncAPIResponse):
+            return RawResponse(result, invocation, respond)
+        end(invocation, result)
         return result
 
-    return wrapper
+    return respond
+
+
+def _read_legacy_raw(raw: Any, invocation: Invocation, respond: Callable[[Invocation, Any], Any]) -> None:
+    """``with_raw_response``: parse through the SDK's cache; a stream is wrapped and cached in its place,
+    so the app's own ``parse()`` returns the same (or the wrapped) object it would have got."""
+    parsed = raw.parse()
+    handled = respond(invocation, parsed)
+    if handled is not parsed:
+        raw._parsed_by_type[raw._cast_to] = handled
+
+
+class RawResponse(wrapt.ObjectProxy):
+    """``with_streaming_response``: the body is read only when the app asks; read usage on ``parse()``,
+    otherwise end the span without usage when the response is closed or collected."""
+
+    def __init__(self, wrapped: Any, invocation: Invocation, respond: Callable[[Invocation, Any], Any]) -> None:
+        super().__init__(wrapped)
+        self._self_invocation = invocation
+        self._self_respond = respond
+        self._self_parsed: dict[Any, Any] = {}
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.__wrapped__.parse(*args, **kwargs)
+        if hasattr(result, "__await__"):
+            return self._parse_async(result, kwargs.get("to"))
+        return self._handle(result, kwargs.get("to"))
+
+    async def _parse_async(self, awaitable: Any, to: Any) -> Any:
+        return self._handle(await awaitable, to)
+
+    def _handle(self, parsed: Any, to: Any) -> Any:
+        if to is not None or self._self_invocation.ended:
+            return self._self_parsed.get(id(parsed), parsed)
+        try:
+            handled = self._self_respond(self._self_invocation, parsed)
+        except Exception as exc:
+            log_once("openai.raw.parse", exc)
+            return parsed
+        self._self_parsed[id(parsed)] = handled
+        return handled
+
+    def _end_without_usage(self) -> None:
+        if not self._self_invocation.ended:
+            try:
+                self._self_invocation.end(usage=None)
+            except Exception as exc:
+                log_once("openai.raw.close", exc)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._end_without_usage()
+
+    def __del__(self) -> None:
+        self._end_without_usage()
+
+
+def _include_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """With ``instrument(stream_usage=True)``: ask for the final usage chunk of a chat/completions stream."""
+    if kwargs.get("stream") is not True or not options.current.stream_usage:
+        return kwargs
+    current = kwargs.get("stream_options")
+    if isinstance(current, dict) and current.get("include_usage"):
+        return kwargs
+    merged = dict(current) if isinstance(current, dict) else {}
+    merged["include_usage"] = True
+    return {**kwargs, "stream_options": merged}
+
+
+def _shapes() -> dict[str, Shape]:
+    chat_respond = _responder(rsp.end_chat, ChatAccumulator)
+    chat = Shape(
+        name="openai.chat",
+        operation=semconv.OP_CHAT,
+        provider=rsp.provider_of,
+        request=rsp.request_attributes,
+        respond=chat_respond,
+        prompt=rsp.chat_prompt,
+        prepare=_include_stream_usage,
+    )
+    return {
+        "chat": chat,
+        "responses": Shape(
+            name="openai.responses",
+            operation=semconv.OP_CHAT,
+            provider=rsp.provider_of,
+            request=rsp.request_attributes,
+            respond=_responder(rsp.end_response, ResponsesAccumulator),
+            prompt=rsp.responses_prompt,
+        ),
+        "completions": Shape(
+            name="openai.completions",
+            operation=semconv.OP_TEXT_COMPLETION,
+            provider=rsp.provider_of,
+            request=rsp.request_attributes,
+            respond=_responder(rsp.end_completion, ChatAccumulator),
+            prompt=rsp.completions_prompt,
+            prepare=_include_stream_usage,
+        ),
+        "embeddings": Shape(
+            name="openai.embeddings",
+            operation=semconv.OP_EMBEDDINGS,
+            provider=rsp.provider_of,
+            request=rsp.embeddings_request_attributes,
+            respond=_responder(rsp.end_embeddings, ChatAccumulator),
+        ),
+    }
+
+
+def wrappers(inst: Instruments) -> dict[str, tuple[Wrapper, Wrapper]]:
+    """(sync, async) wrapper per API: chat (create and parse), responses (create and parse), completions,
+    embeddings."""
+    return {key: (sync_wrapper(inst, shape), async_wrapper(inst, shape)) for key, shape in _shapes().items()}
+
+
+# --- .stream() helpers -----------------------------------------------------------------------------------
+# ``chat.completions.stream()`` / ``responses.stream()`` call the (patched) ``create(stream=True)`` when
+# entered, so the span is already there; these wrappers only make an early ``__exit__`` end it, because the
+# helper closes the HTTP response directly instead of the raw stream it read.
+
+
+class _StreamManager(wrapt.ObjectProxy):
+    def __enter__(self) -> Any:
+        self._self_stream = self.__wrapped__.__enter__()
+        return self._self_stream
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            _end_helper(getattr(self, "_self_stream", None))
+
+    async def __aenter__(self) -> Any:
+        self._self_stream = await self.__wrapped__.__aenter__()
+        return self._self_stream
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            _end_helper(getattr(self, "_self_stream", None))
+
+
+def _end_helper(helper_stream: Any) -> None:
+    try:
+        end_helper_stream(helper_stream)
+    except Exception as exc:
+        log_once("openai.stream_helper", exc)
+
+
+def stream_helper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Completions.stream`` / ``Responses.stream`` (sync and async: both return a manager synchronously)."""
+    manager = wrapped(*args, **kwargs)
+    try:
+        return _StreamManager(manager)
+    except Exception as exc:
+        log_once("openai.stream_helper", exc)
+        return manager

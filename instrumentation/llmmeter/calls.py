@@ -1,0 +1,152 @@
+"""The one way every patched SDK method runs: guard, start span, count retries, call, end or wrap stream.
+
+A provider describes each call shape with a ``Shape`` (how to read the request and the response);
+``sync_wrapper`` / ``async_wrapper`` turn it into a wrapt wrapper. Whatever goes wrong inside llmmeter is
+logged once and the SDK call runs as if llmmeter were absent; the SDK's own result and exceptions reach
+the app unchanged. The only exception llmmeter may raise is ``BudgetExceeded`` from the budget guard,
+which the app opted into.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmmeter import guard, options, retries, semconv
+from llmmeter.content import Prompt, prompt_attributes
+from llmmeter.guard import BudgetExceeded
+from llmmeter.invocation import Invocation, log_once
+from llmmeter.telemetry import Instruments
+
+Wrapper = Callable[[Callable[..., Any], Any, Any, Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How to instrument one SDK method.
+
+    ``request(instance, kwargs)`` returns the span attributes known before the call; ``prompt(kwargs)`` the
+    prompt to fingerprint/capture; ``respond(invocation, result)`` ends the invocation from the SDK's result
+    (or wraps a stream that will) and returns what the app receives; ``prepare(kwargs)`` may adjust the
+    request (only ``stream_usage``); ``model(kwargs)`` names the requested model.
+    """
+
+    name: str
+    operation: str
+    provider: Callable[[Any], str]
+    request: Callable[[Any, Mapping[str, Any]], dict[str, Any]]
+    respond: Callable[[Invocation, Any], Any]
+    prompt: Callable[[Mapping[str, Any]], Prompt | None] | None = None
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    model_key: str = "model"
+
+
+def model_name(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def apply_guard(shape: Shape, instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Ask the budget guard which model to use; returns (kwargs, the model the app asked for if swapped)."""
+    try:
+        if not guard.active():
+            return kwargs, None
+        requested = model_name(kwargs.get(shape.model_key))
+        chosen = guard.check(shape.provider(instance), requested)
+    except BudgetExceeded:
+        raise
+    except Exception as exc:
+        log_once(f"{shape.name}.guard", exc)
+        return kwargs, None
+    if chosen == requested or not isinstance(chosen, str) or not chosen:
+        return kwargs, None
+    new_kwargs = dict(kwargs)
+    new_kwargs[shape.model_key] = chosen
+    return new_kwargs, requested
+
+
+def start(inst: Instruments, shape: Shape, instance: Any, kwargs: dict[str, Any], requested: str | None) -> Invocation:
+    """Start the span for a call about to be made with ``kwargs``."""
+    attrs = shape.request(instance, kwargs)
+    if requested is not None:
+        attrs[semconv.REQUESTED_MODEL] = requested
+    if shape.prompt is not None:
+        attrs.update(prompt_attributes(shape.prompt(kwargs), options.current))
+    return Invocation(inst, shape.operation, shape.provider(instance), model_name(kwargs.get(shape.model_key)), attrs)
+
+
+def fail(invocation: Invocation, exc: BaseException, where: str) -> None:
+    """End the span for an SDK call that raised before returning anything."""
+    try:
+        attrs: dict[str, Any] = {}
+        if isinstance(getattr(exc, "status_code", None), int):
+            attrs[semconv.PROVIDER_BILLED] = False  # the provider answered with an error status: nothing generated
+        invocation.fail(exc, attrs)
+    except Exception as inner:
+        log_once(where + ".fail", inner)
+
+
+def _begin(
+    inst: Instruments, shape: Shape, instance: Any, kwargs: dict[str, Any]
+) -> tuple[Invocation | None, dict[str, Any]]:
+    kwargs, requested = apply_guard(shape, instance, kwargs)  # BudgetExceeded propagates to the app
+    try:
+        if shape.prepare is not None:
+            kwargs = shape.prepare(kwargs)
+        invocation = start(inst, shape, instance, kwargs, requested)
+        invocation.attempts = retries.Attempts()
+        return invocation, kwargs
+    except Exception as exc:
+        log_once(shape.name + ".start", exc)
+        return None, kwargs
+
+
+def _respond(shape: Shape, invocation: Invocation, result: Any) -> Any:
+    try:
+        return shape.respond(invocation, result)
+    except Exception as exc:
+        log_once(shape.name + ".end", exc)
+        with contextlib.suppress(Exception):
+            invocation.end(usage=None)
+        return result
+
+
+def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
+    """A wrapt wrapper for a sync SDK method."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        invocation, kwargs = _begin(inst, shape, instance, kwargs)
+        if invocation is None:
+            return wrapped(*args, **kwargs)
+        token = retries.enter(invocation.attempts)  # type: ignore[arg-type]
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            fail(invocation, exc, shape.name)
+            raise
+        finally:
+            retries.leave(token)
+        return _respond(shape, invocation, result)
+
+    return wrapper
+
+
+def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
+    """A wrapt wrapper for an async SDK method (returns a coroutine, as the original does)."""
+
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        invocation, kwargs = _begin(inst, shape, instance, kwargs)
+        if invocation is None:
+            return await wrapped(*args, **kwargs)
+        token = retries.enter(invocation.attempts)  # type: ignore[arg-type]
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            fail(invocation, exc, shape.name)
+            raise
+        finally:
+            retries.leave(token)
+        return _respond(shape, invocation, result)
+
+    return wrapper

@@ -1,0 +1,117 @@
+"""Prompt fingerprint (always) and opt-in message content capture, in the GenAI conventions' JSON shape.
+
+Provider wrappers turn a request into a ``Prompt`` (system instructions + messages, each message a role
+and a list of convention "parts"), and a response into output ``Message``s. ``prompt_attributes`` then
+adds ``llmmeter.prompt.fingerprint`` — an HMAC-SHA256 of the normalised prompt text under the deployment's
+key, truncated to 16 hex digits, so repeated prompts can be found without storing them — and, only when
+content capture is on, ``gen_ai.system_instructions`` / ``gen_ai.input.messages`` with PII redacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmmeter import semconv
+from llmmeter.options import Options
+
+FINGERPRINT_HEX_DIGITS = 16  # 64 bits: collisions are negligible at any realistic number of distinct prompts
+
+
+@dataclass(slots=True)
+class Message:
+    """One message as the conventions write it: ``{"role", "parts": [...], "finish_reason"?}``."""
+
+    role: str
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+
+    def as_json(self, redact: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "parts": [_redacted(p, redact) for p in self.parts]}
+        if self.finish_reason is not None:
+            out["finish_reason"] = self.finish_reason
+        return out
+
+
+@dataclass(slots=True)
+class Prompt:
+    """What was sent: system instructions (text) and the conversation."""
+
+    system: list[str] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "content": text}
+
+
+def tool_call_part(call_id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": arguments}
+
+
+def tool_response_part(call_id: str | None, response: Any) -> dict[str, Any]:
+    return {"type": "tool_call_response", "id": call_id, "response": response}
+
+
+def _texts(prompt: Prompt) -> Iterable[str]:
+    for text in prompt.system:
+        yield "system\x1f" + " ".join(text.split())
+    for message in prompt.messages:
+        for part in message.parts:
+            content = part.get("content")
+            if isinstance(content, str):
+                yield message.role + "\x1f" + " ".join(content.split())
+
+
+def fingerprint(prompt: Prompt, key: bytes) -> str:
+    """Keyed hash of the prompt's roles and texts, whitespace-normalised; stable across processes."""
+    mac = hmac.new(key, b"", hashlib.sha256)
+    for text in _texts(prompt):
+        mac.update(text.encode("utf-8", "surrogatepass"))
+        mac.update(b"\x1e")
+    return mac.hexdigest()[:FINGERPRINT_HEX_DIGITS]
+
+
+def _redacted(value: Any, redact: Any) -> Any:
+    if redact is None:
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: (v if k in ("type", "id", "name") else _redacted(v, redact)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, redact) for v in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def prompt_attributes(prompt: Prompt | None, options: Options) -> dict[str, Any]:
+    """The fingerprint, plus the redacted input content when capture is enabled."""
+    if prompt is None:
+        return {}
+    attrs: dict[str, Any] = {semconv.PROMPT_FINGERPRINT: fingerprint(prompt, options.fingerprint_key)}
+    if options.capture_content:
+        redact = options.redact
+        if prompt.system:
+            attrs[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = _dumps([_redacted(text_part(t), redact) for t in prompt.system])
+        attrs[semconv.GEN_AI_INPUT_MESSAGES] = _dumps([m.as_json(redact) for m in prompt.messages])
+    return attrs
+
+
+def output_attributes(messages: Sequence[Message], options: Options) -> dict[str, Any]:
+    """``gen_ai.output.messages`` (redacted) when capture is enabled, else nothing."""
+    if not options.capture_content or not messages:
+        return {}
+    return {semconv.GEN_AI_OUTPUT_MESSAGES: _dumps([m.as_json(options.redact) for m in messages])}
+
+
+def as_text(value: Any) -> str | None:
+    """A content value's text when it is plain text, else None."""
+    return value if isinstance(value, str) else None

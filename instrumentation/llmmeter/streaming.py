@@ -1,0 +1,181 @@
+"""Stream wrappers: pass every chunk/event through untouched and end the span when the stream ends.
+
+``SyncStream`` / ``AsyncStream`` are ``wrapt.ObjectProxy`` subclasses, so ``isinstance`` checks, attributes
+(``.response``, ``.close()``, context-manager use) are the SDK object's own. Each provider supplies an
+``Accumulator`` that reads usage, ids and tool calls from the chunks; the proxy decides when the span
+ends: exhausted (usage as reported), closed or garbage-collected early (``llmmeter.stream.closed_early``,
+usage as far as reported), or failed (error, plus usage as far as reported).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import wrapt
+
+from llmmeter import retries, semconv
+from llmmeter.invocation import Invocation, log_once
+
+
+class Accumulator:
+    """Reads one provider's stream items; subclasses override ``observe`` and ``finish``/``fail``."""
+
+    __slots__ = ()
+
+    def observe(self, item: Any, invocation: Invocation) -> None:
+        raise NotImplementedError
+
+    def finish(self, invocation: Invocation, attributes: dict[str, Any]) -> None:
+        """End the invocation with what was read (``attributes`` are extra span attributes)."""
+        raise NotImplementedError
+
+    def fail(self, invocation: Invocation, exc: BaseException, attributes: dict[str, Any]) -> None:
+        invocation.fail(exc, attributes)
+
+
+def end_stream(invocation: Invocation, accumulator: Accumulator, exc: BaseException | None, early: bool) -> None:
+    """End once: on success, early close, or error. Errors in here are logged, never raised."""
+    if invocation.ended:
+        return
+    try:
+        attrs: dict[str, Any] = {}
+        if exc is not None:
+            # Output had started when the stream broke: the provider generated (and bills) tokens.
+            attrs[semconv.PROVIDER_BILLED] = invocation.first_chunk_s is not None
+            accumulator.fail(invocation, exc, attrs)
+            return
+        if early:
+            attrs[semconv.STREAM_CLOSED_EARLY] = True
+        accumulator.finish(invocation, attrs)
+    except Exception as inner:
+        log_once("stream.end", inner)
+
+
+class SyncStream(wrapt.ObjectProxy):
+    """A sync stream (SDK ``Stream``, or a generator) whose end ends the span."""
+
+    def __init__(
+        self, wrapped: Any, invocation: Invocation, accumulator: Accumulator, attempts: retries.Attempts | None = None
+    ) -> None:
+        super().__init__(wrapped)
+        self._self_invocation = invocation
+        self._self_acc = accumulator
+        # Set when the HTTP request only happens on the first ``next()`` (a generator): count its retries.
+        self._self_attempts = attempts
+
+    def __iter__(self) -> SyncStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            if self._self_attempts is None:
+                item = self.__wrapped__.__next__()
+            else:
+                token = retries.enter(self._self_attempts)
+                try:
+                    item = self.__wrapped__.__next__()
+                finally:
+                    retries.leave(token)
+                    self._self_attempts = None
+        except StopIteration:
+            end_stream(self._self_invocation, self._self_acc, None, False)
+            raise
+        except BaseException as exc:
+            end_stream(self._self_invocation, self._self_acc, exc, False)
+            raise
+        try:
+            self._self_acc.observe(item, self._self_invocation)
+        except Exception as exc:
+            log_once("stream.observe", exc)
+        return item
+
+    def __enter__(self) -> SyncStream:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            end_stream(self._self_invocation, self._self_acc, None, True)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            end_stream(self._self_invocation, self._self_acc, None, True)
+
+    def _llmmeter_end_early(self) -> None:
+        end_stream(self._self_invocation, self._self_acc, None, True)
+
+    def __del__(self) -> None:
+        end_stream(self._self_invocation, self._self_acc, None, True)
+
+
+class AsyncStream(wrapt.ObjectProxy):
+    """An async stream (SDK ``AsyncStream``, or an async generator) whose end ends the span."""
+
+    def __init__(self, wrapped: Any, invocation: Invocation, accumulator: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_invocation = invocation
+        self._self_acc = accumulator
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            end_stream(self._self_invocation, self._self_acc, None, False)
+            raise
+        except BaseException as exc:
+            end_stream(self._self_invocation, self._self_acc, exc, False)
+            raise
+        try:
+            self._self_acc.observe(item, self._self_invocation)
+        except Exception as exc:
+            log_once("stream.observe", exc)
+        return item
+
+    async def __aenter__(self) -> AsyncStream:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            end_stream(self._self_invocation, self._self_acc, None, True)
+
+    def close(self) -> Any:
+        return self._end_after(self.__wrapped__.close())
+
+    def aclose(self) -> Any:
+        return self._end_after(self.__wrapped__.aclose())
+
+    def _end_after(self, result: Any) -> Any:
+        if inspect.isawaitable(result):
+            return self._await_then_end(result)
+        end_stream(self._self_invocation, self._self_acc, None, True)
+        return result
+
+    async def _await_then_end(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        finally:
+            end_stream(self._self_invocation, self._self_acc, None, True)
+
+    def _llmmeter_end_early(self) -> None:
+        end_stream(self._self_invocation, self._self_acc, None, True)
+
+    def __del__(self) -> None:
+        end_stream(self._self_invocation, self._self_acc, None, True)
+
+
+def end_helper_stream(helper_stream: Any) -> None:
+    """After an SDK stream helper (``.stream()`` manager) exits, end the span of the raw stream it read."""
+    raw = getattr(helper_stream, "_raw_stream", None)
+    if isinstance(raw, SyncStream | AsyncStream):
+        raw._llmmeter_end_early()
