@@ -11,11 +11,13 @@ import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from llmmeter_collector import api, storage
+from llmmeter_collector.apiauth import ApiAuth
 from llmmeter_collector.config import Settings
 from llmmeter_collector.embedded import EmbeddedPostgres
 from llmmeter_collector.ingest import Ingestor
@@ -23,6 +25,7 @@ from llmmeter_collector.keys import KeyStore
 from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.metrics import Metrics
 from llmmeter_collector.pricing import PriceCatalog
+from llmmeter_collector.ratelimit import RateLimits
 from llmmeter_collector.receiver import Receiver
 
 logger = logging.getLogger("llmmeter.collector")
@@ -38,6 +41,7 @@ class Collector:
         self.schema = settings.database_schema or None
         self.metrics = Metrics(settings.max_label_values)
         self.catalog = PriceCatalog(settings.prices_file or None)
+        self.rate_limits = RateLimits.from_env()  # per-project API and ingest limits (ratelimit.py)
         self._ingestor: Ingestor | None = None
         self._pool: ConnectionPool | None = None
         self._keys: KeyStore | None = None
@@ -107,7 +111,8 @@ class Collector:
                 Route("/healthz", healthz),
                 Route("/readyz", readyz),
                 *api.routes(self),
-            ]
+            ],
+            middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits
         )
 
 

@@ -1,0 +1,132 @@
+"""Who may call the REST API and what they see: API keys with roles, project isolation, rate limits.
+
+``ApiAuth`` is an ASGI middleware in front of every ``/api/`` route (the OpenAPI document excepted):
+
+* Keys are off until the first active key exists (``KeyStore.required()``); then a request without a valid
+  ``Authorization: Bearer <key>`` (or ``x-llmmeter-key``) gets 401.
+* Reading (GET) needs a ``viewer`` or ``admin`` key; every other method (budgets, keys, prices changes) needs
+  ``admin``: 403 otherwise. An ``ingest`` key cannot read the API.
+* A key limited to projects sees only those: handlers read ``visible_projects(request)`` and filter every
+  query with it; asking for another project explicitly gets 403.
+* Per-project API rate limit (``ratelimit``): 429 with ``Retry-After``.
+
+Handlers of other modules use ``principal(request)``, ``visible_projects(request)``, ``may_see(request, p)`` and
+``require_admin(request)`` (a 403 response or None) from here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from llmmeter_collector.keys import Principal, token_from_headers
+from llmmeter_collector.ratelimit import retry_after_header
+
+if TYPE_CHECKING:
+    from llmmeter_collector.service import Collector
+
+PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_STATE_KEY = "llmmeter_principal"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_OPEN = "open"  # keys not in use: everything allowed and visible
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
+class ApiAuth:
+    """ASGI middleware: authenticates ``/api/`` requests, checks the role, applies the API rate limit."""
+
+    def __init__(self, app: ASGIApp, collector: Collector) -> None:
+        self.app = app
+        self.collector = collector
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/api/") or path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        denied = await self._check(request)
+        if denied is not None:
+            await denied(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _check(self, request: Request) -> Response | None:
+        store = self.collector.keys
+        found: Principal | str
+        if not await run_in_threadpool(store.required):
+            found = _OPEN
+        else:
+            token = token_from_headers(request.headers)
+            if token is None:
+                return _error(
+                    401, "an API key is required: Authorization: Bearer <key>", **{"WWW-Authenticate": "Bearer"}
+                )
+            principal = await run_in_threadpool(store.verify, token)
+            if principal is None:
+                return _error(401, "the API key is unknown or revoked", **_CHALLENGE)
+            needed = "viewer" if request.method in READ_METHODS else "admin"
+            if not principal.allows(needed):
+                return _error(
+                    403, f"this {principal.role} key cannot {'read' if needed == 'viewer' else 'change'} this"
+                )
+            asked = request.query_params.get("project")
+            if asked and not principal.may_see(asked):
+                return _error(403, f"project: this key does not give access to project {asked!r}")
+            found = principal
+        request.scope.setdefault("state", {})[_STATE_KEY] = found
+        limiter = self.collector.rate_limits.api
+        if limiter is not None:
+            wait = limiter.take(_rate_key(request, found))
+            if wait > 0:
+                return _error(429, "rate limit exceeded for this project", **{"Retry-After": retry_after_header(wait)})
+        return None
+
+
+def _rate_key(request: Request, found: Principal | str) -> str:
+    asked = request.query_params.get("project")
+    if asked:
+        return asked
+    if isinstance(found, Principal) and found.projects:
+        return ",".join(found.projects)
+    return "*"
+
+
+def principal(request: Request) -> Principal | None:
+    """The key behind this request; None when keys are not in use (everything allowed)."""
+    found: Any = request.scope.get("state", {}).get(_STATE_KEY)
+    return found if isinstance(found, Principal) else None
+
+
+def visible_projects(request: Request) -> tuple[str, ...] | None:
+    """The projects this request may see; None means every project."""
+    found = principal(request)
+    if found is None or not found.projects:
+        return None
+    return found.projects
+
+
+def may_see(request: Request, project: str) -> bool:
+    """Whether this request may see data of ``project``."""
+    projects = visible_projects(request)
+    return projects is None or project in projects
+
+
+def require_admin(request: Request) -> Response | None:
+    """A 403 response unless the request carries an admin key (or keys are not in use); None when allowed.
+
+    The middleware already refuses non-GET requests from non-admin keys; use this for anything else that
+    must be admin-only, and to be explicit in write handlers.
+    """
+    found = principal(request)
+    if found is None or found.allows("admin"):
+        return None
+    return _error(403, f"this {found.role} key cannot change this: an admin key is required")

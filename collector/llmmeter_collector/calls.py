@@ -1,0 +1,212 @@
+"""Reading the per-call ledger: filtered pages of calls with keyset cursors, and streamed exports.
+
+Pages are ordered newest first on ``(ts, span_id, trace_id)`` (or most expensive first on ``cost_usd`` then that
+key). The cursor is the sort key of the last row returned, not an offset, so calls inserted while a client pages
+never shift, duplicate or skip the rows it has not seen yet. Exports stream from Postgres (``COPY ... TO STDOUT``
+for CSV, a server-side cursor for JSON lines) in fixed-size chunks: memory stays constant for any row count.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from llmmeter_collector.openapi import BadRequest
+
+# What a page of calls and an export carry for each call (the ledger has more: see migrations/0001_ledger.sql).
+CALL_FIELDS = (
+    "ts", "trace_id", "span_id", "project", "environment", "feature", "user_id", "session_id", "provider",
+    "operation", "request_model", "model", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "cost_usd", "duration_s", "ttfc_s", "status", "error_type",
+    "retries", "streaming", "batch", "service_tier", "prompt_fingerprint", "tags",
+)  # fmt: skip
+_MONEY = frozenset({"cost_usd"})
+_BOOLEANS = frozenset({"streaming", "batch"})
+ORDERS = ("time", "cost")
+EXPORT_CHUNK_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """Which calls to read. ``visible_projects`` (from the API key) restricts everything else; None: all."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    project: str | None = None
+    feature: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    user: str | None = None
+    status: str | None = None
+    min_cost: Decimal | None = None
+    visible_projects: tuple[str, ...] | None = None
+
+    def where(self) -> tuple[sql.Composable, dict[str, Any]]:
+        """A WHERE clause (always valid, ``TRUE`` when nothing is filtered) and its parameters."""
+        parts: list[sql.Composable] = []
+        params: dict[str, Any] = {}
+        if self.since is not None:
+            parts.append(sql.SQL("ts >= %(since)s"))
+            params["since"] = self.since
+        if self.until is not None:
+            parts.append(sql.SQL("ts < %(until)s"))
+            params["until"] = self.until
+        for name, column in (
+            ("project", "project"),
+            ("feature", "feature"),
+            ("provider", "provider"),
+            ("model", "model"),
+            ("user", "user_id"),
+            ("status", "status"),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(sql.SQL("{} = %({})s").format(sql.Identifier(column), sql.SQL(name)))
+                params[name] = value
+        if self.min_cost is not None:
+            parts.append(sql.SQL("cost_usd >= %(min_cost)s"))
+            params["min_cost"] = self.min_cost
+        if self.visible_projects is not None:
+            parts.append(sql.SQL("project = ANY(%(visible_projects)s)"))
+            params["visible_projects"] = list(self.visible_projects)
+        if not parts:
+            return sql.SQL("TRUE"), params
+        return sql.SQL(" AND ").join(parts), params
+
+
+def _select_list() -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(c) for c in CALL_FIELDS)
+
+
+def encode_cursor(order: str, row: dict[str, Any]) -> str:
+    key = [row["ts"].isoformat(), row["span_id"], row["trace_id"]]
+    if order == "cost":
+        key.insert(0, str(row["cost_usd"]))
+    raw = json.dumps({"o": order, "k": key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(order: str, cursor: str) -> list[Any]:
+    """The sort key a cursor carries; BadRequest naming ``cursor`` when it is not one this API issued."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key = data["k"]
+        if data["o"] != order:
+            raise BadRequest("cursor", f"was issued for order={data['o']}, not order={order}")
+        expected = 4 if order == "cost" else 3
+        if not isinstance(key, list) or len(key) != expected or not all(isinstance(k, str) for k in key):
+            raise ValueError("bad key")
+        ts_at = 1 if order == "cost" else 0
+        key[ts_at] = datetime.fromisoformat(key[ts_at])
+        if order == "cost":
+            key[0] = Decimal(key[0])
+        return key
+    except BadRequest:
+        raise
+    except (ValueError, KeyError, TypeError, binascii.Error, ArithmeticError):
+        raise BadRequest("cursor", "is not a cursor returned by this API (pass next_cursor unchanged)") from None
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if key in _MONEY:
+            out[key] = None if value is None else format(value, "f")
+        elif isinstance(value, datetime):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out
+
+
+def page(
+    pool: ConnectionPool, where: CallFilter, *, order: str = "time", limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of calls and the cursor of the next page (None on the last page)."""
+    if order not in ORDERS:
+        raise BadRequest("order", f"must be one of {', '.join(ORDERS)}, got {order!r}")
+    clause, params = where.where()
+    conditions = [clause]
+    if order == "cost":
+        conditions.append(sql.SQL("cost_usd IS NOT NULL"))
+        key_cols = sql.SQL("(cost_usd, ts, span_id, trace_id)")
+        order_by = sql.SQL("cost_usd DESC, ts DESC, span_id DESC, trace_id DESC")
+    else:
+        key_cols = sql.SQL("(ts, span_id, trace_id)")
+        order_by = sql.SQL("ts DESC, span_id DESC, trace_id DESC")
+    if cursor:
+        key = decode_cursor(order, cursor)
+        names = [f"k{i}" for i in range(len(key))]
+        params.update(zip(names, key, strict=True))
+        placeholders = sql.SQL(", ").join(sql.Placeholder(n) for n in names)
+        conditions.append(sql.SQL("{} < ({})").format(key_cols, placeholders))
+    params["limit"] = limit + 1
+    query = sql.SQL("SELECT {} FROM llm_calls WHERE {} ORDER BY {} LIMIT %(limit)s").format(
+        _select_list(), sql.SQL(" AND ").join(conditions), order_by
+    )
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, params).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "calls": [_jsonable(r) for r in rows],
+        "next_cursor": encode_cursor(order, rows[-1]) if more and rows else None,
+        "order": order,
+    }
+
+
+def _export_select(where: CallFilter, *, as_text: frozenset[str] = _MONEY) -> tuple[sql.Composable, dict[str, Any]]:
+    """The export query: every CALL_FIELDS column, ``as_text`` ones cast to text, oldest first."""
+    clause, params = where.where()
+    columns = sql.SQL(", ").join(
+        sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c)) if c in as_text else sql.Identifier(c)
+        for c in CALL_FIELDS
+    )
+    query = sql.SQL("SELECT {} FROM llm_calls WHERE {} ORDER BY ts, span_id, trace_id").format(columns, clause)
+    return query, params
+
+
+def export_csv(pool: ConnectionPool, where: CallFilter) -> Iterator[bytes]:
+    """CSV with a header line, streamed by Postgres's ``COPY ... TO STDOUT`` in its own chunks."""
+    query, params = _export_select(where, as_text=_MONEY | _BOOLEANS)  # true/false, not Postgres's t/f
+    with pool.connection() as conn, conn.cursor() as cur:
+        copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(query)
+        with cur.copy(copy_sql, params) as copy:
+            buffered: list[bytes] = []
+            size = 0
+            for chunk in copy:
+                buffered.append(bytes(chunk))
+                size += len(chunk)
+                if size >= 256 * 1024:
+                    yield b"".join(buffered)
+                    buffered, size = [], 0
+            if buffered:
+                yield b"".join(buffered)
+
+
+def export_jsonl(pool: ConnectionPool, where: CallFilter) -> Iterator[bytes]:
+    """One JSON object per line (money as decimal strings), read through a server-side cursor."""
+    query, params = _export_select(where)
+    wrapped = sql.SQL("SELECT row_to_json(t)::text FROM ({}) t").format(query)
+    with pool.connection() as conn, conn.transaction(), conn.cursor(name="llmmeter_export") as cur:
+        cur.itersize = EXPORT_CHUNK_ROWS
+        cur.execute(wrapped, params)
+        while True:
+            rows = cur.fetchmany(EXPORT_CHUNK_ROWS)
+            if not rows:
+                break
+            yield ("\n".join(r[0] for r in rows) + "\n").encode()
+
+
+def visible(projects: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if projects is None else tuple(projects)
