@@ -1,8 +1,10 @@
 """The write path: exports wait in a bounded queue, one writer commits many of them per transaction.
 
-An export is acknowledged only when the transaction holding its calls has committed. When the queue
-is full the export is refused as retryable (HTTP 503 / gRPC UNAVAILABLE) instead of growing memory;
-when Postgres fails, every export of that batch is refused as retryable and nothing is half-written.
+An export is acknowledged only when the transaction holding its calls has committed, or, while Postgres is
+unreachable and a spool is configured, when its calls are fsync'd in the on-disk spool (replayed into
+Postgres by the same writer once it is back). When the queue is full the export is refused as retryable
+(HTTP 503 / gRPC UNAVAILABLE) instead of growing memory; when Postgres fails and there is no spool, or the
+spool is full, every export of that batch is refused as retryable and nothing is half-written.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from datetime import datetime, timezone
+
+import psycopg
 
 from llmmeter_collector.llmcall import LlmCall
+from llmmeter_collector.spool import Spool, SpoolFull
 from llmmeter_collector.storage import Ledger
 
 logger = logging.getLogger("llmmeter.collector")
+
+REPLAY_RETRY_SECONDS = 2.0  # while spooling, how often the writer tries Postgres again
 
 
 class Overloaded(Exception):
@@ -25,10 +33,15 @@ class Overloaded(Exception):
 
 
 class StorageUnavailable(Exception):
-    """Postgres could not commit the export; the sender should retry."""
+    """Postgres could not commit the export (and it could not be spooled); the sender should retry."""
 
 
 _Item = tuple[Sequence[LlmCall], "Future[list[LlmCall]]"]
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failure to reach Postgres (worth spooling), as opposed to a bug or a constraint violation."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError)
 
 
 class Ingestor:
@@ -39,8 +52,11 @@ class Ingestor:
         ledger: Ledger,
         *,
         max_queued_calls: int = 100_000,
-        max_batch_calls: int = 5_000,
+        max_batch_calls: int = 20_000,
         on_commit: Callable[[list[LlmCall], float], None] | None = None,
+        spool: Spool | None = None,
+        on_state: Callable[[bool, int], None] | None = None,
+        partition_days_ahead: int = 7,
     ) -> None:
         self._ledger = ledger
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -49,6 +65,12 @@ class Ingestor:
         self._queued = 0
         self._lock = threading.Lock()
         self._on_commit = on_commit
+        self._on_state = on_state
+        self._spool = spool
+        self._days_ahead = partition_days_ahead
+        self._partitions_day: object = None
+        self.storage_ok = True
+        self._next_retry = 0.0
         self._thread = threading.Thread(target=self._run, name="llmmeter-writer", daemon=True)
         self._stopping = False
         self._thread.start()
@@ -57,8 +79,12 @@ class Ingestor:
     def queued_calls(self) -> int:
         return self._queued
 
+    @property
+    def spool(self) -> Spool | None:
+        return self._spool
+
     def submit(self, calls: Sequence[LlmCall]) -> Future[list[LlmCall]]:
-        """Queue calls for commit; the future resolves to the newly inserted calls once durable."""
+        """Queue calls for commit; the future resolves (to the calls newly inserted) once they are durable."""
         future: Future[list[LlmCall]] = Future()
         if not calls:
             future.set_result([])
@@ -90,39 +116,116 @@ class Ingestor:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self._idle()
+                continue
             if first is None:
+                self._idle(final=True)
                 return
             batch, stop = self._take_batch(first)
             self._commit(batch)
             if stop:
+                self._idle(final=True)
                 return
+
+    def _idle(self, final: bool = False) -> None:
+        """Between batches: create upcoming partitions once a day, replay the spool when Postgres is back."""
+        try:
+            today = datetime.now(timezone.utc).date()
+            if today != self._partitions_day:
+                self._ledger.ensure_partitions_ahead(today, self._days_ahead)
+                self._partitions_day = today
+        except Exception as exc:
+            if not _unreachable(exc):
+                logger.exception("could not create upcoming partitions")
+        self._replay(final)
+
+    def _replay(self, final: bool = False) -> None:
+        spool = self._spool
+        if spool is None or (not final and time.monotonic() < self._next_retry):
+            return
+        for segment in spool.segments():
+            calls = spool.read(segment)
+            started = time.perf_counter()
+            try:
+                inserted = self._ledger.write(calls)
+            except Exception as exc:
+                self._set_state(False)
+                self._next_retry = time.monotonic() + REPLAY_RETRY_SECONDS
+                if not _unreachable(exc):
+                    logger.exception("replay of spool segment %s failed", segment.name)
+                return
+            spool.remove(segment)
+            self._set_state(True)
+            logger.info("replayed %d spooled calls from %s (%d new)", len(calls), segment.name, len(inserted))
+            self._observe(inserted, time.perf_counter() - started)
+
+    def _set_state(self, ok: bool) -> None:
+        if ok != self.storage_ok:
+            (logger.info if ok else logger.error)("Postgres is %s", "reachable again" if ok else "unreachable")
+        self.storage_ok = ok
+        if self._on_state is not None:
+            self._on_state(ok, self._spool.size_bytes if self._spool else 0)
+
+    def _observe(self, inserted: list[LlmCall], elapsed: float) -> None:
+        if self._on_commit is not None:
+            try:
+                self._on_commit(inserted, elapsed)
+            except Exception:
+                logger.exception("on_commit hook failed")
 
     def _commit(self, batch: list[_Item]) -> None:
         calls = [call for item in batch for call in item[0]]
+        try:
+            self._write(batch, calls)
+        finally:
+            with self._lock:
+                self._queued -= len(calls)
+
+    def _write(self, batch: list[_Item], calls: list[LlmCall]) -> None:
+        spool = self._spool
+        if spool is not None and (not self.storage_ok or spool.size_bytes > 0):
+            self._replay()  # no-op until the retry time; empties the spool when Postgres is back
+            if not self.storage_ok or spool.size_bytes > 0:
+                self._to_spool(batch, calls)
+                return
         started = time.perf_counter()
         try:
             inserted = self._ledger.write(calls)
         except Exception as exc:
             logger.error("commit of %d calls failed: %r", len(calls), exc)
+            if _unreachable(exc):
+                self._set_state(False)
+                self._next_retry = time.monotonic() + REPLAY_RETRY_SECONDS
+                if spool is not None:
+                    self._to_spool(batch, calls)
+                    return
             for _, future in batch:
                 future.set_exception(StorageUnavailable(str(exc)))
-        else:
-            elapsed = time.perf_counter() - started
-            if self._on_commit is not None:
-                try:
-                    self._on_commit(inserted, elapsed)
-                except Exception:
-                    logger.exception("on_commit hook failed")
-            new_keys = {(c.trace_id, c.span_id) for c in inserted}
-            for item_calls, future in batch:
-                future.set_result([c for c in item_calls if (c.trace_id, c.span_id) in new_keys])
-        finally:
-            with self._lock:
-                self._queued -= len(calls)
+            return
+        self._set_state(True)
+        self._observe(inserted, time.perf_counter() - started)
+        new_keys = {(c.trace_id, c.span_id) for c in inserted}
+        for item_calls, future in batch:
+            future.set_result([c for c in item_calls if (c.trace_id, c.span_id) in new_keys])
+
+    def _to_spool(self, batch: list[_Item], calls: list[LlmCall]) -> None:
+        assert self._spool is not None
+        try:
+            self._spool.append(calls)
+        except (SpoolFull, OSError) as exc:
+            logger.error("cannot spool %d calls: %s", len(calls), exc)
+            for _, future in batch:
+                future.set_exception(StorageUnavailable(f"Postgres unreachable and {exc}"))
+            return
+        self._set_state(False)
+        for _, future in batch:
+            future.set_result([])  # durable on disk; counted when replayed into Postgres
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop taking exports, commit everything queued, stop the writer."""
+        """Stop taking exports, commit everything queued (spooling it if Postgres is down), stop the writer."""
         with self._lock:
             self._stopping = True
         self._queue.put(None)

@@ -58,9 +58,7 @@ class Metrics:
         self.cost = Counter(sc.PROM_COST, "Spend on priced LLM calls, USD.", labels, registry=r)
         self.tokens = Counter(sc.PROM_TOKENS, "Tokens used, by token type.", (*labels, "type"), registry=r)
         self.calls = Counter(sc.PROM_CALLS, "LLM calls, by status.", (*labels, "status"), registry=r)
-        self.unpriced = Counter(
-            sc.PROM_UNPRICED_CALLS, "LLM calls whose model has no known price.", labels, registry=r
-        )
+        self.unpriced = Counter(sc.PROM_UNPRICED_CALLS, "LLM calls whose model has no known price.", labels, registry=r)
         self.duration = Histogram(
             sc.PROM_CALL_DURATION, "LLM call duration.", labels, buckets=_LATENCY_BUCKETS, registry=r
         )
@@ -71,18 +69,27 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.spans_received = Counter(
-            sc.PROM_SPANS_RECEIVED, "Spans received, by kind.", ("kind",), registry=r
-        )
-        self.spans_rejected = Counter(
-            sc.PROM_SPANS_REJECTED, "GenAI spans rejected as invalid.", registry=r
-        )
-        self.exports_refused = Counter(
-            sc.PROM_EXPORTS_REFUSED, "Exports refused, by reason.", ("reason",), registry=r
-        )
+        self.spans_received = Counter(sc.PROM_SPANS_RECEIVED, "Spans received, by kind.", ("kind",), registry=r)
+        self.spans_rejected = Counter(sc.PROM_SPANS_REJECTED, "GenAI spans rejected as invalid.", registry=r)
+        self.exports_refused = Counter(sc.PROM_EXPORTS_REFUSED, "Exports refused, by reason.", ("reason",), registry=r)
         self.queue_depth = Gauge(sc.PROM_QUEUE_DEPTH, "Calls waiting to be committed.", registry=r)
         self.commit_seconds = Histogram(
-            sc.PROM_COMMIT_SECONDS, "Time to commit one batch of calls.", registry=r
+            sc.PROM_COMMIT_SECONDS,
+            "Time to commit one batch of calls.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.spool_bytes = Gauge(sc.PROM_SPOOL_BYTES, "Bytes of calls spooled on disk, to replay.", registry=r)
+        self.spooled_calls = Counter(
+            sc.PROM_SPOOLED_CALLS, "Calls written to the on-disk spool while Postgres was unreachable.", registry=r
+        )
+        self.postgres_up = Gauge(sc.PROM_POSTGRES_UP, "1 when the last Postgres write succeeded.", registry=r)
+        self.forwarded = Counter(sc.PROM_FORWARDED_SPANS, "Spans forwarded over OTLP.", registry=r)
+        self.forward_dropped = Counter(
+            sc.PROM_FORWARD_DROPPED_SPANS, "Spans that could not be forwarded (queue full or backend down).", registry=r
+        )
+        self.price_reloads = Counter(
+            sc.PROM_PRICE_RELOADS, "Reloads of the price overrides file, by result.", ("result",), registry=r
         )
 
     def _labels(self, call: LlmCall) -> tuple[str, ...]:

@@ -1,20 +1,36 @@
-"""OTLP/HTTP receiver: ``POST /v1/traces`` and ``/v1/metrics`` with the status codes the OTLP spec asks.
+"""OTLP receivers' shared path and the OTLP/HTTP endpoints (``POST /v1/traces``, ``POST /v1/metrics``).
 
-400 for a body that does not parse, 413 for an oversized one, 415 for an unknown content type,
-503 with ``Retry-After`` when the collector cannot take more or cannot commit, and ``partial_success``
-naming individually rejected spans. A 200 means every accepted call is durable in Postgres.
+``Pipeline`` is what every receiver (HTTP here, gRPC in ``grpc_receiver``) runs for an export:
+authenticate the key, normalize the spans into calls, stamp the key's project, price, queue for commit,
+wait until durable, then hand the export to the forwarder. Refusals are ``ExportRefused`` carrying both the
+HTTP status and the gRPC code the OTLP spec asks for:
+
+=================================  ======  ===================
+case                               HTTP    gRPC
+=================================  ======  ===================
+body does not parse                400     INVALID_ARGUMENT
+no / unknown / revoked key         401     UNAUTHENTICATED
+body over the size limit           413     RESOURCE_EXHAUSTED (gRPC's own max message size)
+unknown Content-Type / -Encoding   415     -
+queue full, Postgres unreachable   503 +   UNAVAILABLE
+(and spool full or off)            Retry-After
+some spans invalid                 200 + partial_success (rejected_spans, error_message)
+=================================  ======  ===================
+
+HTTP bodies are ``application/x-protobuf`` or ``application/json`` (OTLP/JSON), optionally gzip; responses
+and error ``Status`` messages are encoded like the request. A success means every accepted call is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -27,7 +43,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llmmeter_collector import otlp_json
+from llmmeter_collector.forward import Forwarder
 from llmmeter_collector.ingest import Ingestor, Overloaded, StorageUnavailable
+from llmmeter_collector.keys import KeyStore, Principal, token_from_headers
 from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.metrics import Metrics
 from llmmeter_collector.normalize import Normalized, normalize
@@ -35,109 +54,219 @@ from llmmeter_collector.normalize import Normalized, normalize
 logger = logging.getLogger("llmmeter.collector")
 
 PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
 RETRY_AFTER_SECONDS = 5
+MAX_REJECTION_MESSAGES = 20
 
 
-class BodyError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+class ExportRefused(Exception):
+    """An export (or all of it) is refused; carries the HTTP status and gRPC code to answer with."""
+
+    def __init__(self, status: int, message: str, reason: str, grpc_code: int) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
+        self.grpc_code = grpc_code
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 503
+
+
+def bad_request(message: str) -> ExportRefused:
+    return ExportRefused(400, message, "bad_request", code_pb2.INVALID_ARGUMENT)
+
+
+def unavailable(message: str, reason: str) -> ExportRefused:
+    return ExportRefused(503, message, reason, code_pb2.UNAVAILABLE)
+
+
+@dataclass
+class Pipeline:
+    """Authenticate → normalize → price → commit (or spool) → forward; shared by the HTTP and gRPC receivers."""
+
+    ingestor: Ingestor
+    metrics: Metrics
+    price: Callable[[LlmCall], None]  # attaches call.cost
+    keys: KeyStore | None = None
+    forwarder: Forwarder | None = None
+
+    def authenticate(self, token: str | None) -> Principal | None:
+        """The key's principal; None when keys are not in use. Raises ExportRefused (401, or 503 without DB)."""
+        if self.keys is None:
+            return None
+        try:
+            if not self.keys.required():
+                return None
+            principal = self.keys.verify(token) if token else None
+        except Exception as exc:  # Postgres unreachable and nothing cached: the sender should retry
+            raise unavailable(f"cannot check the key now: {exc}", "auth_unavailable") from None
+        if principal is None:
+            why = "an ingest key is required" if not token else "the key is unknown or revoked"
+            raise ExportRefused(
+                401, f"{why}: send Authorization: Bearer <key> or x-llmmeter-key", "unauthenticated",
+                code_pb2.UNAUTHENTICATED,
+            )  # fmt: skip
+        if not principal.allows("ingest"):
+            raise ExportRefused(
+                401, f"a {principal.role} key cannot send data; use an ingest key", "unauthenticated",
+                code_pb2.UNAUTHENTICATED,
+            )  # fmt: skip
+        return principal
+
+    def prepare(self, request: ExportTraceServiceRequest, principal: Principal | None) -> Normalized:
+        """Normalize and price (CPU work: run it off the event loop)."""
+        result = normalize(request, keep_spans=self.forwarder is not None)
+        forced = principal.forced_project if principal is not None else None
+        price = self.price
+        for call in result.calls:
+            if forced is not None:
+                call.project = forced
+            price(call)
+        m = self.metrics
+        m.spans_received.labels("genai").inc(len(result.calls) + result.rejected_count)
+        if result.other_spans:
+            m.spans_received.labels("other").inc(result.other_spans)
+        if result.rejected_count:
+            m.spans_rejected.inc(result.rejected_count)
+        return result
+
+    async def commit(self, request: ExportTraceServiceRequest, result: Normalized) -> ExportTraceServiceResponse:
+        """Wait until the calls are durable; raises ExportRefused(503) when they cannot be."""
+        m = self.metrics
+        try:
+            future = self.ingestor.submit(result.calls)
+        except Overloaded as exc:
+            m.exports_refused.labels("overloaded").inc()
+            raise unavailable(str(exc), "overloaded") from None
+        m.queue_depth.set(self.ingestor.queued_calls)
+        try:
+            await asyncio.wrap_future(future)
+        except StorageUnavailable as exc:
+            m.exports_refused.labels("storage").inc()
+            raise unavailable(f"storage unavailable: {exc}", "storage") from None
+        if self.forwarder is not None:
+            self.forwarder.submit(request, list(zip(result.spans, result.calls, strict=True)), result.total_spans)
+        response = ExportTraceServiceResponse()
+        if result.rejected_count:
+            response.partial_success.rejected_spans = result.rejected_count
+            more = result.rejected_count - MAX_REJECTION_MESSAGES
+            message = "; ".join(result.rejected[:MAX_REJECTION_MESSAGES])
+            response.partial_success.error_message = message + (f"; and {more} more" if more > 0 else "")
+        return response
+
+
+def parse_traces(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    if content_type == JSON:
+        try:
+            return otlp_json.parse_traces(body)
+        except otlp_json.JsonBodyError as exc:
+            raise bad_request(f"body is not an OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise bad_request(f"body is not an OTLP ExportTraceServiceRequest: {exc}") from None
+    return request
 
 
 @dataclass
 class Receiver:
-    ingestor: Ingestor
-    metrics: Metrics
-    price: Callable[[LlmCall], None]  # attaches call.cost
+    """The OTLP/HTTP endpoints."""
+
+    pipeline: Pipeline
     max_body_bytes: int
 
+    @property
+    def metrics(self) -> Metrics:
+        return self.pipeline.metrics
+
     async def _body(self, request: Request) -> bytes:
+        limit = self.max_body_bytes
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise BodyError(413, f"body of {declared} bytes exceeds the limit of {self.max_body_bytes}")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ExportRefused(413, f"body of {declared} bytes exceeds the limit of {limit}", "too_large", code_pb2.RESOURCE_EXHAUSTED)
         chunks = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise BodyError(413, f"body exceeds the limit of {self.max_body_bytes} bytes")
+            if size > limit:
+                raise ExportRefused(413, f"body exceeds the limit of {limit} bytes", "too_large", code_pb2.RESOURCE_EXHAUSTED)
             chunks.append(chunk)
         body = b"".join(chunks)
         encoding = request.headers.get("content-encoding", "").lower()
         if encoding == "gzip":
             try:
                 decompressor = zlib.decompressobj(wbits=31)
-                body = decompressor.decompress(body, self.max_body_bytes + 1)
-            except (zlib.error, gzip.BadGzipFile) as exc:
-                raise BodyError(400, f"body is not valid gzip: {exc}") from None
-            if len(body) > self.max_body_bytes or decompressor.unconsumed_tail:
-                raise BodyError(413, f"decompressed body exceeds the limit of {self.max_body_bytes} bytes")
+                body = decompressor.decompress(body, limit + 1)
+            except zlib.error as exc:
+                raise bad_request(f"body is not valid gzip: {exc}") from None
+            if len(body) > limit or decompressor.unconsumed_tail:
+                raise ExportRefused(413, f"decompressed body exceeds the limit of {limit} bytes", "too_large", code_pb2.RESOURCE_EXHAUSTED)
         elif encoding not in ("", "identity"):
-            raise BodyError(415, f"unsupported Content-Encoding {encoding!r}")
+            raise ExportRefused(415, f"unsupported Content-Encoding {encoding!r}; send gzip or none", "bad_request", code_pb2.INVALID_ARGUMENT)
         return body
 
     @staticmethod
     def _content_type(request: Request) -> str:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != PROTOBUF:
-            raise BodyError(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF}")
+        if ctype not in (PROTOBUF, JSON):
+            raise ExportRefused(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", "bad_request", code_pb2.INVALID_ARGUMENT)
         return ctype
 
-    def _parse_and_price(self, body: bytes) -> Normalized:
-        request = ExportTraceServiceRequest()
-        try:
-            request.ParseFromString(body)
-        except DecodeError as exc:
-            raise BodyError(400, f"body is not an OTLP ExportTraceServiceRequest: {exc}") from None
-        result = normalize(request)
-        for call in result.calls:
-            self.price(call)
-        return result
+    def _refusal(self, exc: ExportRefused, ctype: str | None) -> Response:
+        self.metrics.exports_refused.labels(exc.reason).inc()
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.retryable else {}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if ctype is None:  # the body's encoding is unknown: plain text
+            return Response(str(exc), status_code=exc.status, headers=headers, media_type="text/plain")
+        status = status_pb2.Status(code=exc.grpc_code, message=str(exc))
+        body = otlp_json.dumps(status) if ctype == JSON else status.SerializeToString()
+        return Response(body, status_code=exc.status, headers=headers, media_type=ctype)
+
+    def _decode(self, body: bytes, ctype: str, token: str | None) -> tuple[ExportTraceServiceRequest, Normalized]:
+        principal = self.pipeline.authenticate(token)
+        request = parse_traces(body, ctype)
+        return request, self.pipeline.prepare(request, principal)
 
     async def traces(self, request: Request) -> Response:
+        ctype: str | None = None
         try:
-            self._content_type(request)
+            ctype = self._content_type(request)
             body = await self._body(request)
-            result = await run_in_threadpool(self._parse_and_price, body)
-        except BodyError as exc:
-            self.metrics.exports_refused.labels("bad_request" if exc.status == 400 else str(exc.status)).inc()
-            return Response(str(exc), status_code=exc.status, media_type="text/plain")
-        m = self.metrics
-        m.spans_received.labels("genai").inc(len(result.calls) + len(result.rejected))
-        m.spans_received.labels("other").inc(result.other_spans)
-        if result.rejected:
-            m.spans_rejected.inc(len(result.rejected))
-        try:
-            future = self.ingestor.submit(result.calls)
-        except Overloaded as exc:
-            m.exports_refused.labels("overloaded").inc()
-            return _unavailable(str(exc))
-        m.queue_depth.set(self.ingestor.queued_calls)
-        try:
-            await asyncio.wrap_future(future)
-        except StorageUnavailable as exc:
-            m.exports_refused.labels("storage").inc()
-            return _unavailable(f"storage unavailable: {exc}")
-        response = ExportTraceServiceResponse()
-        if result.rejected:
-            response.partial_success.rejected_spans = len(result.rejected)
-            response.partial_success.error_message = "; ".join(result.rejected[:20])
+            token = token_from_headers(request.headers)
+            export, result = await run_in_threadpool(self._decode, body, ctype, token)
+            response = await self.pipeline.commit(export, result)
+        except ExportRefused as exc:
+            return self._refusal(exc, ctype)
+        if ctype == JSON:
+            return Response(otlp_json.dumps(response), media_type=JSON)
         return Response(response.SerializeToString(), media_type=PROTOBUF)
 
     async def metrics_export(self, request: Request) -> Response:
         """GenAI client metrics are accepted (so SDK exporters do not error) but not stored: spans are the ledger."""
+        ctype: str | None = None
         try:
-            self._content_type(request)
+            ctype = self._content_type(request)
             body = await self._body(request)
-            ExportMetricsServiceRequest().ParseFromString(body)
-        except BodyError as exc:
-            return Response(str(exc), status_code=exc.status, media_type="text/plain")
-        except DecodeError as exc:
-            return Response(f"body is not an OTLP ExportMetricsServiceRequest: {exc}", status_code=400)
+            token = token_from_headers(request.headers)
+            await run_in_threadpool(self._decode_metrics, body, ctype, token)
+        except ExportRefused as exc:
+            return self._refusal(exc, ctype)
+        if ctype == JSON:
+            return Response(otlp_json.dumps(ExportMetricsServiceResponse()), media_type=JSON)
         return Response(ExportMetricsServiceResponse().SerializeToString(), media_type=PROTOBUF)
 
-
-def _unavailable(message: str) -> Response:
-    return Response(
-        message, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, media_type="text/plain"
-    )
+    def _decode_metrics(self, body: bytes, ctype: str, token: str | None) -> None:
+        self.pipeline.authenticate(token)
+        if ctype == JSON:
+            try:
+                otlp_json.parse_metrics(body)
+            except otlp_json.JsonBodyError as exc:
+                raise bad_request(f"body is not an OTLP/JSON ExportMetricsServiceRequest: {exc}") from None
+            return
+        try:
+            ExportMetricsServiceRequest().ParseFromString(body)
+        except DecodeError as exc:
+            raise bad_request(f"body is not an OTLP ExportMetricsServiceRequest: {exc}") from None

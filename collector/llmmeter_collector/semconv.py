@@ -9,18 +9,32 @@ from typing import Final
 
 from llmmeter.semconv import *  # noqa: F403 - re-export: one place for every name
 from llmmeter.semconv import (
+    DEPLOYMENT_ENVIRONMENT_NAME,
+    ENVIRONMENT,
+    GEN_AI_OPENAI_REQUEST_SERVICE_TIER,
+    GEN_AI_OPENAI_RESPONSE_SERVICE_TIER,
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_STREAM,
     GEN_AI_RESPONSE_MODEL,
+    GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
     GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
     GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
     GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    SESSION_ID,
+    USER_ID,
 )
 
 # --- variants read, first match wins -----------------------------------------------------------------
+# Sources: OpenTelemetry semconv v1.37-v1.41 (gen-ai-spans.md, registry gen-ai.md); the official
+# opentelemetry-instrumentation-openai-v2 / -vertexai / -google-genai; OpenLLMetry
+# (opentelemetry-semantic-conventions-ai SpanAttributes: llm.request.type, llm.usage.*, llm.is_streaming,
+# gen_ai.usage.cache_read_input_tokens); OpenLIT (openlit/semcov/__init__.py: gen_ai.usage.cost,
+# gen_ai.request.is_stream, gen_ai.usage.reasoning_tokens, gen_ai.server.time_to_first_token,
+# gen_ai.environment, gen_ai.request/response.service_tier; resource telemetry.sdk.name="openlit").
 PROVIDER_KEYS: Final = (GEN_AI_PROVIDER_NAME, "gen_ai.system")
 OPERATION_KEYS: Final = (GEN_AI_OPERATION_NAME, "llm.request.type")
 REQUEST_MODEL_KEYS: Final = (GEN_AI_REQUEST_MODEL, "llm.request.model")
@@ -50,6 +64,22 @@ REASONING_KEYS: Final = (
     "llm.usage.reasoning_tokens",
 )
 REPORTED_COST_KEYS: Final = ("gen_ai.usage.cost", "llm.cost.total", "llm.usage.total_cost")
+STREAM_KEYS: Final = (GEN_AI_REQUEST_STREAM, "gen_ai.request.is_stream", "llm.is_streaming")
+TTFC_KEYS: Final = (GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, "gen_ai.server.time_to_first_token")
+SERVICE_TIER_KEYS: Final = (
+    GEN_AI_OPENAI_RESPONSE_SERVICE_TIER,
+    "gen_ai.openai.response.service_tier",
+    "gen_ai.response.service_tier",
+    GEN_AI_OPENAI_REQUEST_SERVICE_TIER,
+    "gen_ai.openai.request.service_tier",
+    "gen_ai.request.service_tier",
+)
+ENVIRONMENT_KEYS: Final = (ENVIRONMENT, "gen_ai.environment")
+RESOURCE_ENVIRONMENT_KEYS: Final = (ENVIRONMENT, DEPLOYMENT_ENVIRONMENT_NAME, "deployment.environment")
+USER_KEYS: Final = (USER_ID, "gen_ai.request.user", "llm.user")
+SESSION_KEYS: Final = (SESSION_ID, "gen_ai.conversation.id")
+TELEMETRY_SDK_NAME: Final = "telemetry.sdk.name"
+SENDER_OPENLIT: Final = "openlit"
 
 # Operations that are one billable model call. Agent and tool spans are parents, never priced.
 BILLABLE_OPERATIONS: Final = frozenset(
@@ -57,23 +87,28 @@ BILLABLE_OPERATIONS: Final = frozenset(
 )
 OPERATION_ALIASES: Final = {"completion": "text_completion", "embedding": "embeddings", "responses": "chat"}
 
-# gen_ai.system / vendor spellings -> gen_ai.provider.name values
+# gen_ai.system / vendor spellings (lower-cased) -> gen_ai.provider.name values.
+# OpenLLMetry capitalises ("OpenAI", "Anthropic", "Gemini", "VertexAI", "AWS"); OpenLIT uses the pre-1.37
+# gen_ai.system values ("az.ai.openai", "vertex_ai", "gemini", "xai", ...).
 PROVIDER_ALIASES: Final = {
     "openai": "openai",
     "azure.ai.openai": "azure.ai.openai",
     "az.ai.openai": "azure.ai.openai",
     "azure": "azure.ai.openai",
     "azure_openai": "azure.ai.openai",
+    "azureopenai": "azure.ai.openai",
     "anthropic": "anthropic",
     "gcp.gemini": "gcp.gemini",
     "gemini": "gcp.gemini",
     "google": "gcp.gemini",
     "google_genai": "gcp.gemini",
+    "google.ai.studio": "gcp.gemini",
     "gcp.vertex_ai": "gcp.vertex_ai",
     "vertex_ai": "gcp.vertex_ai",
     "vertexai": "gcp.vertex_ai",
     "gcp.gen_ai": "gcp.gemini",
     "aws.bedrock": "aws.bedrock",
+    "aws": "aws.bedrock",
     "bedrock": "aws.bedrock",
     "mistral_ai": "mistral_ai",
     "mistralai": "mistral_ai",
@@ -85,8 +120,11 @@ PROVIDER_ALIASES: Final = {
     "perplexity": "perplexity",
 }
 
-# Providers whose raw input token count excludes cache reads and writes (normalised in the collector).
+# Providers whose API reports input tokens WITHOUT cache reads and writes (Anthropic's ``input_tokens``,
+# also through Bedrock). Senders that copy that raw count into gen_ai.usage.input_tokens are listed in
+# RAW_INPUT_SENDERS; everyone else follows the convention (input includes cached tokens).
 INPUT_EXCLUDES_CACHE: Final = frozenset({"anthropic", "aws.bedrock"})
+RAW_INPUT_SENDERS: Final = frozenset({SENDER_OPENLIT})
 
 # --- Prometheus metrics exposed by the collector -----------------------------------------------------
 PROM_COST: Final = "llmmeter_cost_usd"  # counter, exposed as llmmeter_cost_usd_total
@@ -100,6 +138,12 @@ PROM_SPANS_REJECTED: Final = "llmmeter_collector_spans_rejected"
 PROM_EXPORTS_REFUSED: Final = "llmmeter_collector_exports_refused"
 PROM_QUEUE_DEPTH: Final = "llmmeter_collector_queue_spans"
 PROM_COMMIT_SECONDS: Final = "llmmeter_collector_commit_duration_seconds"
+PROM_SPOOL_BYTES: Final = "llmmeter_collector_spool_bytes"  # gauge: bytes held on disk while Postgres is down
+PROM_SPOOLED_CALLS: Final = "llmmeter_collector_spooled_calls"  # counter: calls written to the spool
+PROM_POSTGRES_UP: Final = "llmmeter_collector_postgres_up"  # gauge: 1 when the last write or ping succeeded
+PROM_FORWARDED_SPANS: Final = "llmmeter_collector_forwarded_spans"
+PROM_FORWARD_DROPPED_SPANS: Final = "llmmeter_collector_forward_dropped_spans"
+PROM_PRICE_RELOADS: Final = "llmmeter_collector_price_reloads"  # counter by result ("ok" / "error")
 # budgets (label: budget = the budget's name)
 PROM_BUDGET_LIMIT: Final = "llmmeter_budget_limit_usd"
 PROM_BUDGET_SPENT: Final = "llmmeter_budget_spent_usd"

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
+import tempfile
 import threading
+from datetime import datetime, timezone
+from decimal import Decimal
 from types import FrameType
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,15 +25,20 @@ from llmmeter_collector import api, storage
 from llmmeter_collector.apiauth import ApiAuth
 from llmmeter_collector.config import Settings
 from llmmeter_collector.embedded import EmbeddedPostgres
+from llmmeter_collector.forward import Forwarder
+from llmmeter_collector.grpc_receiver import GrpcReceiver
 from llmmeter_collector.ingest import Ingestor
 from llmmeter_collector.keys import KeyStore
-from llmmeter_collector.llmcall import LlmCall
+from llmmeter_collector.llmcall import Cost, LlmCall
+from llmmeter_collector.logging_setup import configure_logging
 from llmmeter_collector.metrics import Metrics
-from llmmeter_collector.pricing import PriceCatalog
+from llmmeter_collector.pricing import PriceCatalog, PriceError
 from llmmeter_collector.ratelimit import RateLimits
-from llmmeter_collector.receiver import Receiver
+from llmmeter_collector.receiver import Pipeline, Receiver
+from llmmeter_collector.spool import Spool
 
 logger = logging.getLogger("llmmeter.collector")
+_ZERO = Decimal(0)
 
 
 class Collector:
@@ -45,6 +55,9 @@ class Collector:
         self._ingestor: Ingestor | None = None
         self._pool: ConnectionPool | None = None
         self._keys: KeyStore | None = None
+        self.pipeline: Pipeline | None = None
+        self.forwarder: Forwarder | None = None
+        self.grpc: GrpcReceiver | None = None
         self.ready = False
 
     def start(self) -> None:
@@ -57,17 +70,77 @@ class Collector:
             self._pool, cache_seconds=self.settings.key_cache_seconds, require_keys=self.settings.require_keys
         )
         self.metrics.seed(api.counter_seed(self._pool))
+        ledger = storage.Ledger(self.dsn, self.schema)
+        ledger.ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
+        spool = Spool(self.settings.spool_path, self.settings.spool_max_bytes) if self.settings.spool else None
+        self.metrics.postgres_up.set(1)
+        self.metrics.spool_bytes.set(spool.size_bytes if spool else 0)
         self._ingestor = Ingestor(
-            storage.Ledger(self.dsn, self.schema),
+            ledger,
             max_queued_calls=self.settings.max_queued_calls,
+            max_batch_calls=self.settings.max_batch_calls,
             on_commit=self.metrics.observe,
+            spool=spool,
+            on_state=self._storage_state,
+            partition_days_ahead=self.settings.partition_days_ahead,
         )
+        if self.settings.forward_endpoint:
+            self.forwarder = Forwarder(self.settings.forward_endpoint, self.metrics, self.settings.forward_headers)
+        self.pipeline = Pipeline(self._ingestor, self.metrics, self.price, self._keys, self.forwarder)
         self.ready = True
+
+    def _storage_state(self, ok: bool, spool_bytes: int) -> None:
+        self.metrics.postgres_up.set(1 if ok else 0)
+        self.metrics.spool_bytes.set(spool_bytes)
+
+    def start_grpc(self, host: str, port: int) -> int:
+        """Serve OTLP/gRPC on ``port`` (0: a free port); returns the bound port."""
+        assert self.pipeline is not None, "start() first"
+        self.grpc = GrpcReceiver(self.pipeline, self.settings.max_body_bytes)
+        return self.grpc.start(host, port)
+
+    def reload_prices(self) -> list[str]:
+        """Re-read the price overrides file; on errors keep the prices in use. Returns the problems found."""
+        try:
+            self.catalog.reload()
+        except PriceError as exc:
+            self.metrics.price_reloads.labels("error").inc()
+            logger.error("price file not reloaded, keeping the last good prices: %s", "; ".join(exc.problems))
+            return exc.problems
+        except OSError as exc:
+            self.metrics.price_reloads.labels("error").inc()
+            logger.error("price file not reloaded, keeping the last good prices: %s", exc)
+            return [str(exc)]
+        self.metrics.price_reloads.labels("ok").inc()
+        logger.info("prices reloaded from %s", self.settings.prices_file or "the catalog")
+        return []
+
+    def readiness(self) -> dict[str, object]:
+        """Ready when Postgres answers, or when it does not but exports can still be spooled."""
+        postgres = True
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except Exception:
+            postgres = False
+        spool = self._ingestor.spool if self._ingestor is not None else None
+        spool_room = spool is not None and spool.size_bytes < spool.max_bytes
+        self.metrics.postgres_up.set(1 if postgres else 0)
+        return {
+            "ready": self.ready and (postgres or spool_room),
+            "postgres": postgres,
+            "spool_bytes": spool.size_bytes if spool is not None else None,
+            "queued_calls": self._ingestor.queued_calls if self._ingestor is not None else 0,
+        }
 
     def close(self) -> None:
         self.ready = False
+        if self.grpc is not None:
+            self.grpc.stop()
         if self._ingestor is not None:
             self._ingestor.close()
+        if self.forwarder is not None:
+            self.forwarder.close()
         if self._pool is not None:
             self._pool.close()
         if self.embedded is not None:
@@ -87,11 +160,14 @@ class Collector:
         return self._keys
 
     def price(self, call: LlmCall) -> None:
+        if not call.billable:  # the provider refused the call (llmmeter.provider_billed=false): nothing to pay
+            call.cost = Cost(total=_ZERO, parts={}, price_source="not_billed")
+            return
         call.cost = self.catalog.price(call)
 
     def app(self) -> Starlette:
-        assert self._ingestor is not None, "start() first"
-        receiver = Receiver(self._ingestor, self.metrics, self.price, self.settings.max_body_bytes)
+        assert self.pipeline is not None, "start() first"
+        receiver = Receiver(self.pipeline, self.settings.max_body_bytes)
 
         async def prometheus(request: Request) -> Response:
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -100,8 +176,8 @@ class Collector:
             return JSONResponse({"status": "ok"})
 
         async def readyz(request: Request) -> Response:
-            ok = self.ready
-            return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+            state = await run_in_threadpool(self.readiness)
+            return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
         return Starlette(
             routes=[
@@ -133,10 +209,17 @@ def _uvicorn_config(collector: Collector, host: str, port: int) -> uvicorn.Confi
 
 
 def serve(settings: Settings) -> None:
-    """Run in the foreground until SIGINT/SIGTERM; then drain the queue, commit, and stop."""
+    """Run in the foreground until SIGINT/SIGTERM; then finish in-flight exports, commit, and stop.
+
+    SIGHUP re-reads the price overrides file (keeping the last good prices if it has errors).
+    """
+    configure_logging(settings.log_format, settings.log_level)
     collector = Collector(settings)
     collector.start()
     try:
+        if settings.grpc_port:
+            collector.start_grpc(settings.host, settings.grpc_port)
+        signal.signal(signal.SIGHUP, lambda sig, frame: collector.reload_prices())
         server = _Server(_uvicorn_config(collector, settings.host, settings.http_port))
         logger.info("llmmeter collector listening on http://%s:%d", settings.host, settings.http_port)
         server.run()
@@ -147,14 +230,22 @@ def serve(settings: Settings) -> None:
 class BackgroundCollector:
     """A collector serving on a free loopback port in a thread: for tests and the demo."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, grpc: bool = True) -> None:
+        self._tmp: str | None = None
+        if settings.spool and not settings.spool_dir:  # never share the user's spool with a test collector
+            self._tmp = tempfile.mkdtemp(prefix="llmmeter-spool-")
+            settings = Settings(**{**settings.__dict__, "spool_dir": self._tmp})
         self.collector = Collector(settings)
+        self._grpc = grpc
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.grpc_target = ""  # host:port of the OTLP/gRPC receiver
 
     def __enter__(self) -> BackgroundCollector:
         self.collector.start()
+        if self._grpc:
+            self.grpc_target = f"127.0.0.1:{self.collector.start_grpc('127.0.0.1', 0)}"
         config = _uvicorn_config(self.collector, "127.0.0.1", self.collector.settings.http_port)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="llmmeter-http", daemon=True)
@@ -172,3 +263,5 @@ class BackgroundCollector:
             self._server.should_exit = True
             self._thread.join(10)
         self.collector.close()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)

@@ -74,6 +74,17 @@ SELECT trace_id, span_id FROM ins
 """
 
 
+# The writer must notice a dead or unreachable Postgres in seconds (then it spools or refuses), not hang.
+WRITER_TIMEOUTS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 10_000,
+}
+
+
 def connect_kwargs(schema: str | None) -> dict[str, Any]:
     """Connection options: UTC session time zone (rollup buckets are UTC) and the schema to use."""
     options = "-c timezone=UTC"
@@ -171,13 +182,17 @@ class Ledger:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(self._dsn, self._schema)
+            self._conn = connect(self._dsn, self._schema, **WRITER_TIMEOUTS)
             self._conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS llm_calls_staging"
                 " (LIKE llm_calls INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             self._conn.commit()
         return self._conn
+
+    def ensure_partitions_ahead(self, today: date, days_ahead: int) -> None:
+        """Create the partitions of today and the next ``days_ahead`` days (at start, then daily)."""
+        self.ensure_partitions(today + timedelta(days=n) for n in range(days_ahead + 1))
 
     def ensure_partitions(self, days: Iterable[date]) -> None:
         missing = sorted(set(days) - self._partitions)
@@ -194,6 +209,10 @@ class Ledger:
                     f" FOR VALUES FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')"
                 )
         self._partitions.update(missing)
+
+    def ping(self) -> None:
+        """Raise unless Postgres answers on the writer's connection."""
+        self._connection().execute("SELECT 1")
 
     def write(self, calls: Sequence[LlmCall]) -> list[LlmCall]:
         """Insert calls and update rollups in one transaction. Returns the calls that were new."""
