@@ -14,7 +14,10 @@ from llmmeter.options import Redactor
 logger = logging.getLogger("llmmeter")
 
 # (distribution module that must be importable, instrumentor module, class name)
-_INSTRUMENTORS = (("openai", "llmmeter.openai", "OpenAIInstrumentor"),)
+_INSTRUMENTORS = (
+    ("openai", "llmmeter.openai", "OpenAIInstrumentor"),
+    ("anthropic", "llmmeter.anthropic", "AnthropicInstrumentor"),
+)
 
 _lock = threading.Lock()
 _active: list[Any] = []

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context, trace
+
 from llmmeter import guard, options, retries, semconv
 from llmmeter.content import Prompt, prompt_attributes
 from llmmeter.guard import BudgetExceeded
@@ -95,7 +97,7 @@ def _begin(
         if shape.prepare is not None:
             kwargs = shape.prepare(kwargs)
         invocation = start(inst, shape, instance, kwargs, requested)
-        invocation.attempts = retries.Attempts()
+        invocation.attempts = retries.Attempts(invocation.span)
         return invocation, kwargs
     except Exception as exc:
         log_once(shape.name + ".start", exc)
@@ -120,12 +122,14 @@ def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
         if invocation is None:
             return wrapped(*args, **kwargs)
         token = retries.enter(invocation.attempts)  # type: ignore[arg-type]
+        ctx_token = context.attach(trace.set_span_in_context(invocation.span))
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
             raise
         finally:
+            context.detach(ctx_token)
             retries.leave(token)
         return _respond(shape, invocation, result)
 
@@ -140,12 +144,14 @@ def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
         if invocation is None:
             return await wrapped(*args, **kwargs)
         token = retries.enter(invocation.attempts)  # type: ignore[arg-type]
+        ctx_token = context.attach(trace.set_span_in_context(invocation.span))
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
             raise
         finally:
+            context.detach(ctx_token)
             retries.leave(token)
         return _respond(shape, invocation, result)
 

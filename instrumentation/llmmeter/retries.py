@@ -1,8 +1,12 @@
 """Count the HTTP attempts a provider SDK makes inside one call, so its internal retries are visible.
 
-A wrapper enters ``scope()`` around the SDK call; the SDK's per-attempt method (patched by each
-instrumentor: openai/anthropic ``BaseClient._build_request``, google-genai ``_request_once``) calls
-``note_attempt()``. A context variable keeps concurrent calls (threads, asyncio tasks) apart.
+A wrapper ``enter``s an ``Attempts`` around the SDK call; the SDK's per-attempt method (patched by each
+instrumentor: openai/anthropic ``BaseClient._build_request``, google-genai ``_request_once``) is wrapped by
+``counting_wrapper``. A context variable keeps concurrent calls (threads, asyncio tasks) apart.
+
+The same hook solves double counting: SDKs that trace themselves (anthropic 2.x opens its own GenAI span
+around each API call) make that span current before building the request. When it is not llmmeter's span,
+it is marked ``llmmeter.billable=false``: llmmeter's span carries the same usage plus attribution.
 """
 
 from __future__ import annotations
@@ -11,14 +15,20 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
+from llmmeter.semconv import BILLABLE
+
 
 class Attempts:
     """HTTP attempts made so far by one instrumented call."""
 
-    __slots__ = ("count",)
+    __slots__ = ("count", "span")
 
-    def __init__(self) -> None:
+    def __init__(self, span: Span | None = None) -> None:
         self.count = 0
+        self.span = span  # llmmeter's span for this call
 
     @property
     def retries(self) -> int:
@@ -36,15 +46,13 @@ def leave(token: Token[Attempts | None]) -> None:
     _CURRENT.reset(token)
 
 
-def note_attempt() -> None:
-    attempts = _CURRENT.get()
-    if attempts is not None:
-        attempts.count += 1
-
-
 def counting_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
     """A wrapt wrapper for an SDK's per-attempt method: counts, then calls it unchanged."""
     attempts = _CURRENT.get()
     if attempts is not None:
         attempts.count += 1
+        if attempts.count == 1 and attempts.span is not None:
+            current = trace.get_current_span()
+            if current is not attempts.span and current.is_recording():
+                current.set_attribute(BILLABLE, False)
     return wrapped(*args, **kwargs)

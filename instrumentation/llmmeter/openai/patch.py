@@ -18,6 +18,7 @@ from llmmeter.calls import Shape, Wrapper, async_wrapper, sync_wrapper
 from llmmeter.invocation import Invocation, log_once
 from llmmeter.openai import response as rsp
 from llmmeter.openai.stream import ChatAccumulator, ResponsesAccumulator
+from llmmeter.raw_response import respond_raw
 from llmmeter.streaming import Accumulator, AsyncStream, SyncStream, end_helper_stream
 from llmmeter.telemetry import Instruments
 
@@ -35,71 +36,12 @@ def _responder(
             return SyncStream(result, invocation, accumulator())
         if isinstance(result, openai.AsyncStream):
             return AsyncStream(result, invocation, accumulator())
-        if isinstance(result, LegacyAPIResponse):
-            _read_legacy_raw(result, invocation, respond)
-            return result
-        if isinstance(result, APIResponse | AsyncAPIResponse):
-            return RawResponse(result, invocation, respond)
+        if isinstance(result, LegacyAPIResponse | APIResponse | AsyncAPIResponse):
+            return respond_raw(result, invocation, respond)
         end(invocation, result)
         return result
 
     return respond
-
-
-def _read_legacy_raw(raw: Any, invocation: Invocation, respond: Callable[[Invocation, Any], Any]) -> None:
-    """``with_raw_response``: parse through the SDK's cache; a stream is wrapped and cached in its place,
-    so the app's own ``parse()`` returns the same (or the wrapped) object it would have got."""
-    parsed = raw.parse()
-    handled = respond(invocation, parsed)
-    if handled is not parsed:
-        raw._parsed_by_type[raw._cast_to] = handled
-
-
-class RawResponse(wrapt.ObjectProxy):
-    """``with_streaming_response``: the body is read only when the app asks; read usage on ``parse()``,
-    otherwise end the span without usage when the response is closed or collected."""
-
-    def __init__(self, wrapped: Any, invocation: Invocation, respond: Callable[[Invocation, Any], Any]) -> None:
-        super().__init__(wrapped)
-        self._self_invocation = invocation
-        self._self_respond = respond
-        self._self_parsed: dict[Any, Any] = {}
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        result = self.__wrapped__.parse(*args, **kwargs)
-        if hasattr(result, "__await__"):
-            return self._parse_async(result, kwargs.get("to"))
-        return self._handle(result, kwargs.get("to"))
-
-    async def _parse_async(self, awaitable: Any, to: Any) -> Any:
-        return self._handle(await awaitable, to)
-
-    def _handle(self, parsed: Any, to: Any) -> Any:
-        if to is not None or self._self_invocation.ended:
-            return self._self_parsed.get(id(parsed), parsed)
-        try:
-            handled = self._self_respond(self._self_invocation, parsed)
-        except Exception as exc:
-            log_once("openai.raw.parse", exc)
-            return parsed
-        self._self_parsed[id(parsed)] = handled
-        return handled
-
-    def _end_without_usage(self) -> None:
-        if not self._self_invocation.ended:
-            try:
-                self._self_invocation.end(usage=None)
-            except Exception as exc:
-                log_once("openai.raw.close", exc)
-
-    def close(self) -> Any:
-        try:
-            return self.__wrapped__.close()
-        finally:
-            self._end_without_usage()
-
-    def __del__(self) -> None:
-        self._end_without_usage()
 
 
 def _include_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
