@@ -15,7 +15,6 @@ import wrapt
 
 from llmmeter.invocation import Invocation, log_once
 
-
 Respond = Callable[[Invocation, Any], Any]
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 
