@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmmeter_collector import api, storage
+from llmmeter_collector import api, budgets, storage
 from llmmeter_collector.apiauth import ApiAuth
 from llmmeter_collector.config import Settings
 from llmmeter_collector.embedded import EmbeddedPostgres
@@ -187,6 +187,7 @@ class Collector:
                 Route("/healthz", healthz),
                 Route("/readyz", readyz),
                 *api.routes(self),
+                *budgets.routes(self),
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits
         )
