@@ -14,18 +14,28 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from llmmeter_collector.keys import token_from_headers
 from llmmeter_collector.normalize import Normalized
-from llmmeter_collector.receiver import ExportRefused, Pipeline
+from llmmeter_collector.receiver import PROTOBUF, ExportRefused, Pipeline, bad_request, parse_traces
 
 logger = logging.getLogger("llmmeter.collector")
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 
 
 def _token(context: grpc.aio.ServicerContext) -> str | None:
@@ -38,43 +48,58 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ExportRefused, pipeline
     await context.abort(_CODES.get(exc.grpc_code, grpc.StatusCode.UNKNOWN), str(exc))
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+class _Services:
+    """Handlers taking the raw request bytes: parsing happens here (off the event loop) so a body that does
+    not parse gets INVALID_ARGUMENT, as the OTLP spec asks, rather than gRPC's generic deserializer error."""
+
     def __init__(self, pipeline: Pipeline, executor: ThreadPoolExecutor) -> None:
         self._pipeline = pipeline
         self._executor = executor
 
-    def _prepare(self, request: trace_service_pb2.ExportTraceServiceRequest, token: str | None) -> Normalized:
+    def _prepare(self, body: bytes, token: str | None) -> tuple[ExportTraceServiceRequest, Normalized]:
         principal = self._pipeline.authenticate(token)
-        return self._pipeline.prepare(request, principal)
+        request = parse_traces(body, PROTOBUF)
+        return request, self._pipeline.prepare(request, principal)
 
-    async def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.aio.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
+    async def traces(self, body: bytes, context: grpc.aio.ServicerContext) -> ExportTraceServiceResponse:
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._executor, self._prepare, request, _token(context))
+            request, result = await loop.run_in_executor(self._executor, self._prepare, body, _token(context))
             return await self._pipeline.commit(request, result)
         except ExportRefused as exc:
             await _abort(context, exc, self._pipeline)
-            raise  # abort raises; this line is never reached
+            raise  # abort() raises; never reached
 
+    def _check_metrics(self, body: bytes, token: str | None) -> None:
+        self._pipeline.authenticate(token)
+        try:
+            ExportMetricsServiceRequest().ParseFromString(body)
+        except DecodeError as exc:
+            raise bad_request(f"body is not an OTLP ExportMetricsServiceRequest: {exc}") from None
 
-class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-    """GenAI client metrics are accepted so SDK exporters do not error, but not stored: spans are the ledger."""
-
-    def __init__(self, pipeline: Pipeline, executor: ThreadPoolExecutor) -> None:
-        self._pipeline = pipeline
-        self._executor = executor
-
-    async def Export(
-        self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: grpc.aio.ServicerContext
-    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+    async def metrics(self, body: bytes, context: grpc.aio.ServicerContext) -> ExportMetricsServiceResponse:
+        """GenAI client metrics are accepted so SDK exporters do not error, but not stored: spans are the ledger."""
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._pipeline.authenticate, _token(context))
+            await loop.run_in_executor(self._executor, self._check_metrics, body, _token(context))
         except ExportRefused as exc:
             await _abort(context, exc, self._pipeline)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+        return ExportMetricsServiceResponse()
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        def export(handler: Any, response_type: Any) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                handler, request_deserializer=None, response_serializer=response_type.SerializeToString
+            )
+
+        return [
+            grpc.method_handlers_generic_handler(
+                TRACE_SERVICE, {"Export": export(self.traces, ExportTraceServiceResponse)}
+            ),
+            grpc.method_handlers_generic_handler(
+                METRICS_SERVICE, {"Export": export(self.metrics, ExportMetricsServiceResponse)}
+            ),
+        ]
 
 
 class GrpcReceiver:
@@ -103,10 +128,7 @@ class GrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self._pipeline, self._executor), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
-            _MetricsService(self._pipeline, self._executor), server
-        )
+        server.add_generic_rpc_handlers(_Services(self._pipeline, self._executor).handlers())
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         bound = server.add_insecure_port(address)
         if bound == 0:

@@ -185,13 +185,17 @@ class Receiver:
         limit = self.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise ExportRefused(413, f"body of {declared} bytes exceeds the limit of {limit}", "too_large", code_pb2.RESOURCE_EXHAUSTED)
+            raise ExportRefused(
+                413, f"body of {declared} bytes exceeds the limit of {limit}", "too_large", code_pb2.RESOURCE_EXHAUSTED
+            )
         chunks = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ExportRefused(413, f"body exceeds the limit of {limit} bytes", "too_large", code_pb2.RESOURCE_EXHAUSTED)
+                raise ExportRefused(
+                    413, f"body exceeds the limit of {limit} bytes", "too_large", code_pb2.RESOURCE_EXHAUSTED
+                )
             chunks.append(chunk)
         body = b"".join(chunks)
         encoding = request.headers.get("content-encoding", "").lower()
@@ -202,16 +206,31 @@ class Receiver:
             except zlib.error as exc:
                 raise bad_request(f"body is not valid gzip: {exc}") from None
             if len(body) > limit or decompressor.unconsumed_tail:
-                raise ExportRefused(413, f"decompressed body exceeds the limit of {limit} bytes", "too_large", code_pb2.RESOURCE_EXHAUSTED)
+                raise ExportRefused(
+                    413,
+                    f"decompressed body exceeds the limit of {limit} bytes",
+                    "too_large",
+                    code_pb2.RESOURCE_EXHAUSTED,
+                )
         elif encoding not in ("", "identity"):
-            raise ExportRefused(415, f"unsupported Content-Encoding {encoding!r}; send gzip or none", "bad_request", code_pb2.INVALID_ARGUMENT)
+            raise ExportRefused(
+                415,
+                f"unsupported Content-Encoding {encoding!r}; send gzip or none",
+                "bad_request",
+                code_pb2.INVALID_ARGUMENT,
+            )
         return body
 
     @staticmethod
     def _content_type(request: Request) -> str:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in (PROTOBUF, JSON):
-            raise ExportRefused(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", "bad_request", code_pb2.INVALID_ARGUMENT)
+            raise ExportRefused(
+                415,
+                f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}",
+                "bad_request",
+                code_pb2.INVALID_ARGUMENT,
+            )
         return ctype
 
     def _refusal(self, exc: ExportRefused, ctype: str | None) -> Response:
