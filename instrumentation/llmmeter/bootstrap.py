@@ -17,11 +17,19 @@ logger = logging.getLogger("llmmeter")
 _INSTRUMENTORS = (
     ("openai", "llmmeter.openai", "OpenAIInstrumentor"),
     ("anthropic", "llmmeter.anthropic", "AnthropicInstrumentor"),
+    ("google.genai", "llmmeter.google_genai", "GoogleGenAIInstrumentor"),
 )
 
 _lock = threading.Lock()
 _active: list[Any] = []
 _threads_patched = False
+
+
+def _installed(module_name: str) -> bool:
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent package is missing
+        return False
 
 
 def instrument(
@@ -61,7 +69,7 @@ def instrument(
             telemetry.configure(service_name=service_name, endpoint=endpoint)
         inst = telemetry.create_instruments()
         for module_name, instrumentor_module, class_name in _INSTRUMENTORS:
-            if importlib.util.find_spec(module_name) is None:
+            if not _installed(module_name):
                 continue  # SDK not installed: skipped quietly
             try:
                 cls = getattr(importlib.import_module(instrumentor_module), class_name)
