@@ -132,18 +132,16 @@ class Pipeline:
         return result
 
     async def commit(self, request: ExportTraceServiceRequest, result: Normalized) -> ExportTraceServiceResponse:
-        """Wait until the calls are durable; raises ExportRefused(503) when they cannot be."""
+        """Wait until the calls are durable; raises ExportRefused(503) when they cannot be (the receiver counts it)."""
         m = self.metrics
         try:
             future = self.ingestor.submit(result.calls)
         except Overloaded as exc:
-            m.exports_refused.labels("overloaded").inc()
             raise unavailable(str(exc), "overloaded") from None
         m.queue_depth.set(self.ingestor.queued_calls)
         try:
             await asyncio.wrap_future(future)
         except StorageUnavailable as exc:
-            m.exports_refused.labels("storage").inc()
             raise unavailable(f"storage unavailable: {exc}", "storage") from None
         if self.forwarder is not None:
             self.forwarder.submit(request, list(zip(result.spans, result.calls, strict=True)), result.total_spans)
