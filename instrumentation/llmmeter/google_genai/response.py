@@ -116,7 +116,7 @@ def prompt(kwargs: Mapping[str, Any]) -> Prompt:
         contents = [contents]
     pending_user: list[dict[str, Any]] = []
     for item in contents or ():
-        if isinstance(item, str) or get(item, "text") is not None and get(item, "parts") is None:
+        if isinstance(item, str) or (get(item, "text") is not None and get(item, "parts") is None):
             pending_user.extend(_parts(item))  # bare strings/parts form one user turn
             continue
         if pending_user:
