@@ -201,6 +201,30 @@ def spend_forecast(
     }
 
 
+def budget_statuses(collector: Collector, visible: Sequence[str] | None, project: str | None) -> list[dict[str, Any]]:
+    """The budget engine's latest evaluation (``budget_status``), limited to what the caller may see.
+
+    A key limited to projects sees a budget only when the budget's project scope lies within them; with
+    ``project`` set, only budgets scoped to exactly that project.
+    """
+    try:
+        from llmmeter_collector.budget_api import engine_for
+    except ImportError:  # budgets not part of this build
+        return []
+    engine = engine_for(collector)
+    out = []
+    for budget in engine.budgets():
+        scoped = tuple(budget.scope.project or ())
+        if visible is not None and not (scoped and set(scoped) <= set(visible)):
+            continue
+        if project is not None and scoped != (project,):
+            continue
+        status = engine.statuses.get(budget.name)
+        if status is not None:
+            out.append(status.to_json())
+    return out
+
+
 # ---- operations -------------------------------------------------------------------------------------------------
 
 _PROJECT = Param("project", "string", "Only this project.")
@@ -433,9 +457,10 @@ def routes(collector: Collector) -> list[Route]:
         return run
 
     def get_summary(request: Request, args: dict[str, Any]) -> Any:
-        return summary(
-            collector.pool, args["period"], projects=apiauth.visible_projects(request), project=args["project"]
-        )
+        visible = apiauth.visible_projects(request)
+        body = summary(collector.pool, args["period"], projects=visible, project=args["project"])
+        body["budgets"] = budget_statuses(collector, visible, args["project"])
+        return body
 
     def get_calls(request: Request, args: dict[str, Any]) -> Any:
         where = _call_filter(request, args)

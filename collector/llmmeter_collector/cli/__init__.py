@@ -12,6 +12,14 @@ from collections.abc import Sequence
 
 import click
 
+from llmmeter_collector.cli.anomalies import anomalies
+from llmmeter_collector.cli.calls import calls_command
+from llmmeter_collector.cli.config import config
+from llmmeter_collector.cli.export import export
+from llmmeter_collector.cli.forecast import forecast
+from llmmeter_collector.cli.init import init
+from llmmeter_collector.cli.keys import keys
+from llmmeter_collector.cli.optimize import optimize
 from llmmeter_collector.cli.serve import serve
 from llmmeter_collector.cli.status import status
 
@@ -23,6 +31,14 @@ def cli() -> None:
 
 cli.add_command(serve)
 cli.add_command(status)
+cli.add_command(init)  # cli/init.py
+cli.add_command(config)  # cli/config.py
+cli.add_command(optimize)  # cli/optimize.py
+cli.add_command(calls_command)  # cli/calls.py
+cli.add_command(export)  # cli/export.py
+cli.add_command(forecast)  # cli/forecast.py
+cli.add_command(anomalies)  # cli/anomalies.py
+cli.add_command(keys)  # cli/keys.py
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,14 +1,55 @@
-"""``llmmeter status``: spend today / this week / this month / all time, by model and by feature."""
+"""``llmmeter status``: spend today / this week / this month / all time, by model and by feature, budget bars
+coloured at the warning threshold (80 % by default) and at 100 %, and the month-end forecast."""
 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from llmmeter_collector.cli.common import get, json_option, url_option, usd
+from llmmeter_collector.cli.common import CollectorError, get, json_option, url_option, usd
+
+BAR_WIDTH = 30
+
+
+def budget_colour(utilization: Decimal, thresholds: list[float]) -> str:
+    """green below the first threshold, yellow from it (80 % by default), red from 100 %."""
+    warning = Decimal(str(thresholds[0])) if thresholds else Decimal("0.8")
+    if utilization >= 1:
+        return "red"
+    if utilization >= warning:
+        return "yellow"
+    return "green"
+
+
+def budget_bar(budget: dict[str, Any]) -> Text:
+    """``[██████░░░░] 83%  $415.00 of $500.00`` in the budget's colour."""
+    utilization = Decimal(budget["utilization"])
+    colour = budget_colour(utilization, budget.get("thresholds") or [])
+    filled = min(BAR_WIDTH, int(utilization * BAR_WIDTH))
+    bar = Text("[")
+    bar.append("█" * filled, style=colour)
+    bar.append("░" * (BAR_WIDTH - filled), style="dim")
+    bar.append("] ")
+    bar.append(f"{utilization * 100:5.1f}%", style=f"bold {colour}")
+    bar.append(f"  {usd(budget['spent_usd'])} of {usd(budget['limit_usd'])}")
+    forecast = budget.get("forecast") or {}
+    if forecast.get("expected_usd"):
+        bar.append(f"  → {usd(forecast['expected_usd'])} by period end", style="dim")
+    return bar
+
+
+def _month_forecast(url: str) -> dict[str, Any] | None:
+    try:
+        result: dict[str, Any] = get(url, "/api/v1/forecast", {"period": "month"})
+    except CollectorError:
+        return None  # an older collector without forecasts: status still answers
+    return result
 
 
 @click.command()
@@ -21,9 +62,12 @@ from llmmeter_collector.cli.common import get, json_option, url_option, usd
     show_default=True,
     help="Period of the by-model and by-feature breakdowns.",
 )
-def status(url: str, as_json: bool, period: str) -> None:
-    """Spend today / this week / this month / all time, by model and by feature."""
-    data = get(url, "/api/v1/summary", {"period": period})
+@click.option("--project", default=None, help="Only this project.")
+def status(url: str, as_json: bool, period: str, project: str | None) -> None:
+    """Spend today / this week / this month / all time, by model and feature, budgets and the month-end forecast."""
+    params = {"period": period, **({"project": project} if project else {})}
+    data = get(url, "/api/v1/summary", params)
+    data["forecast"] = _month_forecast(url) if project is None else None
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -51,6 +95,23 @@ def status(url: str, as_json: bool, period: str) -> None:
             names = [row[d] or "(none)" for d in dims]
             table.add_row(*names, str(row["calls"]), f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", cost)
         console.print(table)
+    budgets = data.get("budgets") or []
+    if budgets:
+        table = Table(title="Budgets", show_header=True)
+        table.add_column("budget")
+        table.add_column("period")
+        table.add_column("use")
+        for budget in budgets:
+            table.add_row(budget["name"], budget["period_start"][:10] + " →", budget_bar(budget))
+        console.print(table)
+    forecast = data.get("forecast")
+    if forecast and forecast.get("expected_usd"):
+        line = f"Month-end forecast: [bold]{usd(forecast['expected_usd'])}[/bold]"
+        if forecast.get("lower_usd") and forecast.get("upper_usd"):
+            level = round(float(forecast["level"]) * 100)
+            line += f" ({level} % interval {usd(forecast['lower_usd'])} – {usd(forecast['upper_usd'])})"
+        line += f", {usd(forecast['spent_usd'])} spent so far, method {forecast['method']}"
+        console.print(line)
     if data["unpriced_calls"]:
         models = ", ".join(f"{m['provider']}/{m['model']} ({m['calls']})" for m in data["unpriced_models"])
         console.print(f"[yellow]{data['unpriced_calls']} calls have no known price:[/yellow] {models}")
