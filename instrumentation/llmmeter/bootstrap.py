@@ -18,6 +18,7 @@ _INSTRUMENTORS = (
     ("openai", "llmmeter.openai", "OpenAIInstrumentor"),
     ("anthropic", "llmmeter.anthropic", "AnthropicInstrumentor"),
     ("google.genai", "llmmeter.google_genai", "GoogleGenAIInstrumentor"),
+    ("langchain_core", "llmmeter.langchain", "LangChainInstrumentor"),
 )
 
 _lock = threading.Lock()

@@ -141,3 +141,18 @@ DURATION_BUCKETS: Final = (
     40.96,
     81.92,
 )
+
+# --- LangChain (llmmeter.langchain) ------------------------------------------------------------------
+GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+LANGCHAIN_RUN_TYPE: Final = "llmmeter.langchain.run_type"  # llm, embeddings, chain, agent, tool, retriever
+LANGCHAIN_CACHE_HIT: Final = "llmmeter.langchain.cache_hit"  # answered from LangChain's cache: no provider call
+PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
+PROVIDER_AZURE_AI_INFERENCE: Final = "azure.ai.inference"
+PROVIDER_COHERE: Final = "cohere"
+PROVIDER_DEEPSEEK: Final = "deepseek"
+PROVIDER_GROQ: Final = "groq"
+PROVIDER_IBM_WATSONX_AI: Final = "ibm.watsonx.ai"
+PROVIDER_MISTRAL_AI: Final = "mistral_ai"
+PROVIDER_PERPLEXITY: Final = "perplexity"
+PROVIDER_X_AI: Final = "x_ai"
