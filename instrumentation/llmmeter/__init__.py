@@ -4,8 +4,25 @@
 emits an OpenTelemetry GenAI span (tokens, model, attribution); a llmmeter collector prices them.
 """
 
+from llmmeter import batches
 from llmmeter.attribution import attributes, current_attributes
 from llmmeter.bootstrap import instrument, uninstrument
+from llmmeter.invocation import TokenUsage
+from llmmeter.manual import TrackedCall, current_call, record, track
+from llmmeter.redaction import redact_pii
 from llmmeter.telemetry import flush
 
-__all__ = ["attributes", "current_attributes", "flush", "instrument", "uninstrument"]
+__all__ = [
+    "TokenUsage",
+    "TrackedCall",
+    "attributes",
+    "batches",
+    "current_attributes",
+    "current_call",
+    "flush",
+    "instrument",
+    "record",
+    "redact_pii",
+    "track",
+    "uninstrument",
+]
