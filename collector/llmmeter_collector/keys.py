@@ -17,7 +17,9 @@ exports, whatever the span claims (``Principal.forced_project``).
 
 Verification results (valid or not) are cached for ``cache_seconds`` (default 10 s) per process, so a
 revocation made by another process takes effect within that time; ``revoke`` in this process clears the
-cache at once. Keys look like ``llmm_<43 url-safe characters>`` (256 random bits).
+cache at once. While Postgres is unreachable the last known answers keep being used (so exports can still
+be spooled); a key never seen before then raises ``KeyStoreUnavailable`` (the receivers answer 503).
+Keys look like ``llmm_<43 url-safe characters>`` (256 random bits).
 """
 
 from __future__ import annotations
@@ -38,12 +40,17 @@ KEY_PREFIX = "llmm_"
 HEADER_KEY = "x-llmmeter-key"
 _DISPLAY_PREFIX_CHARS = 12
 _MAX_CACHE_ENTRIES = 10_000
+_DB_TIMEOUT_SECONDS = 2.0
 # What each role may do: an admin key may also ingest and read.
 _GRANTS = {"ingest": {"ingest"}, "viewer": {"viewer"}, "admin": {"ingest", "viewer", "admin"}}
 
 
 class KeyStoreError(ValueError):
     """A key cannot be created as asked (bad role, name or project); the message names the field."""
+
+
+class KeyStoreUnavailable(Exception):
+    """Postgres cannot be asked about a key right now and there is no earlier answer to fall back on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +177,16 @@ class KeyStore:
         cached = self._any
         if cached is not None and cached[0] > now:
             return cached[1]
-        with self._pool.connection() as conn:
-            row = conn.execute("SELECT EXISTS (SELECT 1 FROM llmmeter_api_keys WHERE revoked_at IS NULL)").fetchone()
+        try:
+            with self._pool.connection(timeout=_DB_TIMEOUT_SECONDS) as conn:
+                row = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM llmmeter_api_keys WHERE revoked_at IS NULL)"
+                ).fetchone()
+        except Exception as exc:
+            if cached is None:
+                raise KeyStoreUnavailable(f"cannot read keys from Postgres: {exc}") from exc
+            self._any = (now + self._ttl, cached[1])
+            return cached[1]
         found = bool(row and row[0])
         self._any = (now + self._ttl, found)
         return found
@@ -185,11 +200,16 @@ class KeyStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        with self._pool.connection() as conn:
-            row: Any = conn.execute(
-                "SELECT id, name, role, projects FROM llmmeter_api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-                (digest,),
-            ).fetchone()
+        try:
+            with self._pool.connection(timeout=_DB_TIMEOUT_SECONDS) as conn:
+                row: Any = conn.execute(
+                    "SELECT id, name, role, projects FROM llmmeter_api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+                    (digest,),
+                ).fetchone()
+        except Exception as exc:
+            if cached is None:
+                raise KeyStoreUnavailable(f"cannot read keys from Postgres: {exc}") from exc
+            return cached[1]
         principal = Principal(row[0], row[1], row[2], tuple(row[3])) if row else None
         with self._lock:
             if len(self._cache) >= _MAX_CACHE_ENTRIES:

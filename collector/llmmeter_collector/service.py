@@ -70,6 +70,7 @@ class Collector:
             self._pool, cache_seconds=self.settings.key_cache_seconds, require_keys=self.settings.require_keys
         )
         self.metrics.seed(api.counter_seed(self._pool))
+        self._keys.required()  # known before any outage, so exports can be spooled while Postgres is away
         ledger = storage.Ledger(self.dsn, self.schema)
         ledger.ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
         spool = Spool(self.settings.spool_path, self.settings.spool_max_bytes) if self.settings.spool else None
