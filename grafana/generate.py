@@ -1,0 +1,1173 @@
+#!/usr/bin/env python3
+"""llmmeter's Grafana dashboards as code: ``python grafana/generate.py`` writes ``grafana/dashboards/*.json``.
+
+The committed JSON is this script's output (a test fails when they differ), so a dashboard is changed here and
+regenerated, never edited by hand in Grafana. ``--check`` exits 1 when the committed files are stale.
+
+Conventions shared by every dashboard:
+* datasources by fixed uid (``llmmeter-prometheus``, ``llmmeter-postgres``, provisioned in
+  ``grafana/provisioning/datasources``); money in ``currencyUSD``; dashboard time zone UTC, like the ledger's
+  rollup buckets, so "today" and daily bars are UTC days.
+* Variables ``project``, ``environment``, ``provider``, ``model``, ``feature``: multi-value, "All" = ``.*``,
+  values from the Postgres rollups seen in the selected range. SQL matches them as anchored regexes
+  (``project ~ '^(${project:regex})$'``), PromQL as ``project=~"$project"``. ``environment`` is not a
+  Prometheus label (labels stay bounded), so Prometheus panels say in their description that it does not
+  filter them.
+* Money comes from Postgres (exact ``numeric`` sums of the ledger and its rollups, the same figures as
+  ``llmmeter status``); rates, latency histograms and budget gauges come from Prometheus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+PROMETHEUS = {"type": "prometheus", "uid": "llmmeter-prometheus"}
+POSTGRES = {"type": "grafana-postgresql-datasource", "uid": "llmmeter-postgres"}
+DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
+DIMENSIONS = ("project", "environment", "provider", "model", "feature")
+PROM_DIMENSIONS = ("project", "provider", "model", "feature")
+MONEY_COLUMNS = ".*(cost|spend|saved|spent|limit|forecast).*"  # table columns shown in USD
+NOT_BY_ENVIRONMENT = " Prometheus panel: the environment variable does not filter it (not a Prometheus label)."
+
+Json = dict[str, Any]
+
+
+# --- queries -----------------------------------------------------------------------------------------------
+
+
+def dims_sql(prefix: str = "") -> str:
+    """WHERE conditions applying the five dimension variables to a ledger or rollup table."""
+    return " AND ".join(f"{prefix}{d} ~ '^(${{{d}:regex}})$'" for d in DIMENSIONS)
+
+
+def sel(**extra: str) -> str:
+    """A PromQL label selector applying the dimension variables (plus fixed matchers)."""
+    matchers = [f'{d}=~"${d}"' for d in PROM_DIMENSIONS] + [f'{k}="{v}"' for k, v in extra.items()]
+    return "{" + ", ".join(matchers) + "}"
+
+
+def sql(raw: str, fmt: str = "table", ref: str = "A") -> Json:
+    """A raw-SQL target. In ``raw``, ``{dims}`` stands for the dimension filters and ``{range}`` for
+    ``$__timeFilter(ts) AND {dims}`` (the usual WHERE clause on ``llm_calls``)."""
+    raw = raw.replace("{range}", "$__timeFilter(ts) AND {dims}").replace("{dims}", dims_sql())
+    return {
+        "datasource": POSTGRES,
+        "refId": ref,
+        "editorMode": "code",
+        "rawQuery": True,
+        "format": fmt,
+        "rawSql": " ".join(raw.split()),
+    }
+
+
+def prom(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A", table: bool = False) -> Json:
+    target: Json = {
+        "datasource": PROMETHEUS,
+        "refId": ref,
+        "editorMode": "code",
+        "expr": " ".join(expr.split()),
+        "legendFormat": legend or "__auto",
+        "instant": instant,
+        "range": not instant,
+    }
+    if table:
+        target["format"] = "table"
+    return target
+
+
+def quantiles(metric: str, by: str = "model") -> list[Json]:
+    return [
+        prom(
+            f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{sel()}[$__rate_interval])))",
+            f"{{{{{by}}}}} p{int(q * 100)}",
+            ref=ref,
+        )
+        for q, ref in ((0.5, "A"), (0.9, "B"), (0.99, "C"))
+    ]
+
+
+# --- panels ------------------------------------------------------------------------------------------------
+
+
+def thresholds(*steps: tuple[float | None, str]) -> Json:
+    return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in steps]}
+
+
+GREEN = thresholds((None, "green"))
+
+
+def panel(
+    kind: str,
+    title: str,
+    targets: list[Json],
+    *,
+    description: str,
+    unit: str | None = None,
+    decimals: int | None = None,
+    options: Json | None = None,
+    custom: Json | None = None,
+    steps: Json | None = None,
+    money_columns: bool = False,
+    time_from: str | None = None,
+    transformations: list[Json] | None = None,
+    minmax: tuple[float, float] | None = None,
+) -> Json:
+    defaults: Json = {
+        "thresholds": steps or GREEN,
+        "color": {"mode": "palette-classic" if kind in ("timeseries", "piechart") else "thresholds"},
+    }
+    if unit:
+        defaults["unit"] = unit
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    if custom:
+        defaults["custom"] = custom
+    if minmax:
+        defaults["min"], defaults["max"] = minmax
+    overrides: list[Json] = []
+    if money_columns:
+        overrides.append(
+            {
+                "matcher": {"id": "byRegexp", "options": MONEY_COLUMNS},
+                "properties": [{"id": "unit", "value": "currencyUSD"}, {"id": "decimals", "value": 6}],
+            }
+        )
+    result: Json = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": targets[0]["datasource"]
+        if len({t["datasource"]["uid"] for t in targets}) == 1
+        else {"type": "datasource", "uid": "-- Mixed --"},
+        "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": overrides},
+        "options": options or {},
+    }
+    if time_from:
+        result["timeFrom"] = time_from
+    if transformations:
+        result["transformations"] = transformations
+    return result
+
+
+def stat(title: str, target: Json, *, description: str, unit: str, **kw: Any) -> Json:
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "value",
+        "graphMode": "none",
+        "justifyMode": "auto",
+        "textMode": "auto",
+        "orientation": "auto",
+    }
+    return panel("stat", title, [target], description=description, unit=unit, options=options, **kw)
+
+
+def timeseries(
+    title: str,
+    targets: list[Json],
+    *,
+    description: str,
+    unit: str,
+    bars: bool = False,
+    stacked: bool = False,
+    **kw: Any,
+) -> Json:
+    custom = {
+        "drawStyle": "bars" if bars else "line",
+        "fillOpacity": 80 if bars else 10,
+        "lineWidth": 1,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"mode": "normal" if stacked else "none", "group": "A"},
+    }
+    options = {
+        "legend": {
+            "displayMode": "table",
+            "placement": "right",
+            "calcs": ["sum" if bars else "mean", "max"],
+            "showLegend": True,
+        },
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+    return panel("timeseries", title, targets, description=description, unit=unit, custom=custom, options=options, **kw)
+
+
+def table(title: str, targets: list[Json], *, description: str, **kw: Any) -> Json:
+    options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"]}}
+    return panel("table", title, targets, description=description, options=options, money_columns=True, **kw)
+
+
+def bars(title: str, target: Json, *, description: str, unit: str, **kw: Any) -> Json:
+    """A bar gauge with one bar per row of a table-format query."""
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
+        "orientation": "horizontal",
+        "displayMode": "gradient",
+        "showUnfilled": True,
+        "valueMode": "color",
+    }
+    return panel("bargauge", title, [target], description=description, unit=unit, options=options, **kw)
+
+
+def pie(title: str, target: Json, *, description: str, unit: str) -> Json:
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
+        "pieType": "donut",
+        "legend": {"displayMode": "table", "placement": "right", "values": ["value", "percent"], "showLegend": True},
+        "tooltip": {"mode": "single"},
+    }
+    return panel("piechart", title, [target], description=description, unit=unit, options=options)
+
+
+# --- variables and dashboards ------------------------------------------------------------------------------
+
+_LABELS = {
+    "project": "Project",
+    "environment": "Environment",
+    "provider": "Provider",
+    "model": "Model",
+    "feature": "Feature",
+}
+_DEPENDS = {
+    "project": (),
+    "environment": ("project",),
+    "provider": ("project",),
+    "model": ("project", "provider"),
+    "feature": ("project",),
+}
+
+
+def dimension_variable(name: str) -> Json:
+    """A multi-value variable of one dimension, values seen in the rollups in the selected range."""
+    where = ["bucket >= date_trunc('hour', $__timeFrom()::timestamptz)", "bucket <= $__timeTo()"]
+    where += [f"{d} ~ '^(${{{d}:regex}})$'" for d in _DEPENDS[name]]
+    query = (
+        f"SELECT DISTINCT {name} AS __value, CASE WHEN {name} = '' THEN '(none)' ELSE {name} END AS __text"
+        f" FROM llm_rollup_hour WHERE {' AND '.join(where)} ORDER BY 1"
+    )
+    return {
+        "name": name,
+        "label": _LABELS[name],
+        "type": "query",
+        "datasource": POSTGRES,
+        "query": query,
+        "definition": query,
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "regex": "",
+        "sort": 1,
+        "hide": 0,
+    }
+
+
+def textbox(name: str, label: str) -> Json:
+    return {
+        "name": name,
+        "label": label,
+        "type": "textbox",
+        "query": "",
+        "hide": 0,
+        "current": {"selected": False, "text": "", "value": ""},
+        "options": [],
+    }
+
+
+def prom_variable(name: str, label: str, query: str) -> Json:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": PROMETHEUS,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
+        "definition": query,
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "regex": "",
+        "sort": 1,
+        "hide": 0,
+    }
+
+
+class Dashboard:
+    """Lays panels out left to right on Grafana's 24-column grid and numbers them."""
+
+    def __init__(
+        self, uid: str, title: str, description: str, *, time_from: str, extra_variables: list[Json] | None = None
+    ) -> None:
+        self.uid, self.title, self.description, self.time_from = uid, title, description, time_from
+        self.variables = [*(extra_variables or []), *(dimension_variable(d) for d in DIMENSIONS)]
+        self.panels: list[Json] = []
+        self._x = self._y = self._row_height = 0
+
+    def row(self, title: str) -> None:
+        self._newline()
+        self.panels.append(
+            {
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "panels": [],
+                "gridPos": {"x": 0, "y": self._y, "w": 24, "h": 1},
+            }
+        )
+        self._y += 1
+
+    def add(self, p: Json, w: int, h: int = 8) -> None:
+        if self._x + w > 24:
+            self._newline()
+        p["gridPos"] = {"x": self._x, "y": self._y, "w": w, "h": h}
+        self.panels.append(p)
+        self._x += w
+        self._row_height = max(self._row_height, h)
+
+    def _newline(self) -> None:
+        self._y += self._row_height
+        self._x = self._row_height = 0
+
+    def json(self) -> Json:
+        for number, p in enumerate(self.panels, start=1):
+            p["id"] = number
+        return {
+            "uid": self.uid,
+            "title": self.title,
+            "description": self.description,
+            "tags": ["llmmeter"],
+            "timezone": "utc",
+            "weekStart": "monday",
+            "editable": True,
+            "graphTooltip": 1,
+            "refresh": "1m",
+            "schemaVersion": 39,
+            "version": 1,
+            "time": {"from": self.time_from, "to": "now"},
+            "timepicker": {},
+            "templating": {"list": self.variables},
+            "annotations": {"list": []},
+            "links": [
+                {
+                    "type": "dashboards",
+                    "tags": ["llmmeter"],
+                    "asDropdown": True,
+                    "title": "llmmeter",
+                    "includeVars": True,
+                    "keepTime": True,
+                }
+            ],
+            "panels": [{k: p[k] for k in sorted(p, key=_panel_key_order)} for p in self.panels],
+        }
+
+
+def _panel_key_order(key: str) -> tuple[int, str]:
+    first = ("id", "type", "title", "description", "gridPos", "datasource")
+    return (first.index(key), "") if key in first else (len(first), key)
+
+
+# --- 1. Cost overview --------------------------------------------------------------------------------------
+
+
+def none(col: str) -> str:
+    """Show an empty dimension value as "(none)"."""
+    return f"CASE WHEN {col} = '' THEN '(none)' ELSE {col} END"
+
+
+SPEND = "SELECT coalesce(sum(cost_usd), 0) AS spend FROM {table} WHERE $__timeFilter(bucket) AND {dims}"
+
+
+def spend_by(col: str, alias: str) -> Json:
+    return sql(f"""
+        SELECT {col} AS {alias}, sum(cost_usd) AS spend FROM llm_rollup_minute
+        WHERE $__timeFilter(bucket) AND {{dims}} GROUP BY 1 ORDER BY 2 DESC, 1""")
+
+
+TOKEN_CLASSES = (
+    ("input (uncached)", "input_tokens - cache_read_tokens - cache_write_tokens"),
+    ("cache read", "cache_read_tokens"),
+    ("cache write", "cache_write_tokens"),
+    ("output (visible)", "output_tokens - reasoning_tokens"),
+    ("reasoning", "reasoning_tokens"),
+)
+
+
+def cost_overview() -> Json:
+    d = Dashboard(
+        "llmmeter-cost-overview",
+        "llmmeter / Cost overview",
+        "What the LLM calls cost: spend by period, model, provider, feature and project; tokens, caching, "
+        "unpriced calls, errors and latency.",
+        time_from="now-30d",
+    )
+    d.row("Spend")
+    hourly = SPEND.replace("{table}", "llm_rollup_hour")
+    for title, period in (("Spend today", "now/d"), ("Spend this week", "now/w"), ("Spend this month", "now/M")):
+        d.add(
+            stat(
+                title,
+                sql(hourly),
+                unit="currencyUSD",
+                time_from=period,
+                description=f"Priced spend in the period so far (UTC; panel time {period}) from the hourly "
+                "rollups: the same exact sum as `llmmeter status`.",
+            ),
+            4,
+            4,
+        )
+    d.add(
+        stat(
+            "Spend, all time",
+            sql("SELECT coalesce(sum(cost_usd), 0) AS spend FROM llm_rollup_hour WHERE {dims}"),
+            unit="currencyUSD",
+            description="Everything the ledger holds; deliberately not limited by the time picker.",
+        ),
+        4,
+        4,
+    )
+    d.add(
+        stat(
+            "Spend in selected range",
+            sql(SPEND.replace("{table}", "llm_rollup_minute")),
+            unit="currencyUSD",
+            description="Priced spend in the time picker's range (minute rollups: range edges count to the minute).",
+        ),
+        4,
+        4,
+    )
+    d.add(
+        stat(
+            "Unpriced calls in range",
+            sql("""
+                SELECT coalesce(sum(unpriced_calls), 0) AS unpriced FROM llm_rollup_minute
+                WHERE $__timeFilter(bucket) AND {dims}"""),
+            unit="short",
+            steps=thresholds((None, "green"), (1, "red")),
+            description="Calls whose model has no known price: stored with a NULL cost, never counted as $0. "
+            "The table 'Models without a price' lists them.",
+        ),
+        4,
+        4,
+    )
+    d.add(
+        timeseries(
+            "Daily spend by model",
+            [
+                sql(
+                    """
+                    SELECT $__timeGroupAlias(bucket, 1d), model AS metric, sum(cost_usd) AS spend
+                    FROM llm_rollup_hour WHERE $__timeFilter(bucket) AND {dims} GROUP BY 1, 2 ORDER BY 1, 2""",
+                    fmt="time_series",
+                )
+            ],
+            unit="currencyUSD",
+            bars=True,
+            stacked=True,
+            description="Spend per UTC day, stacked by model; the dashboard opens on the last 30 days.",
+        ),
+        24,
+        9,
+    )
+    d.add(
+        pie(
+            "Spend by model",
+            spend_by("model", "model"),
+            unit="currencyUSD",
+            description="Priced spend in the selected range by the model that served the call.",
+        ),
+        8,
+    )
+    d.add(
+        pie(
+            "Spend by provider",
+            spend_by("provider", "provider"),
+            unit="currencyUSD",
+            description="Priced spend in the selected range by provider.",
+        ),
+        8,
+    )
+    d.add(
+        bars(
+            "Spend by project",
+            spend_by(none("project"), "project"),
+            unit="currencyUSD",
+            description="Priced spend in the selected range by project.",
+        ),
+        8,
+    )
+    d.add(
+        bars(
+            "Spend by feature",
+            spend_by(none("feature"), "feature"),
+            unit="currencyUSD",
+            description="Priced spend in the selected range by feature (llmmeter.attributes(feature=...)).",
+        ),
+        12,
+    )
+    d.add(
+        table(
+            "Models without a price",
+            [
+                sql("""
+                    SELECT provider, model, count(*) AS calls, sum(input_tokens) AS input_tokens,
+                    sum(output_tokens) AS output_tokens, max(ts) AS last_call FROM llm_calls
+                    WHERE {range} AND cost_usd IS NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2""")
+            ],
+            description="Models the price catalog does not know: their calls are in no spend figure until a "
+            "price override exists.",
+        ),
+        12,
+    )
+
+    d.row("Tokens and caching")
+    token_classes = " UNION ALL ".join(
+        f"SELECT '{name}' AS class, coalesce(sum({expr}), 0) AS tokens FROM llm_rollup_minute "
+        "WHERE $__timeFilter(bucket) AND {dims}"
+        for name, expr in TOKEN_CLASSES
+    )
+    d.add(
+        bars(
+            "Tokens by class",
+            sql(token_classes),
+            unit="short",
+            description="Tokens in the selected range in disjoint classes: the input classes add up to all "
+            "input tokens, output and reasoning to all output tokens.",
+        ),
+        8,
+    )
+    d.add(
+        stat(
+            "Cache hit rate",
+            sql("""
+                SELECT sum(cache_read_tokens)::numeric / nullif(sum(input_tokens), 0) AS cache_hit_rate
+                FROM llm_rollup_minute WHERE $__timeFilter(bucket) AND {dims}"""),
+            unit="percentunit",
+            decimals=1,
+            description="Share of input tokens read from the provider's prompt cache in the selected range.",
+        ),
+        4,
+    )
+    d.add(
+        stat(
+            "Saved by caching (net)",
+            sql("""
+                SELECT coalesce(sum(saved), 0) AS saved FROM (
+                  SELECT (sum(cache_read_tokens) + sum(cache_write_tokens)) * sum(cost_input_usd)
+                         / nullif(sum(input_tokens - cache_read_tokens - cache_write_tokens - input_audio_tokens), 0)
+                         - coalesce(sum(cost_cache_read_usd), 0) - coalesce(sum(cost_cache_write_usd), 0) AS saved
+                  FROM llm_calls WHERE {range} AND cost_usd IS NOT NULL GROUP BY provider, model
+                ) AS per_model"""),
+            unit="currencyUSD",
+            description="What the cached tokens would have cost at each model's uncached input price, minus what "
+            "cache reads and writes cost (per model; a model with no uncached input in the range is left out).",
+        ),
+        4,
+    )
+    d.add(
+        timeseries(
+            "Token rate by class",
+            [prom(f"sum by (type) (rate(llmmeter_tokens_total{sel()}[$__rate_interval]))", "{{type}}")],
+            unit="short",
+            description="Tokens per second by token type (cache and reasoning tokens are parts of input and "
+            "output)." + NOT_BY_ENVIRONMENT,
+        ),
+        8,
+    )
+
+    d.row("Spend rate, errors and latency")
+    d.add(
+        timeseries(
+            "Spend rate by model",
+            [prom(f"sum by (model) (rate(llmmeter_cost_usd_total{sel()}[$__rate_interval])) * 3600", "{{model}}")],
+            unit="currencyUSD",
+            description="Live spend in USD per hour by model." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+    )
+    d.add(
+        timeseries(
+            "Error rate by model",
+            [prom(error_ratio("rate", "$__rate_interval"), "{{model}}")],
+            unit="percentunit",
+            description="Share of calls that failed, by model." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+    )
+    d.add(
+        stat(
+            "Error rate in range",
+            sql("""
+                SELECT coalesce(sum(calls) FILTER (WHERE status = 'error'), 0)::numeric / nullif(sum(calls), 0)
+                AS error_rate FROM llm_rollup_minute WHERE $__timeFilter(bucket) AND {dims}"""),
+            unit="percentunit",
+            decimals=1,
+            steps=thresholds((None, "green"), (0.01, "yellow"), (0.05, "red")),
+            description="Failed calls / all calls in the selected range.",
+        ),
+        4,
+    )
+    d.add(
+        stat(
+            "Retries in range",
+            sql("SELECT coalesce(sum(retries), 0) AS retries FROM llm_calls WHERE {range}"),
+            unit="short",
+            description="Retries the provider SDKs made inside calls (llmmeter.retries): failed attempts that "
+            "were repeated.",
+        ),
+        4,
+    )
+    d.add(
+        timeseries(
+            "Failed calls and retries",
+            [
+                sql(
+                    """
+                    SELECT $__timeGroupAlias(ts, $__interval), count(*) FILTER (WHERE status = 'error')
+                    AS failed_calls, coalesce(sum(retries), 0) AS retries FROM llm_calls WHERE {range}
+                    GROUP BY 1 ORDER BY 1""",
+                    fmt="time_series",
+                )
+            ],
+            unit="short",
+            bars=True,
+            description="Failed calls and SDK retries per interval.",
+        ),
+        16,
+    )
+    d.add(
+        timeseries(
+            "Latency p50 / p90 / p99 by model",
+            quantiles("llmmeter_call_duration_seconds"),
+            unit="s",
+            description="Call duration quantiles from the collector's histogram." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+        9,
+    )
+    d.add(
+        timeseries(
+            "Time to first chunk p50 / p90 / p99 by model",
+            quantiles("llmmeter_time_to_first_chunk_seconds"),
+            unit="s",
+            description="Streaming calls: time until the first chunk arrived." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+        9,
+    )
+    return d.json()
+
+
+def error_ratio(func: str, window: str) -> str:
+    """Failed / all calls by model; 0 (not absent) for a model without failures."""
+    errors = f"sum by (model) ({func}(llmmeter_calls_total{sel(status='error')}[{window}]))"
+    calls = f"sum by (model) ({func}(llmmeter_calls_total{sel()}[{window}]))"
+    return f"({errors} or 0 * {calls}) / {calls}"
+
+
+# --- 2. Budgets --------------------------------------------------------------------------------------------
+
+
+def budgets() -> Json:
+    d = Dashboard(
+        "llmmeter-budgets",
+        "llmmeter / Budgets",
+        "Every budget: how much is used, how fast it burns, where it will end the period, and firing alerts.",
+        time_from="now-7d",
+        extra_variables=[prom_variable("budget", "Budget", "label_values(llmmeter_budget_limit_usd, budget)")],
+    )
+    b = '{budget=~"$budget"}'
+    d.row("Budgets")
+    d.add(
+        panel(
+            "gauge",
+            "Budget used",
+            [prom(f"max by (budget) (llmmeter_budget_utilization_ratio{b})", "{{budget}}", instant=True)],
+            unit="percentunit",
+            decimals=0,
+            minmax=(0, 1.2),
+            steps=thresholds((None, "green"), (0.8, "yellow"), (1.0, "red")),
+            options={
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                "showThresholdMarkers": True,
+                "showThresholdLabels": False,
+                "orientation": "auto",
+            },
+            description="Spent / limit of each budget in its current period: yellow from 80 %, red from 100 %.",
+        ),
+        24,
+        7,
+    )
+    for title, level, color in (("Budgets past warning", "warning", "yellow"), ("Budgets exceeded", "exceeded", "red")):
+        d.add(
+            stat(
+                title,
+                prom(
+                    f"count(llmmeter_budget_utilization_ratio{b} >= on (budget) "
+                    f'llmmeter_budget_threshold_ratio{{budget=~"$budget", threshold="{level}"}}) or vector(0)',
+                    instant=True,
+                ),
+                unit="short",
+                steps=thresholds((None, "green"), (1, color)),
+                description=f"Budgets whose utilization reached their {level} threshold.",
+            ),
+            6,
+            4,
+        )
+    d.add(
+        table(
+            "Current alerts",
+            [prom('ALERTS{alertname=~"LLM.+"}', instant=True, table=True)],
+            transformations=[
+                {"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}
+            ],
+            description="LLM alerts Prometheus is evaluating right now (pending or firing).",
+        ),
+        12,
+        4,
+    )
+    d.add(
+        table(
+            "Spent, forecast and limit",
+            [
+                prom(f"max by (budget) (llmmeter_budget_{name}_usd{b})", instant=True, table=True, ref=ref)
+                for name, ref in (("spent", "A"), ("forecast", "B"), ("limit", "C"))
+            ],
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True},
+                        "renameByName": {"Value #A": "spent", "Value #B": "forecast", "Value #C": "limit"},
+                    },
+                },
+            ],
+            description="Each budget's spend so far in its period, the period-end forecast and the limit.",
+        ),
+        12,
+    )
+    d.add(
+        timeseries(
+            "Forecast vs limit",
+            [
+                prom(f"max by (budget) (llmmeter_budget_{name}_usd{b})", f"{{{{budget}}}} {name}", ref=ref)
+                for name, ref in (("forecast", "A"), ("limit", "B"), ("spent", "C"))
+            ],
+            unit="currencyUSD",
+            description="How the period-end forecast moved against the limit.",
+        ),
+        12,
+    )
+    d.row("Burn")
+    d.add(
+        timeseries(
+            "Burn rate",
+            [
+                prom(
+                    f"clamp_min(max by (budget) (deriv(llmmeter_budget_spent_usd{b}[$__rate_interval])), 0) * 3600",
+                    "{{budget}}",
+                )
+            ],
+            unit="currencyUSD",
+            description="How fast each budget's spend grows, USD per hour (0 when a new period starts).",
+        ),
+        12,
+    )
+    d.add(
+        timeseries(
+            "Spend rate by project",
+            [
+                prom(
+                    f"sum by (project) (rate(llmmeter_cost_usd_total{sel()}[$__rate_interval])) * 3600",
+                    "{{project}}",
+                )
+            ],
+            unit="currencyUSD",
+            description="USD per hour by project: what drives a budget's burn." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+    )
+    d.add(
+        table(
+            "Spend in range by project and environment",
+            [
+                sql(f"""
+                    SELECT {none("project")} AS project, {none("environment")} AS environment,
+                    sum(calls) AS calls, sum(cost_usd) AS spend FROM llm_rollup_minute
+                    WHERE $__timeFilter(bucket) AND {{dims}} GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2""")
+            ],
+            description="Exact spend from the ledger for the scopes budgets are usually set on.",
+        ),
+        24,
+    )
+    return d.json()
+
+
+# --- 3. Attribution ----------------------------------------------------------------------------------------
+
+
+def attribution() -> Json:
+    d = Dashboard(
+        "llmmeter-attribution",
+        "llmmeter / Attribution",
+        "Who and what the money goes to: users, sessions, features, projects, tags and experiment variants "
+        "(from the Postgres ledger).",
+        time_from="now-7d",
+    )
+    d.row("Top spenders")
+    d.add(
+        table(
+            "Top users by cost",
+            [
+                sql(f"""
+                    SELECT {none("user_id")} AS user_id, count(*) AS calls, sum(input_tokens) AS input_tokens,
+                    sum(output_tokens) AS output_tokens, coalesce(sum(cost_usd), 0) AS cost,
+                    sum(cost_usd) / nullif(count(cost_usd), 0) AS cost_per_call,
+                    count(*) - count(cost_usd) AS unpriced_calls
+                    FROM llm_calls WHERE {{range}} GROUP BY 1 ORDER BY 5 DESC, 1 LIMIT 20""")
+            ],
+            description="The 20 users (user.id) with the highest priced spend in the selected range.",
+        ),
+        12,
+        9,
+    )
+    d.add(
+        table(
+            "Top sessions by cost",
+            [
+                sql(f"""
+                    SELECT {none("session_id")} AS session_id, string_agg(DISTINCT {none("user_id")}, ', ') AS users,
+                    count(*) AS calls, min(ts) AS first_call, max(ts) AS last_call,
+                    coalesce(sum(cost_usd), 0) AS cost
+                    FROM llm_calls WHERE {{range}} GROUP BY 1 ORDER BY 6 DESC, 1 LIMIT 20""")
+            ],
+            description="The 20 sessions (session.id) with the highest priced spend in the selected range.",
+        ),
+        12,
+        9,
+    )
+    for dim, limit in (("feature", 15), ("project", 15)):
+        d.add(
+            bars(
+                f"Top {dim}s by cost",
+                sql(f"""
+                    SELECT {none(dim)} AS {dim}, coalesce(sum(cost_usd), 0) AS cost FROM llm_calls
+                    WHERE {{range}} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}"""),
+                unit="currencyUSD",
+                description=f"Priced spend by {dim} in the selected range.",
+            ),
+            8,
+        )
+    d.add(
+        table(
+            "Spend by tag",
+            [
+                sql("""
+                    SELECT tag.key AS tag, tag.value AS value, count(*) AS calls, coalesce(sum(cost_usd), 0) AS cost
+                    FROM llm_calls, jsonb_each_text(tags) AS tag WHERE {range}
+                    GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2 LIMIT 50""")
+            ],
+            description="Priced spend by free-form tag (llmmeter.attributes(tags={...})).",
+        ),
+        8,
+    )
+    d.add(
+        timeseries(
+            "Cost per user per day (top 10 users)",
+            [
+                sql(
+                    f"""
+                    WITH top AS (SELECT user_id FROM llm_calls WHERE {{range}} GROUP BY 1
+                                 ORDER BY coalesce(sum(cost_usd), 0) DESC, 1 LIMIT 10)
+                    SELECT $__timeGroupAlias(ts, 1d), {none("user_id")} AS metric, coalesce(sum(cost_usd), 0) AS cost
+                    FROM llm_calls WHERE {{range}} AND user_id IN (SELECT user_id FROM top)
+                    GROUP BY 1, 2 ORDER BY 1, 2""",
+                    fmt="time_series",
+                )
+            ],
+            unit="currencyUSD",
+            bars=True,
+            description="Daily priced spend (UTC days) of the 10 users who cost the most in the range.",
+        ),
+        24,
+        9,
+    )
+    d.row("Experiments")
+    d.add(
+        table(
+            "Experiment variants side by side",
+            [
+                sql("""
+                    SELECT experiment, variant, count(*) AS calls, count(DISTINCT user_id) AS users,
+                    coalesce(sum(cost_usd), 0) AS cost, sum(cost_usd) / nullif(count(cost_usd), 0) AS cost_per_call,
+                    avg(input_tokens) AS avg_input_tokens, avg(output_tokens) AS avg_output_tokens,
+                    avg((status = 'error')::int) AS error_rate,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) AS p50_latency_s
+                    FROM llm_calls WHERE {range} AND experiment <> '' GROUP BY 1, 2 ORDER BY 1, 2""")
+            ],
+            description="Calls tagged llmmeter.attributes(experiment=..., variant=...): what each variant costs "
+            "per call, how many tokens it uses and how often it fails.",
+        ),
+        24,
+        8,
+    )
+    return d.json()
+
+
+# --- 4. Model comparison -----------------------------------------------------------------------------------
+
+COST_PER_1K = "1000 * sum(cost_usd) / nullif(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)"
+
+
+def per_model(expr: str, alias: str) -> Json:
+    return sql(f"""
+        SELECT model, {expr} AS {alias} FROM llm_calls WHERE {{range}}
+        GROUP BY 1 HAVING {expr} IS NOT NULL ORDER BY 2 DESC, 1""")
+
+
+def model_comparison() -> Json:
+    d = Dashboard(
+        "llmmeter-model-comparison",
+        "llmmeter / Model comparison",
+        "Models side by side: cost per call and per 1k tokens, tokens per call, latency, errors, and the same "
+        "prompt sent to different models.",
+        time_from="now-7d",
+    )
+    d.row("Side by side")
+    d.add(
+        table(
+            "Models side by side",
+            [
+                sql(f"""
+                    SELECT provider, model, count(*) AS calls, coalesce(sum(cost_usd), 0) AS cost,
+                    sum(cost_usd) / nullif(count(cost_usd), 0) AS cost_per_call,
+                    {COST_PER_1K} AS cost_per_1k_tokens,
+                    avg(input_tokens) AS input_tokens_per_call, avg(output_tokens) AS output_tokens_per_call,
+                    avg((status = 'error')::int) AS error_rate,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) AS p50_latency_s,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_s) AS p95_latency_s,
+                    count(*) - count(cost_usd) AS unpriced_calls
+                    FROM llm_calls WHERE {{range}} GROUP BY 1, 2 ORDER BY 5 DESC NULLS LAST, 1, 2""")
+            ],
+            description="Per model in the selected range. Cost per call and per 1k tokens count priced calls "
+            "only, so an unpriced model does not look cheap.",
+        ),
+        24,
+        9,
+    )
+    d.add(
+        bars(
+            "Cost per call",
+            per_model("sum(cost_usd) / nullif(count(cost_usd), 0)", "cost_per_call"),
+            unit="currencyUSD",
+            decimals=6,
+            description="Average priced cost of one call.",
+        ),
+        8,
+    )
+    d.add(
+        bars(
+            "Cost per 1k tokens",
+            per_model(COST_PER_1K, "cost_per_1k_tokens"),
+            unit="currencyUSD",
+            decimals=6,
+            description="Priced cost per 1000 tokens (input + output).",
+        ),
+        8,
+    )
+    d.add(
+        bars(
+            "Tokens per call",
+            per_model("avg(input_tokens + output_tokens)", "tokens_per_call"),
+            unit="short",
+            decimals=0,
+            description="Average input + output tokens of one call.",
+        ),
+        8,
+    )
+    d.row("Latency and errors (Prometheus)")
+    d.add(
+        timeseries(
+            "Latency p50 / p90 / p99 by model",
+            quantiles("llmmeter_call_duration_seconds"),
+            unit="s",
+            description="Call duration quantiles." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+        9,
+    )
+    d.add(
+        timeseries(
+            "Time to first chunk p50 / p90 / p99 by model",
+            quantiles("llmmeter_time_to_first_chunk_seconds"),
+            unit="s",
+            description="Streaming calls: time to the first chunk." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+        9,
+    )
+    d.add(
+        bars(
+            "Error rate in range by model",
+            prom(error_ratio("increase", "$__range"), "{{model}}", instant=True),
+            unit="percentunit",
+            description="Failed / all calls per model over the selected range." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+    )
+    d.add(
+        timeseries(
+            "Calls per second by model",
+            [prom(f"sum by (model) (rate(llmmeter_calls_total{sel()}[$__rate_interval]))", "{{model}}")],
+            unit="reqps",
+            description="Call rate by model." + NOT_BY_ENVIRONMENT,
+        ),
+        12,
+    )
+    d.row("Same prompt, different models")
+    d.add(
+        table(
+            "Same prompt fingerprint across models",
+            [
+                sql("""
+                    WITH shared AS (SELECT prompt_fingerprint FROM llm_calls WHERE {range}
+                                    AND prompt_fingerprint <> '' GROUP BY 1 HAVING count(DISTINCT model) > 1)
+                    SELECT prompt_fingerprint AS fingerprint, provider, model, count(*) AS calls,
+                    sum(cost_usd) / nullif(count(cost_usd), 0) AS cost_per_call,
+                    avg(input_tokens) AS input_tokens_per_call, avg(output_tokens) AS output_tokens_per_call,
+                    avg(duration_s) AS avg_latency_s, avg((status = 'error')::int) AS error_rate
+                    FROM llm_calls WHERE {range} AND prompt_fingerprint IN (SELECT prompt_fingerprint FROM shared)
+                    GROUP BY 1, 2, 3 ORDER BY 1, 5 NULLS LAST, 3""")
+            ],
+            description="Prompts (by their content-free fingerprint) sent to more than one model in the range: "
+            "a direct price and latency comparison for the same work.",
+        ),
+        24,
+        9,
+    )
+    return d.json()
+
+
+# --- 5. Calls explorer -------------------------------------------------------------------------------------
+
+EXPLORER_WHERE = (
+    "{range} AND ('${trace_id}' = '' OR trace_id = '${trace_id}') AND ('${user_id}' = '' OR user_id = '${user_id}')"
+)
+
+
+def calls_explorer() -> Json:
+    d = Dashboard(
+        "llmmeter-calls",
+        "llmmeter / Calls explorer",
+        "Individual calls from the ledger: the most expensive ones, failures and unpriced calls, with trace ids.",
+        time_from="now-24h",
+        extra_variables=[textbox("trace_id", "Trace id"), textbox("user_id", "User id")],
+    )
+    w = EXPLORER_WHERE
+    d.add(
+        table(
+            "Most expensive calls",
+            [
+                sql(f"""
+                    SELECT ts AS time, trace_id, span_id, project, environment, feature, user_id, session_id,
+                    provider, model, input_tokens, cache_read_tokens, output_tokens, reasoning_tokens,
+                    cost_usd AS cost, duration_s, status
+                    FROM llm_calls WHERE {w} ORDER BY cost_usd DESC NULLS LAST, ts DESC LIMIT 200""")
+            ],
+            description="The 200 costliest calls in the range (unpriced calls last); the trace id finds the call "
+            "in a tracing backend. Filter by trace id or user id with the text boxes.",
+        ),
+        24,
+        12,
+    )
+    d.add(
+        table(
+            "Latest failed calls",
+            [
+                sql(f"""
+                    SELECT ts AS time, trace_id, project, feature, user_id, provider, model, error_type, retries,
+                    duration_s, cost_usd AS cost
+                    FROM llm_calls WHERE {w} AND status = 'error' ORDER BY ts DESC LIMIT 100""")
+            ],
+            description="Calls that ended in an error, newest first.",
+        ),
+        12,
+        9,
+    )
+    d.add(
+        table(
+            "Latest unpriced calls",
+            [
+                sql(f"""
+                    SELECT ts AS time, trace_id, project, feature, provider, model, input_tokens, output_tokens
+                    FROM llm_calls WHERE {w} AND cost_usd IS NULL ORDER BY ts DESC LIMIT 100""")
+            ],
+            description="Calls whose model has no price (NULL cost, not $0).",
+        ),
+        12,
+        9,
+    )
+    d.add(
+        timeseries(
+            "Calls by status",
+            [
+                sql(
+                    f"""
+                    SELECT $__timeGroupAlias(ts, $__interval), status AS metric, count(*) AS calls
+                    FROM llm_calls WHERE {w} GROUP BY 1, 2 ORDER BY 1, 2""",
+                    fmt="time_series",
+                )
+            ],
+            unit="short",
+            bars=True,
+            stacked=True,
+            description="Calls per interval by status.",
+        ),
+        24,
+    )
+    return d.json()
+
+
+DASHBOARDS = {
+    "cost-overview.json": cost_overview,
+    "budgets.json": budgets,
+    "attribution.json": attribution,
+    "model-comparison.json": model_comparison,
+    "calls-explorer.json": calls_explorer,
+}
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    return {name: json.dumps(build(), indent=2, sort_keys=False) + "\n" for name, build in DASHBOARDS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed JSON differs")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in render().items():
+        path = DASHBOARD_DIR / name
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(f"stale dashboards (run python grafana/generate.py): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
