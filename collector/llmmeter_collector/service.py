@@ -35,6 +35,7 @@ from llmmeter_collector.metrics import Metrics
 from llmmeter_collector.pricing import PriceCatalog, PriceError
 from llmmeter_collector.ratelimit import RateLimits
 from llmmeter_collector.receiver import Pipeline, Receiver
+from llmmeter_collector.retention import RetentionScheduler
 from llmmeter_collector.spool import Spool
 
 logger = logging.getLogger("llmmeter.collector")
@@ -58,6 +59,7 @@ class Collector:
         self.pipeline: Pipeline | None = None
         self.forwarder: Forwarder | None = None
         self.grpc: GrpcReceiver | None = None
+        self.retention: RetentionScheduler | None = None  # drops old partitions on a schedule (retention.py)
         self.ready = False
 
     def start(self) -> None:
@@ -65,6 +67,8 @@ class Collector:
             self.embedded = EmbeddedPostgres(self.settings.data_path)
             self.dsn = self.embedded.start()
         storage.migrate(self.dsn, self.schema)
+        self.retention = RetentionScheduler(self.dsn, self.schema, self.settings)
+        self.retention.start()
         self._pool = storage.create_pool(self.dsn, self.schema)
         self._keys = KeyStore(
             self._pool, cache_seconds=self.settings.key_cache_seconds, require_keys=self.settings.require_keys
@@ -138,6 +142,8 @@ class Collector:
         self.ready = False
         if self.grpc is not None:
             self.grpc.stop()
+        if self.retention is not None:
+            self.retention.stop()
         if self._ingestor is not None:
             self._ingestor.close()
         if self.forwarder is not None:

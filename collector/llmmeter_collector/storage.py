@@ -214,12 +214,13 @@ class Ledger:
         """Raise unless Postgres answers on the writer's connection."""
         self._connection().execute("SELECT 1")
 
-    def write(self, calls: Sequence[LlmCall]) -> list[LlmCall]:
+    def write(self, calls: Sequence[LlmCall], *, _retry: bool = True) -> list[LlmCall]:
         """Insert calls and update rollups in one transaction. Returns the calls that were new."""
         calls = list({(c.start_ns // 1000, c.trace_id, c.span_id): c for c in calls}.values())
         if not calls:
             return []
-        self.ensure_partitions({_ts(c.start_ns).date() for c in calls})
+        days = {_ts(c.start_ns).date() for c in calls}
+        self.ensure_partitions(days)
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
@@ -227,6 +228,12 @@ class Ledger:
                     for call in calls:
                         copy.write_row(_row(call))
                 inserted = {(r[0], r[1]) for r in cur.execute(_INSERT_SQL).fetchall()}
+        except psycopg.errors.CheckViolation as exc:
+            if not (_retry and "no partition" in str(exc)):
+                raise
+            # retention.py (maybe in another collector) dropped a partition cached here: create it again
+            self._partitions -= days
+            return self.write(calls, _retry=False)
         except psycopg.Error:
             if conn.broken:
                 self._conn = None

@@ -15,6 +15,7 @@ import click
 from llmmeter_collector.cli.anomalies import anomalies
 from llmmeter_collector.cli.calls import calls_command
 from llmmeter_collector.cli.config import config
+from llmmeter_collector.cli.db import db
 from llmmeter_collector.cli.export import export
 from llmmeter_collector.cli.forecast import forecast
 from llmmeter_collector.cli.init import init
@@ -39,6 +40,7 @@ cli.add_command(export)  # cli/export.py
 cli.add_command(forecast)  # cli/forecast.py
 cli.add_command(anomalies)  # cli/anomalies.py
 cli.add_command(keys)  # cli/keys.py
+cli.add_command(db)  # cli/db.py: retention, partitions, backup, restore
 
 
 def main(argv: Sequence[str] | None = None) -> None:
