@@ -2,9 +2,10 @@
 
 Method (robust to the spikes it looks for): for every (project, feature) series and every bucket of the
 evaluation window, the baseline is the bucket's trailing history (hourly: the previous 7 x 24 hours; daily: the
-previous 28 days), missing buckets counting as $0. Its centre is the median and its spread the median absolute
-deviation scaled to a standard deviation (1.4826 x MAD), floored at 10 % of the median and at ``min_usd`` / 4 so
-a flat series does not make every cent an anomaly. A bucket is anomalous when
+previous 28 days; never before the series' first spend), missing buckets counting as $0.
+Its centre is the median and its spread the median absolute deviation scaled to a standard deviation
+(1.4826 x MAD), floored at 10 % of the median and at ``min_usd`` / 4 so a flat series does not make every
+cent an anomaly. A bucket is anomalous when
 
     |spend - median| >= threshold x spread   and   |spend - median| >= min_usd
 
@@ -126,11 +127,11 @@ def _scan(
     out = []
     for i in range(g.window, -1, -1):
         bucket = current - g.step * i
-        history_start = bucket - g.step * g.baseline
-        covered = (bucket - max(first, history_start)) / g.step
+        history_start = max(first, bucket - g.step * g.baseline)  # no history before the series existed
+        covered = int((bucket - history_start) / g.step)
         if covered < g.baseline / 2:
             continue
-        baseline = [float(spend.get(history_start + g.step * k, 0)) for k in range(g.baseline)]
+        baseline = [float(spend.get(history_start + g.step * k, 0)) for k in range(covered)]
         value = float(spend.get(bucket, 0))
         median = statistics.median(baseline)
         mad = statistics.median(abs(x - median) for x in baseline)

@@ -202,9 +202,8 @@ class Insights:
             """SELECT count(*) AS calls, min(ts) AS first_ts, coalesce(sum(cost_usd), 0) AS cost
                FROM llm_calls WHERE {where}"""
         )[0]
-        first_all = self._rows(
-            "SELECT min(ts) AS first_ts FROM llm_calls WHERE {where}".replace("ts >= %(since)s AND ", ""),
-        )[0]["first_ts"]
+        everything = self.where.replace("ts >= %(since)s AND ", "")  # the ledger's start, before the window too
+        first_all = self._rows(f"SELECT min(ts) AS first_ts FROM llm_calls WHERE {everything}")[0]["first_ts"]
         observed = self.days * 86400.0
         if first_all is not None and first_all > self.since:
             observed = max(86400.0, (self.now - first_all).total_seconds())
