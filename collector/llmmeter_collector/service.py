@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from llmmeter_collector import api, budgets, storage
 from llmmeter_collector.apiauth import ApiAuth
+from llmmeter_collector.cli.prices import routes as price_routes
 from llmmeter_collector.config import Settings
 from llmmeter_collector.embedded import EmbeddedPostgres
 from llmmeter_collector.forward import Forwarder
@@ -194,6 +195,7 @@ class Collector:
                 Route("/healthz", healthz),
                 Route("/readyz", readyz),
                 *api.routes(self),
+                *price_routes(self),  # cli/prices.py: GET /api/v1/prices, POST /api/v1/prices/reload
                 *budgets.routes(self),
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits

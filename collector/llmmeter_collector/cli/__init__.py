@@ -21,6 +21,7 @@ from llmmeter_collector.cli.forecast import forecast
 from llmmeter_collector.cli.init import init
 from llmmeter_collector.cli.keys import keys
 from llmmeter_collector.cli.optimize import optimize
+from llmmeter_collector.cli.prices import prices
 from llmmeter_collector.cli.serve import serve
 from llmmeter_collector.cli.status import status
 
@@ -32,6 +33,7 @@ def cli() -> None:
 
 cli.add_command(serve)
 cli.add_command(status)
+cli.add_command(prices)  # cli/prices.py
 cli.add_command(init)  # cli/init.py
 cli.add_command(config)  # cli/config.py
 cli.add_command(optimize)  # cli/optimize.py
