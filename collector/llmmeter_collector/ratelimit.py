@@ -14,8 +14,8 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from llmmeter_collector.config import ConfigError
@@ -95,3 +95,10 @@ class RateLimits:
                 raise ConfigError(f"{prefix}BURST is set but {prefix}LIMIT is not")
             limiters[kind] = RateLimiter(rate, burst if burst is not None else 2 * rate) if rate else None
         return cls(api=limiters["api"], ingest=limiters["ingest"])
+
+
+def ingest_wait(limiter: RateLimiter, projects: Iterable[str]) -> float:
+    """Charge one token per ingested call to its project's bucket: 0.0 when every project is within its limit,
+    else the seconds until the most limited one may send again (the whole export is refused: OTLP resends it)."""
+    counts = Counter(projects)
+    return max((limiter.take(project, n) for project, n in counts.items()), default=0.0)

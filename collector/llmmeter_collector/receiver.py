@@ -50,6 +50,7 @@ from llmmeter_collector.keys import KeyStore, Principal, token_from_headers
 from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.metrics import Metrics
 from llmmeter_collector.normalize import Normalized, normalize
+from llmmeter_collector.ratelimit import RateLimiter, ingest_wait, retry_after_header
 
 logger = logging.getLogger("llmmeter.collector")
 
@@ -62,15 +63,16 @@ MAX_REJECTION_MESSAGES = 20
 class ExportRefused(Exception):
     """An export (or all of it) is refused; carries the HTTP status and gRPC code to answer with."""
 
-    def __init__(self, status: int, message: str, reason: str, grpc_code: int) -> None:
+    def __init__(self, status: int, message: str, reason: str, grpc_code: int, retry_after: float = 0.0) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.grpc_code = grpc_code
+        self.retry_after = retry_after  # seconds; 0: RETRY_AFTER_SECONDS
 
     @property
     def retryable(self) -> bool:
-        return self.status == 503
+        return self.status in (429, 503)  # 429: per-project ingest rate limit (ratelimit.py)
 
 
 def bad_request(message: str) -> ExportRefused:
@@ -90,6 +92,7 @@ class Pipeline:
     price: Callable[[LlmCall], None]  # attaches call.cost
     keys: KeyStore | None = None
     forwarder: Forwarder | None = None
+    rate_limiter: RateLimiter | None = None  # per-project ingest limit (ratelimit.py, API engineer's module)
 
     def authenticate(self, token: str | None) -> Principal | None:
         """The key's principal; None when keys are not in use. Raises ExportRefused (401, or 503 without DB)."""
@@ -134,6 +137,12 @@ class Pipeline:
     async def commit(self, request: ExportTraceServiceRequest, result: Normalized) -> ExportTraceServiceResponse:
         """Wait until the calls are durable; raises ExportRefused(503) when they cannot be (the receiver counts it)."""
         m = self.metrics
+        if self.rate_limiter is not None:  # per-project ingest rate limit: 429 + Retry-After (ratelimit.py)
+            wait = ingest_wait(self.rate_limiter, (call.project for call in result.calls))
+            if wait > 0:
+                raise ExportRefused(
+                    429, "ingest rate limit of this project exceeded", "rate_limited", code_pb2.RESOURCE_EXHAUSTED, wait
+                )
         try:
             future = self.ingestor.submit(result.calls)
         except Overloaded as exc:
@@ -233,7 +242,8 @@ class Receiver:
 
     def _refusal(self, exc: ExportRefused, ctype: str | None) -> Response:
         self.metrics.exports_refused.labels(exc.reason).inc()
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.retryable else {}
+        wait = retry_after_header(exc.retry_after) if exc.retry_after else str(RETRY_AFTER_SECONDS)
+        headers = {"Retry-After": wait} if exc.retryable else {}
         if exc.status == 401:
             headers["WWW-Authenticate"] = "Bearer"
         if ctype is None:  # the body's encoding is unknown: plain text

@@ -93,6 +93,7 @@ class Collector:
         if self.settings.forward_endpoint:
             self.forwarder = Forwarder(self.settings.forward_endpoint, self.metrics, self.settings.forward_headers)
         self.pipeline = Pipeline(self._ingestor, self.metrics, self.price, self._keys, self.forwarder)
+        self.pipeline.rate_limiter = self.rate_limits.ingest  # per-project ingest limit (ratelimit.py)
         self.ready = True
 
     def _storage_state(self, ok: bool, spool_bytes: int) -> None:
