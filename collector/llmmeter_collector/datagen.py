@@ -169,7 +169,7 @@ def bulk_generate(
     conn.execute(
         """CREATE TEMP TABLE gen_workload (idx int, project text, feature text, provider text, model text,
              operation text, streaming bool, users bool, in_lo int, in_hi int, out_lo int, out_hi int,
-             in_rate numeric, out_rate numeric, error_rate float8) ON COMMIT DROP"""
+             in_rate numeric, out_rate numeric, error_rate float8)"""
     )
     with conn.cursor().copy("COPY gen_workload FROM STDIN") as copy:
         for row in _price_rows(catalog, now):
@@ -204,12 +204,12 @@ def bulk_generate(
                                    error_type, streaming, prompt_fingerprint)
             SELECT ts, md5(g::text || 't' || %(day)s), substr(md5(g::text || 's' || %(day)s), 1, 16),
                    w.project || '-app', w.project, 'production', w.feature,
-                   CASE WHEN w.users THEN 'user-' || lpad((1 + (g % 60))::text, 3, '0') ELSE '' END,
+                   CASE WHEN w.users THEN 'user-' || lpad((1 + (g %% 60))::text, 3, '0') ELSE '' END,
                    w.provider, w.operation, w.model, w.model, it, ot,
                    it * w.in_rate + ot * w.out_rate, it * w.in_rate, ot * w.out_rate,
                    CASE WHEN w.in_rate IS NULL THEN '' ELSE 'catalog' END,
                    0.05 + ot * 0.01, CASE WHEN fail THEN 'error' ELSE 'ok' END,
-                   CASE WHEN fail THEN 'timeout' ELSE '' END, w.streaming, substr(md5(w.feature || (g % 40)), 1, 16)
+                   CASE WHEN fail THEN 'timeout' ELSE '' END, w.streaming, substr(md5(w.feature || (g %% 40)), 1, 16)
             FROM (
                 SELECT g, %(day)s::timestamptz + random() * %(span)s * interval '1 second' AS ts,
                        {pick} AS idx, random() AS t1, random() AS t2, random() AS t3
@@ -241,6 +241,7 @@ def bulk_generate(
                   sum(input_tokens), sum(output_tokens), coalesce(sum(cost_usd), 0)
            FROM llm_calls GROUP BY 1, 2, 3, 4"""
     )
+    conn.execute("DROP TABLE gen_workload")
     conn.execute("ANALYZE llm_calls")
     conn.execute("ANALYZE llm_rollup_hour")
     conn.commit()
