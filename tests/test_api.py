@@ -259,3 +259,17 @@ def test_openapi_documents_every_route_and_only_real_ones(collector: BackgroundC
     limit = next(p for p in doc["paths"]["/api/v1/calls"]["get"]["parameters"] if p["name"] == "limit")
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}
     assert document(app.routes, api.OPERATIONS) == doc
+
+
+def test_export_keeps_quotes_backslashes_and_newlines_intact(collector: BackgroundCollector) -> None:
+    odd = 'a "quoted" \\ back\\slash,\nnew line\ttab \x01'
+    call = next(datagen.calls(1, now=NOW, seed=3))
+    call.user_id, call.feature, call.tags = odd, odd, {"note": odd}
+    call.cost = collector.collector.catalog.price(call)
+    ledger = Ledger(collector.collector.dsn, collector.collector.schema)
+    ledger.write([call])
+    ledger.close()
+    record = json.loads(httpx.get(collector.url + "/api/v1/export", params={"format": "jsonl"}).text)
+    assert (record["user_id"], record["feature"], record["tags"]) == (odd, odd, {"note": odd})
+    row = next(csv.DictReader(io.StringIO(httpx.get(collector.url + "/api/v1/export").text, newline="")))
+    assert (row["user_id"], json.loads(row["tags"])) == (odd, {"note": odd})

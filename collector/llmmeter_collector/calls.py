@@ -2,8 +2,8 @@
 
 Pages are ordered newest first on ``(ts, span_id, trace_id)`` (or most expensive first on ``cost_usd`` then that
 key). The cursor is the sort key of the last row returned, not an offset, so calls inserted while a client pages
-never shift, duplicate or skip the rows it has not seen yet. Exports stream from Postgres (``COPY ... TO STDOUT``
-for CSV, a server-side cursor for JSON lines) in fixed-size chunks: memory stays constant for any row count.
+never shift, duplicate or skip the rows it has not seen yet. Exports stream from Postgres (``COPY ... TO STDOUT``,
+CSV and JSON lines) in fixed-size chunks: memory stays constant for any row count.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ CALL_FIELDS = (
 _MONEY = frozenset({"cost_usd"})
 _BOOLEANS = frozenset({"streaming", "batch"})
 ORDERS = ("time", "cost")
-EXPORT_CHUNK_ROWS = 5000
 
 
 @dataclass(frozen=True)
@@ -176,36 +175,39 @@ def _export_select(where: CallFilter, *, as_text: frozenset[str] = _MONEY) -> tu
     return query, params
 
 
-def export_csv(pool: ConnectionPool, where: CallFilter) -> Iterator[bytes]:
-    """CSV with a header line, streamed by Postgres's ``COPY ... TO STDOUT`` in its own chunks."""
-    query, params = _export_select(where, as_text=_MONEY | _BOOLEANS)  # true/false, not Postgres's t/f
-    with pool.connection() as conn, conn.cursor() as cur:
-        copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(query)
-        with cur.copy(copy_sql, params) as copy:
-            buffered: list[bytes] = []
-            size = 0
-            for chunk in copy:
-                buffered.append(bytes(chunk))
-                size += len(chunk)
-                if size >= 256 * 1024:
-                    yield b"".join(buffered)
-                    buffered, size = [], 0
-            if buffered:
+def _copy_out(pool: ConnectionPool, copy_sql: sql.Composable, params: dict[str, Any]) -> Iterator[bytes]:
+    """Stream a ``COPY ... TO STDOUT`` in chunks of about 256 KiB (rows arrive one by one from libpq)."""
+    with pool.connection() as conn, conn.cursor() as cur, cur.copy(copy_sql, params) as copy:
+        buffered: list[bytes] = []
+        size = 0
+        for row in copy:
+            buffered.append(bytes(row))
+            size += len(row)
+            if size >= 256 * 1024:
                 yield b"".join(buffered)
+                buffered, size = [], 0
+        if buffered:
+            yield b"".join(buffered)
+
+
+def export_csv(pool: ConnectionPool, where: CallFilter) -> Iterator[bytes]:
+    """CSV with a header line, streamed by Postgres's ``COPY ... TO STDOUT``."""
+    query, params = _export_select(where, as_text=_MONEY | _BOOLEANS)  # true/false, not Postgres's t/f
+    copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(query)
+    return _copy_out(pool, copy_sql, params)
 
 
 def export_jsonl(pool: ConnectionPool, where: CallFilter) -> Iterator[bytes]:
-    """One JSON object per line (money as decimal strings), read through a server-side cursor."""
+    """One JSON object per line (money as decimal strings), streamed by ``COPY ... TO STDOUT``.
+
+    COPY's text format would double every backslash of the JSON; a one-column CSV whose quote and delimiter
+    are control characters (which ``row_to_json`` always escapes) passes each JSON document through verbatim.
+    """
     query, params = _export_select(where)
-    wrapped = sql.SQL("SELECT row_to_json(t)::text FROM ({}) t").format(query)
-    with pool.connection() as conn, conn.transaction(), conn.cursor(name="llmmeter_export") as cur:
-        cur.itersize = EXPORT_CHUNK_ROWS
-        cur.execute(wrapped, params)
-        while True:
-            rows = cur.fetchmany(EXPORT_CHUNK_ROWS)
-            if not rows:
-                break
-            yield ("\n".join(r[0] for r in rows) + "\n").encode()
+    copy_sql = sql.SQL(
+        "COPY (SELECT row_to_json(t)::text FROM ({}) t) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+    ).format(query)
+    return _copy_out(pool, copy_sql, params)
 
 
 def visible(projects: Sequence[str] | None) -> tuple[str, ...] | None:
