@@ -175,7 +175,7 @@ def _export_select(where: CallFilter, *, as_text: frozenset[str] = _MONEY) -> tu
     return query, params
 
 
-def _copy_out(pool: ConnectionPool, copy_sql: sql.Composable, params: dict[str, Any]) -> Iterator[bytes]:
+def _copy_out(pool: ConnectionPool, copy_sql: sql.Composed, params: dict[str, Any]) -> Iterator[bytes]:
     """Stream a ``COPY ... TO STDOUT`` in chunks of about 256 KiB (rows arrive one by one from libpq)."""
     with pool.connection() as conn, conn.cursor() as cur, cur.copy(copy_sql, params) as copy:
         buffered: list[bytes] = []
