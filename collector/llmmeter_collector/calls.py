@@ -139,7 +139,7 @@ def page(
     if order == "cost":
         conditions.append(sql.SQL("cost_usd IS NOT NULL"))
         key_cols = sql.SQL("(cost_usd, ts, span_id, trace_id)")
-        order_by = sql.SQL("cost_usd DESC, ts DESC, span_id DESC, trace_id DESC")
+        order_by = sql.SQL("cost_usd DESC NULLS LAST, ts DESC, span_id DESC, trace_id DESC")  # matches the cost index
     else:
         key_cols = sql.SQL("(ts, span_id, trace_id)")
         order_by = sql.SQL("ts DESC, span_id DESC, trace_id DESC")
