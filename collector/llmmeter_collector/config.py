@@ -44,6 +44,7 @@ class Settings:
     spool_dir: str = ""  # empty: <data dir>/spool
     spool_max_bytes: int = 256 * 1024 * 1024
     partition_days_ahead: int = 7
+    reuse_port: bool = False  # SO_REUSEPORT: several collector processes serve one HTTP port (Linux)
     retention_days: int = 90  # raw calls older than this are dropped by daily partition; 0: keep forever
     retention_interval_seconds: int = 86400  # how often the collector runs retention; 0: only `llmmeter db retention`
     archive_url: str = ""  # export a partition before dropping it: a directory or s3://bucket/prefix; empty: off

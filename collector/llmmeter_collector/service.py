@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from datetime import datetime, timezone
@@ -219,6 +220,19 @@ def _uvicorn_config(collector: Collector, host: str, port: int) -> uvicorn.Confi
     )
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT, so N collector processes can share one port (the kernel spreads
+    connections across them); each process has its own writer, queue and Postgres connection."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(settings: Settings) -> None:
     """Run in the foreground until SIGINT/SIGTERM; then finish in-flight exports, commit, and stop.
 
@@ -233,7 +247,7 @@ def serve(settings: Settings) -> None:
         signal.signal(signal.SIGHUP, lambda sig, frame: collector.reload_prices())
         server = _Server(_uvicorn_config(collector, settings.host, settings.http_port))
         logger.info("llmmeter collector listening on http://%s:%d", settings.host, settings.http_port)
-        server.run()
+        server.run(sockets=[_listen(settings.host, settings.http_port)] if settings.reuse_port else None)
     finally:
         collector.close()
 
