@@ -30,7 +30,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 SPANS_PER_BATCH = 512
-MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), ("gcp.gemini", "gemini-2.5-flash")]
+MODELS = [
+    ("openai", "gpt-4o-mini"),
+    ("openai", "gpt-4o"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("gcp.gemini", "gemini-2.5-flash"),
+]
 FEATURES = ["search", "support", "summarise", "chat", "classify", "extract"]
 
 
