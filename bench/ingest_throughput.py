@@ -1,8 +1,8 @@
 """Sustained ingest: one collector process, OTLP/HTTP protobuf batches of 512 GenAI spans, to committed rows
 and rollups. Reports spans/s and the export → acknowledged (= committed, queryable) latency percentiles.
 
-Run: ``LLMMETER_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/ingest_throughput.py``
-(defaults to that URL). Options: ``--batches 300 --senders 4 --workers 1``. The collector runs as a separate
+Run: ``.venv/bin/python bench/ingest_throughput.py`` (Postgres from LLMMETER_BENCH_DATABASE_URL, default
+postgresql://postgres@127.0.0.1:5432/test). Options: ``--batches 300 --senders 4 --workers 1``. The collector runs as a separate
 process (``python -m llmmeter_collector``) on a fresh schema that is dropped afterwards; the load generator
 runs in this process and shares the machine's cores with the collector and Postgres. Writes nothing.
 

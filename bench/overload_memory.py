@@ -23,7 +23,7 @@ import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest_throughput import SPANS_PER_BATCH, free_port, make_batch, start_collectors  # noqa: E402
+from ingest_throughput import SPANS_PER_BATCH, free_port, make_batch, start_collectors
 
 
 def main() -> None:
