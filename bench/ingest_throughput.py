@@ -2,9 +2,10 @@
 and rollups. Reports spans/s and the export → acknowledged (= committed, queryable) latency percentiles.
 
 Run: ``.venv/bin/python bench/ingest_throughput.py`` (Postgres from LLMMETER_BENCH_DATABASE_URL, default
-postgresql://postgres@127.0.0.1:5432/test). Options: ``--batches 300 --senders 4 --workers 1``. The collector runs as a separate
-process (``python -m llmmeter_collector``) on a fresh schema that is dropped afterwards; the load generator
-runs in this process and shares the machine's cores with the collector and Postgres. Writes nothing.
+postgresql://postgres@127.0.0.1:5432/test). Options: ``--batches 300 --senders 4 --workers 1 2``.
+The collector runs as a separate process (``python -m llmmeter_collector``) on a fresh schema that is
+dropped afterwards; the load generator runs in this process and shares the machine's cores with the collector
+and Postgres. Writes nothing.
 
 ``--workers N`` starts N collector processes on one port (SO_REUSEPORT, Linux): the kernel spreads the
 senders' connections across them; each has its own writer and Postgres connection.
