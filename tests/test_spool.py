@@ -141,6 +141,7 @@ def test_exports_acknowledged_during_an_outage_are_spooled_and_replayed(
         assert ready.status_code == 200 and ready.json()["postgres"] is False and ready.json()["spool_bytes"] > 0
         metrics = httpx.get(running.url + "/metrics").text
         assert "llmmeter_collector_postgres_up 0.0" in metrics
+        assert "llmmeter_collector_spooled_calls_total 3.0" in metrics
         assert "llmmeter_collector_spool_bytes 0.0" not in metrics
         proxy.restore()
         _wait(lambda: not list(tmp_path.glob("*.calls.jsonl")), "the spool to be replayed")

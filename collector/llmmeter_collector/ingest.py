@@ -56,6 +56,7 @@ class Ingestor:
         on_commit: Callable[[list[LlmCall], float], None] | None = None,
         spool: Spool | None = None,
         on_state: Callable[[bool, int], None] | None = None,
+        on_spooled: Callable[[int], None] | None = None,
         partition_days_ahead: int = 7,
     ) -> None:
         self._ledger = ledger
@@ -66,6 +67,7 @@ class Ingestor:
         self._lock = threading.Lock()
         self._on_commit = on_commit
         self._on_state = on_state
+        self._on_spooled = on_spooled
         self._spool = spool
         self._days_ahead = partition_days_ahead
         self._partitions_day: object = None
@@ -221,6 +223,8 @@ class Ingestor:
                 future.set_exception(StorageUnavailable(f"Postgres unreachable and {exc}"))
             return
         self._set_state(False)
+        if self._on_spooled is not None:
+            self._on_spooled(len(calls))
         for _, future in batch:
             future.set_result([])  # durable on disk; counted when replayed into Postgres
 

@@ -136,7 +136,6 @@ class Pipeline:
 
     async def commit(self, request: ExportTraceServiceRequest, result: Normalized) -> ExportTraceServiceResponse:
         """Wait until the calls are durable; raises ExportRefused(503) when they cannot be (the receiver counts it)."""
-        m = self.metrics
         if self.rate_limiter is not None:  # per-project ingest rate limit: 429 + Retry-After (ratelimit.py)
             wait = ingest_wait(self.rate_limiter, (call.project for call in result.calls))
             if wait > 0:
@@ -147,7 +146,6 @@ class Pipeline:
             future = self.ingestor.submit(result.calls)
         except Overloaded as exc:
             raise unavailable(str(exc), "overloaded") from None
-        m.queue_depth.set(self.ingestor.queued_calls)
         try:
             await asyncio.wrap_future(future)
         except StorageUnavailable as exc:

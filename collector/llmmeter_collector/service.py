@@ -89,11 +89,14 @@ class Collector:
             on_commit=self.metrics.observe,
             spool=spool,
             on_state=self._storage_state,
+            on_spooled=self.metrics.spooled_calls.inc,
             partition_days_ahead=self.settings.partition_days_ahead,
         )
         if self.settings.forward_endpoint:
             self.forwarder = Forwarder(self.settings.forward_endpoint, self.metrics, self.settings.forward_headers)
         self.pipeline = Pipeline(self._ingestor, self.metrics, self.price, self._keys, self.forwarder)
+        ingestor = self._ingestor
+        self.metrics.queue_depth.set_function(lambda: ingestor.queued_calls)
         self.pipeline.rate_limiter = self.rate_limits.ingest  # per-project ingest limit (ratelimit.py)
         self.ready = True
 
