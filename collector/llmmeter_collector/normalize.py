@@ -47,7 +47,22 @@ _FUTURE_SLACK_NS = 86_400 * 10**9
 _STATUS_ERROR = Status.STATUS_CODE_ERROR
 _TAG_PREFIX = sc.TAG_PREFIX
 _TAG_PREFIX_LEN = len(sc.TAG_PREFIX)
-_Attrs = dict[str, AnyValue]
+_Attrs = dict[str, Any]  # attribute key -> decoded value, only the keys normalize reads
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
+_WANTED = frozenset(
+    {
+        *sc.PROVIDER_KEYS, *sc.OPERATION_KEYS, *sc.REQUEST_MODEL_KEYS, *sc.RESPONSE_MODEL_KEYS,
+        *sc.INPUT_TOKEN_KEYS, *sc.OUTPUT_TOKEN_KEYS, *sc.CACHE_READ_KEYS, *sc.CACHE_WRITE_KEYS,
+        *sc.REASONING_KEYS, *sc.REPORTED_COST_KEYS, *sc.STREAM_KEYS, *sc.TTFC_KEYS, *sc.SERVICE_TIER_KEYS,
+        *sc.ENVIRONMENT_KEYS, *sc.RESOURCE_ENVIRONMENT_KEYS, *sc.USER_KEYS, *sc.SESSION_KEYS,
+        sc.TELEMETRY_SDK_NAME, sc.BILLABLE, sc.CACHE_CREATION_1H_INPUT_TOKENS, sc.AUDIO_INPUT_TOKENS,
+        sc.AUDIO_OUTPUT_TOKENS, sc.ERROR_TYPE, sc.RETRIES, sc.PROVIDER_BILLED, sc.GEN_AI_RESPONSE_ID,
+        sc.PROJECT, sc.FEATURE, sc.EXPERIMENT, sc.VARIANT, sc.BATCH, sc.USAGE_MISSING, sc.PROMPT_FINGERPRINT,
+        "service.name",
+    }
+)  # fmt: skip
 
 
 class InvalidSpan(ValueError):
@@ -88,21 +103,27 @@ def attributes_dict(attributes: Any) -> dict[str, Any]:
 
 
 def _index(attributes: Any) -> _Attrs:
-    return {kv.key: kv.value for kv in attributes}
+    """Decode only the attributes normalize reads (prompt contents and the like are never converted)."""
+    out: _Attrs = {}
+    wanted = _WANTED
+    for kv in attributes:
+        key = kv.key
+        if key in wanted or key.startswith(_TAG_PREFIX):
+            value = kv.value
+            kind = value.WhichOneof("value")
+            out[key] = getattr(value, kind) if kind in _SCALARS else any_value(value)
+    return out
 
 
 def _get(attrs: _Attrs, key: str) -> Any:
-    value = attrs.get(key)
-    return None if value is None else any_value(value)
+    return attrs.get(key)
 
 
 def _first(attrs: _Attrs, keys: tuple[str, ...]) -> Any:
     for key in keys:
         value = attrs.get(key)
-        if value is not None:
-            decoded = any_value(value)
-            if decoded is not None and decoded != "":
-                return decoded
+        if value is not None and value != "":
+            return value
     return None
 
 
@@ -148,7 +169,7 @@ def is_llm_call(attrs: _Attrs) -> bool:
 def _operation(attrs: _Attrs, span_name: str) -> str:
     raw = attrs.get(sc.GEN_AI_OPERATION_NAME)
     if raw is not None:
-        operation = str(any_value(raw)).lower()
+        operation = str(raw).lower()
     else:
         legacy = _get(attrs, "llm.request.type")
         operation = str(legacy or "chat").lower()

@@ -6,6 +6,7 @@ nothing to the rollups, because rollups are computed only from the rows the INSE
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,6 @@ from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from llmmeter_collector.llmcall import COST_CLASSES, LlmCall
@@ -135,9 +135,7 @@ def migrate(dsn: str, schema: str | None = None) -> list[int]:
                     continue
                 with conn.transaction():
                     conn.execute(sql.encode())
-                    conn.execute(
-                        "INSERT INTO llmmeter_migrations (version, name) VALUES (%s, %s)", (version, name)
-                    )
+                    conn.execute("INSERT INTO llmmeter_migrations (version, name) VALUES (%s, %s)", (version, name))
                 applied.append(version)
                 logger.info("applied migration %04d_%s", version, name)
             conn.commit()
@@ -154,6 +152,11 @@ def _ts(ns: int) -> datetime:
     return datetime.fromtimestamp(ns // 1000 / 1e6, tz=timezone.utc)
 
 
+def _tags_json(tags: dict[str, str]) -> str:
+    """Tags as JSON text: COPY's text format hands it to Postgres, which parses it as jsonb (no adapter per row)."""
+    return json.dumps(tags, separators=(",", ":")) if tags else "{}"
+
+
 def _row(call: LlmCall) -> tuple[Any, ...]:
     u = call.usage
     cost = call.cost
@@ -161,7 +164,7 @@ def _row(call: LlmCall) -> tuple[Any, ...]:
     return (
         _ts(call.start_ns), call.trace_id, call.span_id, call.parent_span_id, call.service_name,
         call.project, call.environment, call.feature, call.user_id, call.session_id, call.experiment,
-        call.variant, Jsonb(call.tags), call.provider, call.operation, call.request_model,
+        call.variant, _tags_json(call.tags), call.provider, call.operation, call.request_model,
         call.response_model, call.model, call.response_id, u.input_tokens, u.output_tokens,
         u.cache_read_tokens, u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens,
         u.input_audio_tokens, u.output_audio_tokens, call.usage_missing,
