@@ -1,8 +1,9 @@
 """Sustained ingest: one collector process, OTLP/HTTP protobuf batches of 512 GenAI spans, to committed rows
 and rollups. Reports spans/s and the export → acknowledged (= committed, queryable) latency percentiles.
 
-Run: ``.venv/bin/python bench/ingest_throughput.py`` (Postgres from LLMMETER_BENCH_DATABASE_URL, default
-postgresql://postgres@127.0.0.1:5432/test). Options: ``--batches 300 --senders 4 --workers 1 2``.
+Run: ``.venv/bin/python bench/ingest_throughput.py`` (Postgres from LLMMETER_BENCH_DATABASE_URL or
+LLMMETER_TEST_DATABASE_URL, else an embedded one in a temporary directory).
+Options: ``--batches 300 --senders 4 --workers 1 2``.
 The collector runs as a separate process (``python -m llmmeter_collector``) on a fresh schema that is
 dropped afterwards; the load generator runs in this process and shares the machine's cores with the collector
 and Postgres. Writes nothing.
@@ -93,6 +94,20 @@ def make_batch(n: int, rng: random.Random) -> bytes:
             ]
         )
     return request.SerializeToString()
+
+
+def bench_dsn() -> tuple[str, object | None]:
+    """LLMMETER_BENCH_DATABASE_URL or LLMMETER_TEST_DATABASE_URL, else an embedded Postgres in a temp dir."""
+    url = os.environ.get("LLMMETER_BENCH_DATABASE_URL") or os.environ.get("LLMMETER_TEST_DATABASE_URL")
+    if url:
+        return url, None
+    import tempfile
+    from pathlib import Path
+
+    from llmmeter_collector.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="llmmeter-bench-")))
+    return embedded.start(), embedded
 
 
 def free_port() -> int:
@@ -198,15 +213,19 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--workers", type=int, nargs="*", default=[1])
     args = parser.parse_args()
-    dsn = os.environ.get("LLMMETER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    dsn, embedded = bench_dsn()
     print(f"{os.cpu_count()} CPUs shared by the load generator, the collector(s) and Postgres")
     print(f"{'workers':>7} {'spans':>8} {'seconds':>8} {'spans/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'503s':>5}")
-    for workers in args.workers:
-        r = run(dsn, args.batches, args.senders, workers)
-        print(
-            f"{workers:>7} {r['spans']:>8} {r['seconds']:>8.2f} {r['spans_per_s']:>9.0f} {r['p50_ms']:>8.0f}"
-            f" {r['p99_ms']:>8.0f} {r['refused_503']:>5}"
-        )
+    try:
+        for workers in args.workers:
+            r = run(dsn, args.batches, args.senders, workers)
+            print(
+                f"{workers:>7} {r['spans']:>8} {r['seconds']:>8.2f} {r['spans_per_s']:>9.0f} {r['p50_ms']:>8.0f}"
+                f" {r['p99_ms']:>8.0f} {r['refused_503']:>5}"
+            )
+    finally:
+        if embedded is not None:
+            embedded.stop()  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

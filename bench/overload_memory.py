@@ -23,7 +23,7 @@ import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest_throughput import SPANS_PER_BATCH, free_port, make_batch, start_collectors
+from ingest_throughput import SPANS_PER_BATCH, bench_dsn, free_port, make_batch, start_collectors
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--max-queued-calls", type=int, default=20_000)
     args = parser.parse_args()
-    dsn = os.environ.get("LLMMETER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    dsn, embedded = bench_dsn()
     os.environ["LLMMETER_MAX_QUEUED_CALLS"] = str(args.max_queued_calls)
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     rng = random.Random(3)
@@ -101,6 +101,8 @@ def main() -> None:
         proc.wait(60)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        if embedded is not None:
+            embedded.stop()  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":
