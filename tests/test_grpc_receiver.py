@@ -89,3 +89,35 @@ def test_oversized_message_is_refused_by_grpc(settings: Settings) -> None:
         with pytest.raises(grpc.RpcError) as err:
             stub.Export(export_request(*([CHAT] * 20)), timeout=10)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_full_queue_is_unavailable_over_grpc_and_the_queued_export_still_commits(settings: Settings) -> None:
+    import threading
+    import time
+
+    import psycopg
+
+    tight = Settings(**{**settings.__dict__, "max_queued_calls": 2})
+    with BackgroundCollector(tight) as running, grpc.insecure_channel(running.grpc_target) as ch:
+        stub = trace_service_pb2_grpc.TraceServiceStub(ch)
+        pipeline = running.collector.pipeline
+        assert pipeline is not None
+        with psycopg.connect(running.collector.dsn, options=f"-c search_path={running.collector.schema}") as blocker:
+            blocker.execute("LOCK TABLE llm_rollup_minute IN ACCESS EXCLUSIVE MODE")  # the writer stalls here
+            done: list[object] = []
+            first = threading.Thread(
+                target=lambda: done.append(
+                    stub.Export(export_request(CHAT, {**CHAT, "llmmeter.feature": "b"}), timeout=30)
+                )
+            )
+            first.start()
+            while pipeline.ingestor.queued_calls < 2:
+                time.sleep(0.01)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Export(export_request({**CHAT, "llmmeter.feature": "x"}, start_ns=time.time_ns() + 7), timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "write queue full" in (err.value.details() or "")
+            blocker.rollback()
+        first.join(30)
+        assert len(done) == 1
+        assert _calls(running) == 2
