@@ -100,17 +100,48 @@ def backup(dsn: str, schema: str | None, file: Path, bin_dir: str | None = None)
     return tool
 
 
+def _output(argv: list[str], stdin: bytes | None = None) -> bytes:
+    result = subprocess.run(argv, capture_output=True, input=stdin)
+    if result.returncode != 0:
+        tool = Path(argv[0]).name
+        raise BackupError(f"{tool} failed (exit {result.returncode}): {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
+_ENTRY_RE = re.compile(r"^\d+; \d+ \d+ (SCHEMA|TABLE|VIEW|SEQUENCE) (\S+) (\S+) \S+$", re.MULTILINE)
+
+
+def _drops(listing: str) -> str:
+    """SQL dropping what a backup holds: its schemas (CASCADE), or its tables where it has no schema entry."""
+    entries = _ENTRY_RE.findall(listing)
+    schemas = {name for kind, _, name in entries if kind == "SCHEMA"}
+    statements = [f'DROP SCHEMA IF EXISTS "{name}" CASCADE;' for name in sorted(schemas)]
+    for kind, schema, name in entries:
+        if kind != "SCHEMA" and schema not in schemas:
+            statements.append(f'DROP {kind} IF EXISTS "{schema}"."{name}" CASCADE;')
+    return "\n".join(statements) + "\n"
+
+
 def restore(
     dsn: str, file: Path, *, clean: bool = False, no_privileges: bool = False, bin_dir: str | None = None
 ) -> PgTool:
-    """Restore a dump made by :func:`backup` into the database ``dsn``, in one transaction (all or nothing)."""
+    """Restore a dump made by :func:`backup` into the database ``dsn``, in one transaction (all or nothing).
+
+    ``clean`` first drops what the backup holds (its schema, CASCADE), in the same transaction. (pg_restore's
+    own ``--clean`` cannot drop the indexes of a partitioned table in a working order.)
+    """
     if not file.is_file():
         raise BackupError(f"no such backup file: {file}")
     tool = find_tool("pg_restore", server_major(dsn), bin_dir)
-    argv = [tool.path, "--exit-on-error", "--single-transaction", "--no-owner", f"--dbname={dsn}"]
-    if clean:
-        argv += ["--clean", "--if-exists"]
-    if no_privileges:
-        argv.append("--no-privileges")
-    _run([*argv, str(file)])
+    options = ["--no-owner", *(["--no-privileges"] if no_privileges else [])]
+    if not clean:
+        _run([tool.path, "--exit-on-error", "--single-transaction", *options, f"--dbname={dsn}", str(file)])
+        return tool
+    psql = find_tool("psql", 0, bin_dir)
+    listing = _output([tool.path, "--list", str(file)]).decode()
+    script = _drops(listing).encode() + _output([tool.path, "--file=-", *options, str(file)])
+    _output(
+        [psql.path, "--no-psqlrc", "--quiet", "--single-transaction", "--set=ON_ERROR_STOP=1", f"--dbname={dsn}"],
+        stdin=script,
+    )
     return tool
