@@ -18,6 +18,10 @@ debs:
 	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    prometheus prometheus-alertmanager >/dev/null)
+	@# docker-compose validates docker-compose.yml (`config` needs no Docker engine); tests/test_deploy.py
+	@(docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null) || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    docker-compose >/dev/null)
 
 demo: $(STAMP)
 	$(PY) -m llmmeter_collector.demo
