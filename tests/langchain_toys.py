@@ -3,6 +3,8 @@ built from ``langchain_core`` alone, and span helpers."""
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -112,15 +114,31 @@ def _messages(value: PromptValue | str) -> list[BaseMessage]:
     return value.to_messages() if isinstance(value, PromptValue) else [HumanMessage(value)]
 
 
-def agent(model: Any, tools: Sequence[Any] = (get_weather,), name: str = "weather_agent") -> Runnable[Any, AIMessage]:
-    """A tool-calling agent loop from ``langchain_core`` alone (sync and async), named like LangChain v1 agents."""
+def agent(
+    model: Any, tools: Sequence[Any] = (get_weather,), name: str = "weather_agent", stream_model: bool = False
+) -> Runnable[Any, AIMessage]:
+    """A tool-calling agent loop from ``langchain_core`` alone (sync and async), named like LangChain v1 agents.
+
+    ``stream_model`` makes each model call a ``stream``/``astream`` (chunks summed into the reply).
+    """
     bound = model.bind_tools(list(tools))
     by_name = {t.name: t for t in tools}
+
+    def ask(messages: list[BaseMessage]) -> AIMessage:
+        if not stream_model:
+            return bound.invoke(messages)
+        return functools.reduce(operator.add, bound.stream(messages))
+
+    async def aask(messages: list[BaseMessage]) -> AIMessage:
+        if not stream_model:
+            return await bound.ainvoke(messages)
+        chunks = [chunk async for chunk in bound.astream(messages)]
+        return functools.reduce(operator.add, chunks)
 
     def run(value: PromptValue | str) -> AIMessage:
         messages = _messages(value)
         while True:
-            reply: AIMessage = bound.invoke(messages)
+            reply: AIMessage = ask(messages)
             messages.append(reply)
             if not reply.tool_calls:
                 return reply
@@ -131,7 +149,7 @@ def agent(model: Any, tools: Sequence[Any] = (get_weather,), name: str = "weathe
     async def arun(value: PromptValue | str) -> AIMessage:
         messages = _messages(value)
         while True:
-            reply: AIMessage = await bound.ainvoke(messages)
+            reply: AIMessage = await aask(messages)
             messages.append(reply)
             if not reply.tool_calls:
                 return reply

@@ -129,12 +129,18 @@ def usage_from_metadata(usage: Mapping[str, Any]) -> TokenUsage:
     """LangChain ``UsageMetadata``: input includes cache reads/writes, output includes reasoning (as GenAI's)."""
     input_details = usage.get("input_token_details") or {}
     output_details = usage.get("output_token_details") or {}
+    cache_write = _int(input_details.get("cache_creation"))
+    write_5m = _int(input_details.get("ephemeral_5m_input_tokens"))
+    write_1h = _int(input_details.get("ephemeral_1h_input_tokens"))
+    if not cache_write and (write_5m or write_1h):
+        # langchain-anthropic reports a 5m/1h breakdown instead, with cache_creation 0
+        cache_write = (write_5m or 0) + (write_1h or 0)
     return TokenUsage(
         input_tokens=_int(usage.get("input_tokens")),
         output_tokens=_int(usage.get("output_tokens")),
         cache_read_tokens=_int(input_details.get("cache_read")),
-        cache_write_tokens=_int(input_details.get("cache_creation")),
-        cache_write_1h_tokens=_int(input_details.get("ephemeral_1h_input_tokens")),
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=write_1h,
         reasoning_tokens=_int(output_details.get("reasoning")),
         input_audio_tokens=_int(input_details.get("audio")),
         output_audio_tokens=_int(output_details.get("audio")),
