@@ -391,10 +391,12 @@ def _in_context(relative: str, rules: list[tuple[bool, str]]) -> bool:
 def _context_files() -> list[str]:
     rules = _dockerignore()
     files = []
-    for path in ROOT.rglob("*"):
-        relative = path.relative_to(ROOT).as_posix()
-        if path.is_file() and not relative.startswith((".git/", ".venv/")) and _in_context(relative, rules):
-            files.append(relative)
+    for directory, subdirs, names in os.walk(ROOT):
+        subdirs[:] = [d for d in subdirs if d not in (".git", ".venv", "node_modules")]
+        for name in names:
+            relative = (Path(directory) / name).relative_to(ROOT).as_posix()
+            if _in_context(relative, rules):
+                files.append(relative)
     return sorted(files)
 
 
