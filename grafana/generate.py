@@ -382,13 +382,15 @@ def none(col: str) -> str:
     return f"CASE WHEN {col} = '' THEN '(none)' ELSE {col} END"
 
 
+# a dimension value whose calls are all unpriced has no spend to show (it is in "Models without a price")
+PRICED = "HAVING sum(calls) > sum(unpriced_calls)"
 SPEND = "SELECT coalesce(sum(cost_usd), 0) AS spend FROM {table} WHERE $__timeFilter(bucket) AND {dims}"
 
 
 def spend_by(col: str, alias: str) -> Json:
     return sql(f"""
         SELECT {col} AS {alias}, sum(cost_usd) AS spend FROM llm_rollup_minute
-        WHERE $__timeFilter(bucket) AND {{dims}} GROUP BY 1 ORDER BY 2 DESC, 1""")
+        WHERE $__timeFilter(bucket) AND {{dims}} GROUP BY 1 {PRICED} ORDER BY 2 DESC, 1""")
 
 
 TOKEN_CLASSES = (
@@ -464,7 +466,8 @@ def cost_overview() -> Json:
                 sql(
                     """
                     SELECT $__timeGroupAlias(bucket, 1d), model AS metric, sum(cost_usd) AS spend
-                    FROM llm_rollup_hour WHERE $__timeFilter(bucket) AND {dims} GROUP BY 1, 2 ORDER BY 1, 2""",
+                    FROM llm_rollup_hour WHERE $__timeFilter(bucket) AND {dims} GROUP BY 1, 2
+                    HAVING sum(calls) > sum(unpriced_calls) ORDER BY 1, 2""",
                     fmt="time_series",
                 )
             ],
