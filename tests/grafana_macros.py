@@ -169,10 +169,9 @@ def _prom_regular_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\\\'")
 
 
-def _prom_special_regex_escape(value: str) -> str:
+def _prom_special_regex_escape(value: str) -> str:  # the "classic behavior" of the Prometheus datasource
     value = value.replace("\\", "\\\\\\\\")
-    value = re.sub(r"([$^*{}\[\]'+?.()|])", r"\\\\\1", value)
-    return _prom_regular_escape(value)
+    return re.sub(r"([$^*{}\[\]+?.()|])", r"\\\\\1", value)
 
 
 def _format(var: Variable, values: list[str] | str, fmt: str | None, datasource: str) -> str:

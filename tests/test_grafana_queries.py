@@ -15,7 +15,7 @@ the calls cost at the providers' published prices.
 from __future__ import annotations
 
 import json
-import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +38,7 @@ from llmmeter_collector.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
 
 from .conftest import export_to, stop_export
-from .grafana_macros import ALL, TimeRange, Variable, expand_promql, expand_sql, panel_range
+from .grafana_macros import TimeRange, Variable, expand_promql, expand_sql, panel_range
 from .realprom import Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,7 +186,7 @@ def pipeline(database_url: str, fake: FakeProvider, tmp_path_factory: pytest.Tem
     workdir = tmp_path_factory.mktemp("grafana")
     budgets_file = workdir / "budgets.yaml"
     budgets_file.write_text(BUDGETS_YAML)
-    schema = f"t_grafana_{int(time.time() * 1000) % 10**9}"
+    schema = f"t_grafana_{uuid.uuid4().hex[:12]}"
     settings = Settings(
         database_url=database_url,
         database_schema=schema,
@@ -211,7 +211,8 @@ def pipeline(database_url: str, fake: FakeProvider, tmp_path_factory: pytest.Tem
                         prom.wait_for(f"sum(llmmeter_calls_total) == {phase * len(CALLS)}")
                     prom.wait_for(f"llmmeter_budget_spent_usd{{budget='total'}} >= {float(total()) - 1e-9}")
                     prom.wait_for('ALERTS{alertname="LLMBudgetExceeded", budget="total", alertstate="firing"}')
-                    time.sleep(2)  # a couple of scrapes after the last change, for the rate windows
+                    # a few budget samples after the last change, so deriv() and rate() windows hold two of them
+                    prom.wait_for("count_over_time(llmmeter_budget_spent_usd{budget='total'}[1m]) >= 3")
                     yield Pipeline(prom, database_url, schema, spans)
             finally:
                 stop_export(otlp)
@@ -569,4 +570,3 @@ def test_variables_all_value_expands_to_every_value(pipeline: Pipeline) -> None:
     p = panel(board, "Spend by project")
     explicit = run_sql(pipeline, board, p, project=["shop", "support"], provider=["openai", "anthropic"])
     assert explicit == run_sql(pipeline, board, p)
-    assert ALL == "$__all"
