@@ -7,12 +7,14 @@ emits an OpenTelemetry GenAI span (tokens, model, attribution); a llmmeter colle
 from llmmeter import batches
 from llmmeter.attribution import attributes, current_attributes
 from llmmeter.bootstrap import instrument, uninstrument
+from llmmeter.guard import BudgetExceeded
 from llmmeter.invocation import TokenUsage
 from llmmeter.manual import TrackedCall, current_call, record, track
 from llmmeter.redaction import redact_pii
 from llmmeter.telemetry import flush
 
 __all__ = [
+    "BudgetExceeded",
     "TokenUsage",
     "TrackedCall",
     "attributes",

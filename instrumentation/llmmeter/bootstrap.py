@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Any
 
-from llmmeter import options, telemetry, threads
+from llmmeter import guard, options, telemetry, threads
 from llmmeter.options import Redactor
 
 logger = logging.getLogger("llmmeter")
@@ -42,6 +42,7 @@ def instrument(
     redact: Redactor | bool = True,
     fingerprint_key: str | bytes | None = None,
     stream_usage: bool = False,
+    budget_policy: guard.PolicySource | None = None,
 ) -> None:
     """Patch every supported SDK that is installed, and export spans/metrics over OTLP/HTTP.
 
@@ -53,8 +54,11 @@ def instrument(
     (True: built-in PII redaction, False: none, or a ``str -> str`` callable). ``fingerprint_key`` keys the
     prompt fingerprint (default ``LLMMETER_FINGERPRINT_KEY``). ``stream_usage`` adds
     ``stream_options.include_usage`` to OpenAI chat/completions streams that did not ask for usage.
+    ``budget_policy`` (a YAML/JSON file or a mapping) swaps models or raises ``BudgetExceeded`` when a budget
+    is over; a bad policy raises ``llmmeter.guard.PolicyError`` naming the field (see ``llmmeter.guard``).
     """
     global _threads_patched
+    guard.configure(budget_policy, endpoint=endpoint)
     with _lock:
         if _active or _threads_patched:
             return
