@@ -19,7 +19,7 @@ from opentelemetry import context, trace
 from llmmeter import guard, options, retries, semconv
 from llmmeter.content import Prompt, prompt_attributes
 from llmmeter.guard import BudgetExceeded
-from llmmeter.invocation import Invocation, log_once
+from llmmeter.invocation import Invocation, http_status, log_once
 from llmmeter.telemetry import Instruments
 
 Wrapper = Callable[[Callable[..., Any], Any, Any, Any], Any]
@@ -82,7 +82,7 @@ def fail(invocation: Invocation, exc: BaseException, where: str) -> None:
     """End the span for an SDK call that raised before returning anything."""
     try:
         attrs: dict[str, Any] = {}
-        if isinstance(getattr(exc, "status_code", None), int):
+        if http_status(exc) is not None:
             attrs[semconv.PROVIDER_BILLED] = False  # the provider answered with an error status: nothing generated
         invocation.fail(exc, attrs)
     except Exception as inner:

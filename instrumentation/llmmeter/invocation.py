@@ -31,6 +31,15 @@ def log_once(where: str, exc: BaseException) -> None:
         logger.warning("llmmeter: instrumentation error in %s (ignored): %r", where, exc, exc_info=exc)
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status an SDK exception carries (openai/anthropic ``status_code``, google-genai ``code``)."""
+    for name in ("status_code", "code"):
+        value = getattr(exc, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return value
+    return None
+
+
 # One call, one priced span. A framework span that wraps a model call (a LangChain LLM run) enters an
 # ``LlmRun`` into the context; a provider SDK span started inside marks it covered, and the framework span
 # then carries ``llmmeter.billable=false`` because the SDK span, closer to the wire, carries the usage.
@@ -190,8 +199,8 @@ class Invocation:
         span = self.span
         attrs: dict[str, Any] = dict(attributes) if attributes else {}
         attrs[semconv.ERROR_TYPE] = error_type
-        status_code = getattr(exc, "status_code", None)
-        if isinstance(status_code, int):
+        status_code = http_status(exc)
+        if status_code is not None:
             attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
         if self.first_chunk_s is not None:
             attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_s
