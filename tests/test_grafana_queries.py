@@ -41,6 +41,8 @@ from .conftest import export_to, stop_export
 from .grafana_macros import TimeRange, Variable, expand_promql, expand_sql, panel_range
 from .realprom import Prometheus
 
+# the anthropic SDK warns about dated model ids; the price catalog still prices them
+pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 ROOT = Path(__file__).resolve().parent.parent
 M = Decimal(10) ** 6
 # USD per 1M tokens (input, cached input, output), from openai.com/api/pricing and anthropic.com/pricing
@@ -123,7 +125,7 @@ def send(call: Call, fake: FakeProvider) -> None:
     if call.cached:
         usage["cached_tokens"] = call.cached
     headers = {"x-fake-usage": json.dumps(usage)}
-    messages = [{"role": "user", "content": call.prompt}]
+    messages: Any = [{"role": "user", "content": call.prompt}]
     attrs = {"project": call.project, "environment": call.environment, "feature": call.feature,
              "user_id": call.user, "session_id": call.session, "experiment": call.experiment,
              "variant": call.variant, "tags": call.tags}  # fmt: skip
