@@ -38,12 +38,12 @@ def test_chat_create_span_usage_and_metrics(client, instrumented, spans, metric_
     headers = usage_header(input_tokens=1200, output_tokens=300, cached_tokens=1000, reasoning_tokens=50)
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     result = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "weather in Paris?"}], tools=tools,
+        model="gpt-4.1-nano", messages=[{"role": "user", "content": "weather in Paris?"}], tools=tools,
         temperature=0.2, max_completion_tokens=400, service_tier="flex", extra_headers=headers,
     )  # fmt: skip
     attrs = only_span(spans)
     assert attrs["gen_ai.operation.name"] == "chat" and attrs["gen_ai.provider.name"] == "openai"
-    assert attrs["gen_ai.request.model"] == "gpt-4o-mini" and attrs["gen_ai.response.model"] == result.model
+    assert attrs["gen_ai.request.model"] == "gpt-4.1-nano" and attrs["gen_ai.response.model"] == result.model
     assert attrs["gen_ai.response.id"] == result.id
     assert attrs["gen_ai.usage.input_tokens"] == 1200 and attrs["gen_ai.usage.output_tokens"] == 300
     assert attrs["gen_ai.usage.cache_read.input_tokens"] == 1000
@@ -56,10 +56,12 @@ def test_chat_create_span_usage_and_metrics(client, instrumented, spans, metric_
     assert attrs["gen_ai.request.stream"] is False
     assert len(attrs["llmmeter.prompt.fingerprint"]) == 16
     assert "gen_ai.input.messages" not in attrs  # content capture is off by default
-    tokens = {p.attributes["gen_ai.token.type"]: p for p in points(metric_reader, "gen_ai.client.token.usage")}
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in points(metric_reader, "gen_ai.client.token.usage")
+              if p.attributes["gen_ai.request.model"] == "gpt-4.1-nano"}  # fmt: skip
     assert tokens["input"].sum == 1200 and tokens["output"].sum == 300
     assert list(tokens["input"].explicit_bounds)[:3] == [1, 4, 16]
-    (duration,) = points(metric_reader, "gen_ai.client.operation.duration")
+    (duration,) = [p for p in points(metric_reader, "gen_ai.client.operation.duration")
+                   if p.attributes["gen_ai.request.model"] == "gpt-4.1-nano"]  # fmt: skip
     assert duration.count == 1 and duration.attributes["gen_ai.provider.name"] == "openai"
     assert list(duration.explicit_bounds)[:2] == [0.01, 0.02]
 
@@ -98,7 +100,9 @@ def test_streams_pass_chunks_untouched_and_record_ttfc(client, instrumented, spa
     assert attrs["gen_ai.usage.input_tokens"] == 12 and attrs["gen_ai.usage.output_tokens"] == 20
     assert attrs["gen_ai.response.time_to_first_chunk"] > 0
     assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
-    assert len(points(metric_reader, "gen_ai.client.operation.time_to_first_chunk")) == 1
+    ttfc = [p for p in points(metric_reader, "gen_ai.client.operation.time_to_first_chunk")
+            if p.attributes["gen_ai.provider.name"] == "openai"]  # fmt: skip
+    assert ttfc and ttfc[0].count >= 1
 
 
 def test_stream_without_usage_is_marked_missing_not_guessed(client, instrumented, spans, fake) -> None:  # type: ignore[no-untyped-def]
