@@ -4,11 +4,15 @@ span tree, usage, attribution, streaming, async, errors, registration."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from langchain_core.caches import InMemoryCache
+from langchain_core.language_models import LLM
 from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.messages import AIMessage
+from langchain_core.outputs import GenerationChunk
 from langchain_core.tracers.context import _configure_hooks
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -266,3 +270,76 @@ def test_billable_langchain_spans_record_genai_metrics(metric_reader: InMemoryMe
                     if point.attributes.get("gen_ai.request.model") == "toy-metrics":
                         tokens[str(point.attributes["gen_ai.token.type"])] = point.sum
     assert tokens == {"input": 13, "output": 5}
+
+
+def test_app_context_is_current_between_stream_chunks_and_after_async_runs(
+    spans: InMemorySpanExporter, instrumented: None
+) -> None:
+    tracer = trace.get_tracer("app")
+    model = ChatToy()
+    with tracer.start_as_current_span("request") as request:
+        seen = []
+        for _chunk in model.stream("hello there"):
+            seen.append(trace.get_current_span())
+
+        async def main() -> object:
+            await model.ainvoke("hi")
+            after_ainvoke = trace.get_current_span()
+            async for _chunk in model.astream("hi"):
+                seen.append(trace.get_current_span())
+            return after_ainvoke
+
+        assert asyncio.run(main()) is request
+    assert seen and all(span is request for span in seen)  # the LLM span never leaks into the app's code
+    finished = spans.get_finished_spans()
+    assert [parent_of(s, finished) for s in named(finished, "chat toy-1")] == [one(finished, "request")] * 3
+
+
+class _StreamingToyLLM(LLM):
+    """A completion LLM that really streams (``FakeStreamingListLLM`` only splits an ``invoke``)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "toy-llm"
+
+    def _call(self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> str:
+        return "abc"
+
+    def _stream(
+        self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[GenerationChunk]:
+        for char in "abc":
+            chunk = GenerationChunk(text=char)
+            if run_manager is not None:
+                run_manager.on_llm_new_token(char, chunk=chunk)
+            yield chunk
+
+
+def test_streamed_completion_llm(spans: InMemorySpanExporter, instrumented: None) -> None:
+    assert "".join(_StreamingToyLLM().stream("x")) == "abc"
+    (span,) = spans.get_finished_spans()
+    assert span.attributes["gen_ai.operation.name"] == "text_completion"
+    assert span.attributes["gen_ai.request.stream"] is True
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
+
+
+def test_legacy_agent_runs_become_agent_spans(spans: InMemorySpanExporter) -> None:
+    """AgentExecutor-style agents report ``on_agent_action`` on their own chain run (driven directly here:
+    the legacy agents live in langchain-classic, which the app may not install)."""
+    from uuid import uuid4
+
+    from langchain_core.agents import AgentAction
+
+    handler = LlmMeterCallbackHandler()
+    agent_run, tool_run = uuid4(), uuid4()
+    handler.on_chain_start({"name": "ResearchAgent"}, {"input": "q"}, run_id=agent_run)
+    handler.on_agent_action(AgentAction("search", "q", "log"), run_id=agent_run)
+    handler.on_tool_start({"name": "search"}, "q", run_id=tool_run, parent_run_id=agent_run)
+    handler.on_tool_end("result", run_id=tool_run)
+    handler.on_chain_end({"output": "a"}, run_id=agent_run)
+
+    finished = spans.get_finished_spans()
+    agent = one(finished, "invoke_agent ResearchAgent")
+    assert agent.attributes["gen_ai.agent.name"] == "ResearchAgent"
+    assert agent.attributes["llmmeter.langchain.run_type"] == "agent"
+    assert parent_of(one(finished, "execute_tool search"), finished) is agent

@@ -28,6 +28,7 @@ from .conftest import export_to, stop_export
 from .langchain_toys import (
     billable_with_usage,
     langchain_llm_spans,
+    named,
     one,
     parent_of,
     pipeline,
@@ -136,6 +137,31 @@ def test_app_results_are_unchanged(fake: FakeProvider, spans: InMemorySpanExport
         llmmeter.uninstrument()
     assert measured == bare
     assert len(langchain_llm_spans(spans.get_finished_spans())) == 4
+
+
+def test_batched_generate_and_threaded_batch_price_each_call_once(
+    fake: FakeProvider, spans: InMemorySpanExporter, instrumented: None
+) -> None:
+    from langchain_core.messages import HumanMessage
+
+    model = _openai(fake)
+    model.generate([[HumanMessage("one")], [HumanMessage("one two three")]])  # two runs, two SDK calls
+    finished = spans.get_finished_spans()
+    llm_spans = langchain_llm_spans(finished)
+    assert sorted(s.attributes["gen_ai.usage.input_tokens"] for s in llm_spans) == [11, 13]
+    for span in llm_spans:  # each SDK call is the child of its own run, not of the other one
+        (sdk,) = sdk_children(span, finished)
+        assert sdk.attributes["gen_ai.usage.input_tokens"] == span.attributes["gen_ai.usage.input_tokens"]
+    assert len(billable_with_usage(finished)) == 2
+
+    spans.clear()
+    answers = pipeline(model).batch([QUESTION] * 3, config=CONFIG)  # runs in LangChain's thread pool
+    assert len(answers) == 3
+    finished = spans.get_finished_spans()
+    assert len(named(finished, "RunnableSequence")) == 3
+    for root in named(finished, "RunnableSequence"):
+        in_trace = tuple(s for s in finished if s.context.trace_id == root.context.trace_id)
+        _assert_one_priced_span_per_call(in_trace, "openai", "gpt-4o-mini")
 
 
 def test_anthropic_cache_tokens_are_priced_once(
