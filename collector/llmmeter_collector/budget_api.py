@@ -7,6 +7,7 @@
     GET    /api/v1/budgets/{name}     one budget and its status
     PUT    /api/v1/budgets/{name}     create or replace an API budget
     DELETE /api/v1/budgets/{name}     delete an API budget (file budgets are read-only: 409)
+    GET    /api/v1/report             the weekly / monthly cost report (``report.py``)
 
 Money is returned as strings. Writes need an admin key when keys are in use (``apiauth``); a key limited
 to projects sees only budgets whose scope lies within its projects.
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from llmmeter_collector import budgets as b
+from llmmeter_collector import report
 from llmmeter_collector.budget_status import (
     BudgetEngine,
     delete_api_budget,
@@ -185,6 +187,7 @@ def routes(collector: Collector) -> list[Route]:
         return JSONResponse({"budgets_file": engine.budgets_file, "budgets": [x.name for x in loaded]})
 
     return [
+        *report.routes(lambda: collector.pool, engine, _visible),
         Route("/api/v1/budgets", list_budgets, methods=["GET"]),
         Route("/api/v1/budgets", create, methods=["POST"]),
         Route("/api/v1/budgets/status", status, methods=["GET"]),

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import click
 
 from llmmeter_collector.cli.anomalies import anomalies
+from llmmeter_collector.cli.budget import budget
 from llmmeter_collector.cli.calls import calls_command
 from llmmeter_collector.cli.config import config
 from llmmeter_collector.cli.db import db
@@ -22,6 +23,7 @@ from llmmeter_collector.cli.init import init
 from llmmeter_collector.cli.keys import keys
 from llmmeter_collector.cli.optimize import optimize
 from llmmeter_collector.cli.prices import prices
+from llmmeter_collector.cli.report import report
 from llmmeter_collector.cli.serve import serve
 from llmmeter_collector.cli.status import status
 
@@ -43,6 +45,8 @@ cli.add_command(forecast)  # cli/forecast.py
 cli.add_command(anomalies)  # cli/anomalies.py
 cli.add_command(keys)  # cli/keys.py
 cli.add_command(db)  # cli/db.py: retention, partitions, backup, restore
+cli.add_command(budget)  # cli/budget.py
+cli.add_command(report)  # cli/report.py
 
 
 def main(argv: Sequence[str] | None = None) -> None:
