@@ -148,7 +148,7 @@ def _order(table: str) -> sql.Composed:
 def _write_jsonl(conn: psycopg.Connection[Any], table: str, path: Path) -> int:
     """One JSON object per row as Postgres renders it (``row_to_json``): numeric text stays exact."""
     rows = 0
-    with gzip.open(path, "wt", encoding="utf-8") as out:
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as out:  # 9 costs 2x the time for ~3 %
         for batch in _rows(conn, sql.SQL("SELECT row_to_json(t)::text") + _order(table)):
             for (line,) in batch:
                 out.write(line)

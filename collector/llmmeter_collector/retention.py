@@ -13,6 +13,7 @@ Several collectors on one database: one run at a time (a Postgres advisory lock)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -91,13 +92,19 @@ def _timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _count(conn: psycopg.Connection[Any], table: str) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+def _count(conn: psycopg.Connection[Any], table: str, exact: bool = True) -> int:
+    if exact:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    else:
+        row = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
     return int(row[0]) if row else 0
 
 
 def list_partitions(conn: psycopg.Connection[Any], count_rows: bool = True) -> list[Partition]:
-    """Attached daily partitions of ``llm_calls`` (and ones left detached by an interrupted run), oldest first."""
+    """Attached daily partitions of ``llm_calls`` (and ones left detached by an interrupted run), oldest first.
+
+    ``count_rows=False`` reads Postgres' estimate instead of counting (-1 when never analyzed).
+    """
     row = conn.execute("SELECT to_regclass('llm_calls'), current_schemas(false)").fetchone()
     if row is None or row[0] is None:
         schemas = ", ".join(row[1]) if row else "?"
@@ -113,7 +120,7 @@ def list_partitions(conn: psycopg.Connection[Any], count_rows: bool = True) -> l
         if not match:  # DEFAULT or MINVALUE/MAXVALUE partitions are never dropped by retention
             continue
         start, end = _timestamp(match.group(1)), _timestamp(match.group(2))
-        rows = _count(conn, name) if count_rows else -1
+        rows = _count(conn, name, exact=count_rows)
         found.append(Partition(name, start, end, rows, detached=bool(detach_pending)))
     leftovers = conn.execute(
         "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition"
@@ -122,7 +129,7 @@ def list_partitions(conn: psycopg.Connection[Any], count_rows: bool = True) -> l
     ).fetchall()
     for (name,) in leftovers:
         day = datetime.strptime(_NAME_RE.match(name).group(1), "%Y%m%d").replace(tzinfo=timezone.utc)  # type: ignore[union-attr]
-        rows = _count(conn, name) if count_rows else -1
+        rows = _count(conn, name, exact=count_rows)
         found.append(Partition(name, day, day + timedelta(days=1), rows, detached=True))
     return sorted(found, key=lambda p: (p.start, p.name))
 
@@ -133,9 +140,12 @@ def plan(
     """Decide what a run does, without changing anything (``llmmeter db retention --dry-run``)."""
     now = now or utcnow()
     cutoff = cutoff_for(now, retention_days)
-    partitions = list_partitions(conn)
-    expired = [p for p in partitions if cutoff is not None and p.end <= cutoff]
-    kept = [p for p in partitions if p not in expired]
+    # Exact row counts only for what goes: counting every kept partition would scan the whole ledger daily.
+    partitions = list_partitions(conn, count_rows=False)
+    expired = [
+        dataclasses.replace(p, rows=_count(conn, p.name)) for p in partitions if cutoff is not None and p.end <= cutoff
+    ]
+    kept = [p for p in partitions if cutoff is None or p.end > cutoff]
     existing = {p.name for p in partitions if not p.detached}
     today = now.astimezone(timezone.utc).date()
     ahead = [today + timedelta(days=n) for n in range(days_ahead + 1)]
@@ -178,16 +188,16 @@ def run(
 ) -> RetentionReport:
     """Plan and (unless ``dry_run``) apply retention: create partitions ahead, archive and drop expired ones."""
     with storage.connect(dsn, schema, autocommit=True) as conn:
-        the_plan = plan(conn, retention_days, days_ahead, now)
-        report = RetentionReport(the_plan)
         if dry_run:
-            return report
+            return RetentionReport(plan(conn, retention_days, days_ahead, now))
         row = conn.execute(_LOCK_SQL).fetchone()
         if not (row and row[0]):
+            report = RetentionReport(RetentionPlan(cutoff_for(now or utcnow(), retention_days), [], [], []))
             report.skipped = "another process is running retention on this database"
             return report
         try:
-            the_plan = report.plan = plan(conn, retention_days, days_ahead, now)  # again, under the lock
+            the_plan = plan(conn, retention_days, days_ahead, now)  # under the lock: no other run changes it
+            report = RetentionReport(the_plan)
             if the_plan.create:
                 ledger = storage.Ledger(dsn, schema)
                 try:

@@ -74,12 +74,12 @@ def db() -> None:
     """Data lifecycle: retention of raw calls, partitions, backup and restore."""
 
 
-def _partition_row(part: Partition) -> dict[str, Any]:
+def _partition_row(part: Partition, estimate: bool = False) -> dict[str, Any]:
     return {
         "name": part.name,
         "from": part.start.isoformat(),
         "to": part.end.isoformat(),
-        "rows": part.rows,
+        "rows_estimate" if estimate else "rows": part.rows,  # estimate: Postgres' statistics, -1 unknown
         "detached": part.detached,
     }
 
@@ -93,7 +93,8 @@ def _print_partitions(title: str, parts: list[Partition]) -> None:
         table.add_column(column, justify="right" if column == "rows" else "left")
     for p in parts:
         name = p.name + (" (detached)" if p.detached else "")
-        table.add_row(name, f"{p.start:%Y-%m-%d %H:%M}", f"{p.end:%Y-%m-%d %H:%M}", f"{p.rows:,}")
+        rows = f"{p.rows:,}" if p.rows >= 0 else "?"
+        table.add_row(name, f"{p.start:%Y-%m-%d %H:%M}", f"{p.end:%Y-%m-%d %H:%M}", rows)
     Console().print(table)
 
 
@@ -136,7 +137,7 @@ def retention(database_url: str | None, schema: str | None, days: int | None, dr
             "retention_days": settings.retention_days,
             "cutoff": the_plan.cutoff.isoformat() if the_plan.cutoff else None,
             "expired": [_partition_row(p) for p in the_plan.expired],
-            "kept": [_partition_row(p) for p in the_plan.kept],
+            "kept": [_partition_row(p, estimate=True) for p in the_plan.kept],
             "create": [d.isoformat() for d in the_plan.create],
             "dropped": [p.name for p in report.dropped],
             "archived": [{"location": a.location, "rows": a.rows} for a in report.archived],
