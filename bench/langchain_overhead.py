@@ -3,7 +3,7 @@
 Method (as bench/instrumentation_overhead.py): an in-process fake chat model (``GenericFakeChatModel``
 answering with usage metadata, no network), the same workload run bare and with ``llmmeter.instrument()``
 in interleaved rounds (instrument, run a batch, uninstrument, run a batch, ...) so drift hits both sides
-alike; the figure is the median per-run time instrumented minus the median bare, per LLM run. Spans go to
+alike; the figure is the median over rounds of (instrumented minus bare time per run), per LLM run. Spans go to
 a real SDK TracerProvider whose processor drops them (what export costs is the exporter's business).
 
 A third, interleaved the same way, registers a no-op callback handler instead: LangChain does extra work for
@@ -113,24 +113,24 @@ def main() -> None:
     noop: dict[str, list[float]] = {name: [] for name in workloads}
     instrumented: dict[str, list[float]] = {name: [] for name in workloads}
     for _ in range(args.rounds):
-        for name, (run, _) in workloads.items():
+        for name, (run, _) in workloads.items():  # the three batches of a workload run back to back
             bare[name].append(_batch(run, args.batch))
-        with _NoopRegistration():
-            for name, (run, _) in workloads.items():
+            with _NoopRegistration():
                 noop[name].append(_batch(run, args.batch))
-        llmmeter.instrument(configure_export=False)
-        for name, (run, _) in workloads.items():
+            llmmeter.instrument(configure_export=False)
             instrumented[name].append(_batch(run, args.batch))
-        llmmeter.uninstrument()
+            llmmeter.uninstrument()
     print(
         f"{'workload':32} {'bare/run':>9} {'llmmeter/run':>12} {'added/LLM run':>14} {'added %':>8}"
         f" {'of which any handler':>21}"
     )
     for name, (_, llm_runs) in workloads.items():
-        b, n, i = (statistics.median(samples[name]) for samples in (bare, noop, instrumented))
-        added, handler = (i - b) / llm_runs, (n - b) / llm_runs
+        b, i = statistics.median(bare[name]), statistics.median(instrumented[name])
+        # paired per round (bare, no-op and llmmeter batches ran back to back): drift cancels out
+        added = statistics.median(x - y for x, y in zip(instrumented[name], bare[name], strict=True)) / llm_runs
+        handler = statistics.median(x - y for x, y in zip(noop[name], bare[name], strict=True)) / llm_runs
         print(
-            f"{name:32} {b * 1e6:7.0f}us {i * 1e6:10.0f}us {added * 1e6:12.0f}us {100 * (i - b) / b:7.1f}%"
+            f"{name:32} {b * 1e6:7.0f}us {i * 1e6:10.0f}us {added * 1e6:12.0f}us {100 * added * llm_runs / b:7.1f}%"
             f" {handler * 1e6:19.0f}us"
         )
 

@@ -139,6 +139,7 @@ def test_app_results_are_unchanged(fake: FakeProvider, spans: InMemorySpanExport
     assert len(langchain_llm_spans(spans.get_finished_spans())) == 4
 
 
+@pytest.mark.filterwarnings("ignore:Unexpected type for token usage")  # langchain-openai's own, bare too
 def test_batched_generate_and_threaded_batch_price_each_call_once(
     fake: FakeProvider, spans: InMemorySpanExporter, instrumented: None
 ) -> None:
