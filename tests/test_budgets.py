@@ -248,6 +248,8 @@ def test_budget_api_crud_gauges_and_restart(tmp_path: Path, settings: Settings) 
     )
     path = tmp_path / "budgets.yaml"
     path.write_text("budgets:\n  - {name: file-total, limit: 10, period: daily}\n")
+    earlier_sighup: list[int] = []  # a handler installed before (serve() reloads prices on SIGHUP) keeps working
+    restore = signal.signal(signal.SIGHUP, lambda signum, frame: earlier_sighup.append(signum))
     with BackgroundCollector(Settings(**{**settings.__dict__, "budgets_file": str(path)})) as running:
         api = running.url + "/api/v1/budgets"
         created = httpx.post(
@@ -295,6 +297,8 @@ def test_budget_api_crud_gauges_and_restart(tmp_path: Path, settings: Settings) 
         while time.monotonic() < deadline and "file-new" not in {x["name"] for x in httpx.get(api).json()["budgets"]}:
             time.sleep(0.1)
         assert {x["name"] for x in httpx.get(api).json()["budgets"]} == {"file-new", "search-team"}
+        assert earlier_sighup == [signal.SIGHUP]
+    signal.signal(signal.SIGHUP, restore)
 
     # after a restart: the API budget is still there and its spend is the same (from Postgres)
     with BackgroundCollector(settings) as running:

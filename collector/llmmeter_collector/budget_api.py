@@ -20,6 +20,7 @@ import logging
 import signal
 import threading
 import weakref
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -64,7 +65,14 @@ def _reload_on_sighup(engine: BudgetEngine) -> None:
     sighup = getattr(signal, "SIGHUP", None)
     if sighup is None or threading.current_thread() is not threading.main_thread() or not engine.budgets_file:
         return
-    signal.signal(sighup, lambda signum, frame: engine.request_reload())
+    previous = signal.getsignal(sighup)  # e.g. the price overrides reload installed by ``serve``: keep it
+
+    def reload(signum: int, frame: FrameType | None) -> None:
+        engine.request_reload()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(sighup, reload)
 
 
 def _visible(request: Request) -> tuple[str, ...] | None:
