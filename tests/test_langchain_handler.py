@@ -13,6 +13,7 @@ from langchain_core.language_models import LLM
 from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import GenerationChunk
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers.context import _configure_hooks
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -343,3 +344,20 @@ def test_legacy_agent_runs_become_agent_spans(spans: InMemorySpanExporter) -> No
     assert agent.attributes["gen_ai.agent.name"] == "ResearchAgent"
     assert agent.attributes["llmmeter.langchain.run_type"] == "agent"
     assert parent_of(one(finished, "execute_tool search"), finished) is agent
+
+
+def test_a_stream_the_app_stops_reading_is_not_an_error(spans: InMemorySpanExporter, instrumented: None) -> None:
+    chain = pipeline(ChatToy(), stream_model=True) | RunnableLambda(lambda text: text)
+    for chunk in ChatToy().stream("hello there"):
+        assert chunk.content == "toy"
+        break
+    for _part in chain.stream(QUESTION):
+        break
+
+    finished = spans.get_finished_spans()
+    llm = finished[0]
+    assert llm.name == "chat toy-1"
+    assert llm.status.status_code == StatusCode.UNSET
+    assert llm.attributes["llmmeter.stream.closed_early"] is True
+    assert llm.attributes["llmmeter.usage.missing"] is True  # ChatToy sends usage with its last chunk
+    assert all(s.status.status_code == StatusCode.UNSET for s in finished)

@@ -208,7 +208,7 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
         run = self._pop(run_id)
         if run is None or run.span is None:
             return
-        if error is None:
+        if error is None or isinstance(error, GeneratorExit):  # the app stopped reading a stream: not a failure
             run.span.end()
         else:
             self._fail(run.span, error)
@@ -353,9 +353,20 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
         attrs = self._model_attrs(run, result)
         if run.llm_run.covered:
             attrs[semconv.BILLABLE] = False
+        usage = result.usage if result is not None else None
+        if isinstance(error, GeneratorExit):
+            # The app stopped reading the stream: the call happened, usage (if any arrived) may be partial.
+            attrs[semconv.STREAM_CLOSED_EARLY] = True
+            if usage is None:
+                attrs[semconv.USAGE_MISSING] = True
+            run.span.set_attributes(attrs)
+            run.span.end()
+            if not run.llm_run.covered:
+                self._record_metrics(run, usage)
+            return
         error_type = self._fail(run.span, error, attrs)
         if not run.llm_run.covered:
-            self._record_metrics(run, result.usage if result is not None else None, error_type)
+            self._record_metrics(run, usage, error_type)
 
     # --- chains and agents ----------------------------------------------------------------------------
     @_guarded("on_chain_start")
