@@ -74,6 +74,16 @@ def _run(chain: Any, mode: str) -> str:
     if mode == "ainvoke":
         return str(asyncio.run(chain.ainvoke(QUESTION, config=CONFIG)))
 
+    if mode == "astream_events":  # what LangGraph UIs use: the models stream to LangChain's event handler
+
+        async def events() -> str:
+            async for event in chain.astream_events(QUESTION, config=CONFIG, version="v2"):
+                if event["event"] == "on_chain_end" and event["name"] == "RunnableSequence":
+                    return str(event["data"]["output"])
+            raise AssertionError("no end event")
+
+        return asyncio.run(events())
+
     async def astream() -> str:
         return "".join([part async for part in chain.astream(QUESTION, config=CONFIG)])
 
@@ -108,14 +118,14 @@ def _assert_one_priced_span_per_call(finished: tuple[ReadableSpan, ...], provide
     assert len(billable_with_usage(finished)) == 2  # two model calls, two priced spans, whatever the mode
 
 
-@pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke", "astream"])
+@pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke", "astream", "astream_events"])
 @pytest.mark.parametrize("name", ["openai", "anthropic"])
 def test_agent_chain_prices_each_model_call_exactly_once(
     fake: FakeProvider, spans: InMemorySpanExporter, instrumented: None, name: str, mode: str
 ) -> None:
     factory, provider, model = MODELS[name]
-    streamed = mode in ("stream", "astream")
-    answer = _run(pipeline(factory(fake), stream_model=streamed), mode)
+    answer = _run(pipeline(factory(fake), stream_model=mode in ("stream", "astream")), mode)
+    streamed = mode in ("stream", "astream", "astream_events")
 
     assert answer.startswith("Fake answer")
     finished = spans.get_finished_spans()
