@@ -218,9 +218,7 @@ class _Server(uvicorn.Server):
 
 
 def _uvicorn_config(collector: Collector, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        collector.app(), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
-    )
+    return uvicorn.Config(collector.app(), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
 
 
 def _listen(host: str, port: int) -> socket.socket:
