@@ -297,8 +297,14 @@ def test_invalid_usage_is_rejected_with_the_field_named(attrs: dict[str, Any], m
         {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "llmmeter.billable": False},
         {"http.request.method": "POST", "url.full": "https://api.openai.com/v1/chat/completions"},
         {"gen_ai.system": "langchain", "llm.request.type": "rerank", "gen_ai.request.model": "x"},
+        # the Anthropic SDK's own span for the free messages.count_tokens: provider and model, no operation/usage
+        {
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": "claude-haiku-4-5",
+            "anthropic.message.count_tokens.input_tokens": 42,
+        },
     ],
-    ids=["agent", "tool", "not-billable", "http", "framework"],
+    ids=["agent", "tool", "not-billable", "http", "framework", "anthropic-count-tokens"],
 )
 def test_spans_that_are_not_billable_calls_are_passed_over(attrs: dict[str, Any]) -> None:
     result = normalize(export(attrs))

@@ -9,7 +9,8 @@ from email.parser import Parser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("psycopg", "grpc", "starlette", "uvicorn", "genai_prices", "pgserver", "prometheus_client", "click")
+# click and rich are not listed: httpx, which the provider SDKs use, imports them when they are installed.
+HEAVY = ("psycopg", "grpc", "starlette", "uvicorn", "genai_prices", "pgserver", "prometheus_client")
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -22,6 +23,12 @@ def test_importing_and_instrumenting_the_sdk_loads_no_collector_dependency() -> 
         "llmmeter.instrument(configure_export=False)\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_importing_the_sdk_loads_no_cli_dependency() -> None:
+    result = _python("import sys, llmmeter\nprint(sorted(m for m in ('click', 'rich', 'httpx') if m in sys.modules))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

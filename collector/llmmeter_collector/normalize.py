@@ -163,6 +163,10 @@ def is_llm_call(attrs: _Attrs) -> bool:
     operation = _first(attrs, sc.OPERATION_KEYS)
     if operation is not None and str(operation).lower() not in sc.BILLABLE_OPERATIONS:
         return False
+    if operation is None and _first(attrs, (*sc.INPUT_TOKEN_KEYS, *sc.OUTPUT_TOKEN_KEYS)) is None:
+        # No operation and no usage: an API call that is not a model call (e.g. the Anthropic SDK's own
+        # span for the free messages.count_tokens, or sessions.create) — never a $0 "chat".
+        return False
     return _get(attrs, sc.BILLABLE) is not False
 
 
