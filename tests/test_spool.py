@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -26,9 +26,10 @@ from .test_receiver import CHAT, PROTOBUF, export_request
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to Postgres; cut() drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:<port> to Postgres (a TCP address, or the Unix socket path of the embedded server);
+    cut() drops every connection and refuses new ones."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int] | str) -> None:
         self.target = target
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -47,7 +48,11 @@ class TcpProxy:
                 client.close()
                 continue
             try:
-                server = socket.create_connection(self.target)
+                if isinstance(self.target, str):
+                    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    server.connect(self.target)
+                else:
+                    server = socket.create_connection(self.target)
             except OSError:
                 client.close()
                 continue
@@ -87,7 +92,12 @@ class TcpProxy:
 @pytest.fixture
 def proxy(database_url: str) -> Iterator[TcpProxy]:
     parts = urlsplit(database_url)
-    p = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    socket_dir = parse_qs(parts.query).get("host", [""])[0]
+    port = parts.port or 5432
+    if socket_dir.startswith("/"):  # the embedded Postgres listens on a Unix socket only
+        p = TcpProxy(f"{socket_dir}/.s.PGSQL.{port}")
+    else:
+        p = TcpProxy((parts.hostname or "127.0.0.1", port))
     yield p
     p.close()
 
@@ -95,7 +105,8 @@ def proxy(database_url: str) -> Iterator[TcpProxy]:
 def _via(database_url: str, proxy: TcpProxy) -> str:
     parts = urlsplit(database_url)
     netloc = (parts.username + "@" if parts.username else "") + f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "host"])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _rows(database_url: str, schema: str) -> int:
