@@ -658,8 +658,9 @@ def test_latency_and_chunk_delay_headers(oai: openai.OpenAI) -> None:
 
 
 def test_langchain_chat_models(fake: FakeProvider) -> None:
-    langchain_openai = pytest.importorskip("langchain_openai")
-    langchain_anthropic = pytest.importorskip("langchain_anthropic")
+    import langchain_anthropic  # dev dependencies: a missing one fails the test instead of skipping it
+    import langchain_openai
+
     chat = langchain_openai.ChatOpenAI(model="gpt-4o-mini", base_url=fake.openai_base_url, api_key="x")
     assert chat.invoke("Say hello in five words").usage_metadata["input_tokens"] == 15
     streamed = list(chat.stream("hi", stream_usage=True))
