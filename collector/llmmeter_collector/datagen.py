@@ -235,7 +235,9 @@ def bulk_generate(
         )
         conn.commit()
     for _, definition in secondary:
-        conn.execute(definition)
+        # pg_get_indexdef names a partitioned index "ON ONLY llm_calls": built so, it would stay an invalid
+        # parent-only index and no partition would get one. Without ONLY it is built on every partition.
+        conn.execute(definition.replace(" ON ONLY ", " ON ", 1))
         conn.commit()
     dims = "project, environment, provider, model, feature, operation, status"
     for table, unit in (("llm_rollup_minute", "minute"), ("llm_rollup_hour", "hour")):
