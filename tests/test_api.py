@@ -6,6 +6,7 @@ Seeded by the instrumented OpenAI and Anthropic SDKs talking to the fake provide
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -22,7 +23,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 import llmmeter
 from llmmeter_collector import api, datagen
 from llmmeter_collector.fakeprovider import FakeProvider
-from llmmeter_collector.llmcall import LlmCall
+from llmmeter_collector.llmcall import Cost, LlmCall
 from llmmeter_collector.openapi import document
 from llmmeter_collector.service import BackgroundCollector
 from llmmeter_collector.storage import Ledger
@@ -54,6 +55,28 @@ def _cost(calls: list[LlmCall]) -> Decimal:
     return sum((c.cost.total for c in calls if c.cost is not None), Decimal(0))
 
 
+def _write(collector: BackgroundCollector, calls: list[LlmCall]) -> None:
+    ledger = Ledger(collector.collector.dsn, collector.collector.schema)
+    try:
+        ledger.write(calls)
+    finally:
+        ledger.close()
+
+
+def _all_pages(collector: BackgroundCollector, **params: str) -> list[dict[str, object]]:
+    """Every call of a listing, page after page through next_cursor."""
+    rows: list[dict[str, object]] = []
+    cursor = None
+    while True:
+        page = httpx.get(
+            collector.url + "/api/v1/calls", params={**params, **({"cursor": cursor} if cursor else {})}
+        ).json()
+        rows += page["calls"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return rows
+
+
 def test_summary_breaks_spend_down_by_model_provider_feature_and_project(
     collector: BackgroundCollector, generated: list[LlmCall]
 ) -> None:
@@ -77,18 +100,6 @@ def test_summary_breaks_spend_down_by_model_provider_feature_and_project(
 
 
 def test_calls_filters_match_the_ledger(collector: BackgroundCollector, generated: list[LlmCall]) -> None:
-    def fetch(**params: str) -> list[dict[str, object]]:
-        rows, cursor = [], None
-        while True:
-            page = httpx.get(
-                collector.url + "/api/v1/calls",
-                params={**params, "limit": "1000", **({"cursor": cursor} if cursor else {})},
-            ).json()
-            rows += page["calls"]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return rows
-
     since = NOW - timedelta(days=7)
     cases = {
         (("project", "support"),): lambda c: c.project == "support",
@@ -102,7 +113,7 @@ def test_calls_filters_match_the_ledger(collector: BackgroundCollector, generate
     for params, keep in cases.items():
         expected = {c.span_id for c in generated if keep(c)}
         assert expected, params
-        got = [r["span_id"] for r in fetch(**dict(params))]
+        got = [r["span_id"] for r in _all_pages(collector, limit="1000", **dict(params))]
         assert len(got) == len(set(got)) and set(got) == expected, params
 
 
@@ -143,6 +154,70 @@ def test_pages_stay_correct_while_calls_are_inserted(collector: BackgroundCollec
         extra_seed += 1
     assert len(seen) == len(set(seen))
     assert before <= set(seen)
+
+
+def test_pages_walk_calls_of_the_same_microsecond_and_cost_in_key_order(collector: BackgroundCollector) -> None:
+    """Newest first is (ts, trace_id, span_id) descending, most expensive first (cost_usd, ts, span_id,
+    trace_id) descending: pages of 2 cut through runs of equal timestamps and equal costs without repeating
+    or skipping a call, with and without a filter."""
+    base = int((NOW - timedelta(hours=2)).timestamp()) * 10**9
+    template = next(datagen.calls(1, now=NOW, seed=5))
+    calls = []
+    # spans of one trace, traces whose order differs from their spans' order, all in one microsecond
+    ids = [("b" * 32, "1" * 16), ("b" * 32, "2" * 16), ("a" * 32, "3" * 16), ("c" * 32, "0" * 16)]
+    for n, (trace_id, span_id) in enumerate(ids * 3):
+        at = base + (n // len(ids)) * 1000  # three microseconds, four calls each
+        price = None if n == 5 else Cost(Decimal("0.5") if n % 2 else Decimal("0.25"), {}, "test")
+        calls.append(
+            LlmCall(
+                trace_id=trace_id, span_id=span_id, start_ns=at, end_ns=at + 10**9, provider=template.provider,
+                operation=template.operation, request_model=template.request_model,
+                project="shop" if n % 3 else "support", cost=price,
+            )
+        )  # fmt: skip
+    _write(collector, calls)
+
+    def key(row: dict[str, object], columns: tuple[str, ...]) -> tuple[object, ...]:
+        parse = {"ts": datetime.fromisoformat, "cost_usd": lambda v: Decimal(str(v))}
+        return tuple(parse.get(c, str)(row[c]) for c in columns)
+
+    time_key = ("ts", "trace_id", "span_id")
+    cost_key = ("cost_usd", "ts", "span_id", "trace_id")
+    for params in ({}, {"project": "shop"}):
+        stored = _all_pages(collector, limit="1000", **params)  # one page: the order Postgres gives
+        assert len(stored) == sum(1 for c in calls if not params or c.project == params["project"])
+        newest = _all_pages(collector, limit="2", **params)
+        assert [key(r, time_key) for r in newest] == sorted((key(r, time_key) for r in stored), reverse=True)
+        expensive = _all_pages(collector, limit="2", order="cost", **params)
+        priced = [r for r in stored if r["cost_usd"] is not None]
+        assert [key(r, cost_key) for r in expensive] == sorted((key(r, cost_key) for r in priced), reverse=True)
+
+
+def test_a_newest_first_cursor_from_before_the_key_change_is_refused(
+    collector: BackgroundCollector, generated: list[LlmCall]
+) -> None:
+    """Cursors of newest-first pages issued before migration 0022 carried (ts, span_id, trace_id): refused
+    with a clear 400. Most-expensive-first cursors kept their key and still work."""
+
+    def old_cursor(order: str, key: list[str]) -> str:
+        raw = json.dumps({"o": order, "k": key}, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    row = httpx.get(collector.url + "/api/v1/calls", params={"limit": "1"}).json()["calls"][0]
+    response = httpx.get(
+        collector.url + "/api/v1/calls",
+        params={"cursor": old_cursor("time", [row["ts"], row["span_id"], row["trace_id"]])},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "cursor: was issued by an older llmmeter version; page again without a cursor",
+        "field": "cursor",
+    }
+    first = httpx.get(collector.url + "/api/v1/calls", params={"order": "cost", "limit": "3"}).json()["calls"]
+    top = first[0]
+    cursor = old_cursor("cost", [top["cost_usd"], top["ts"], top["span_id"], top["trace_id"]])
+    after = httpx.get(collector.url + "/api/v1/calls", params={"order": "cost", "limit": "2", "cursor": cursor})
+    assert [r["span_id"] for r in after.json()["calls"]] == [r["span_id"] for r in first[1:]]
 
 
 def test_export_streams_every_call_as_csv_and_json_lines(

@@ -1,9 +1,11 @@
 """Reading the per-call ledger: filtered pages of calls with keyset cursors, and streamed exports.
 
-Pages are ordered newest first on ``(ts, span_id, trace_id)`` (or most expensive first on ``cost_usd`` then that
-key). The cursor is the sort key of the last row returned, not an offset, so calls inserted while a client pages
-never shift, duplicate or skip the rows it has not seen yet. Exports stream from Postgres (``COPY ... TO STDOUT``,
-CSV and JSON lines) in fixed-size chunks: memory stays constant for any row count.
+Pages are ordered newest first on ``(ts, trace_id, span_id)``, the ledger's unique key (or most expensive first on
+``(cost_usd, ts, span_id, trace_id)``, the key of ``llm_calls_cost_page_idx``). Each order is walked by one index,
+partition by partition, so a page reads about ``limit`` rows whatever the time range. The cursor is the sort key of
+the last row returned, not an offset, so calls inserted while a client pages never shift, duplicate or skip the rows
+it has not seen yet. Exports stream from Postgres (``COPY ... TO STDOUT``, CSV and JSON lines) in fixed-size
+chunks: memory stays constant for any row count.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -33,6 +35,15 @@ CALL_FIELDS = (
 _MONEY = frozenset({"cost_usd"})
 _BOOLEANS = frozenset({"streaming", "batch"})
 ORDERS = ("time", "cost")
+# The sort key of each order, walked downwards. Time: the ledger's unique key (ts, trace_id, span_id), so no other
+# index is needed for it. Cost: llm_calls_cost_page_idx (migrations/0021), whose tiebreak is (ts, span_id, trace_id).
+_KEYS = {"time": ("ts", "trace_id", "span_id"), "cost": ("cost_usd", "ts", "span_id", "trace_id")}
+# Version 2 cursors: time-order cursors of version 1 (no "v") carried (ts, span_id, trace_id), the time order
+# before migration 0022; they are refused (400, page again from the start) rather than decoded into a key of the
+# new order, where they could repeat or skip calls of the same microsecond. Cost-order cursors kept their key,
+# so version 1 ones are still accepted.
+_CURSOR_VERSION = 2
+_PARSE_KEY: dict[str, Callable[[str], Any]] = {"ts": datetime.fromisoformat, "cost_usd": Decimal}
 
 
 @dataclass(frozen=True)
@@ -88,10 +99,8 @@ def _select_list() -> sql.Composable:
 
 
 def encode_cursor(order: str, row: dict[str, Any]) -> str:
-    key = [row["ts"].isoformat(), row["span_id"], row["trace_id"]]
-    if order == "cost":
-        key.insert(0, str(row["cost_usd"]))
-    raw = json.dumps({"o": order, "k": key}, separators=(",", ":")).encode()
+    key = [row[c].isoformat() if c == "ts" else str(row[c]) for c in _KEYS[order]]
+    raw = json.dumps({"o": order, "v": _CURSOR_VERSION, "k": key}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -102,14 +111,12 @@ def decode_cursor(order: str, cursor: str) -> list[Any]:
         key = data["k"]
         if data["o"] != order:
             raise BadRequest("cursor", f"was issued for order={data['o']}, not order={order}")
-        expected = 4 if order == "cost" else 3
-        if not isinstance(key, list) or len(key) != expected or not all(isinstance(k, str) for k in key):
+        if data.get("v", 1) != _CURSOR_VERSION and order != "cost":
+            raise BadRequest("cursor", "was issued by an older llmmeter version; page again without a cursor")
+        columns = _KEYS[order]
+        if not isinstance(key, list) or len(key) != len(columns) or not all(isinstance(k, str) for k in key):
             raise ValueError("bad key")
-        ts_at = 1 if order == "cost" else 0
-        key[ts_at] = datetime.fromisoformat(key[ts_at])
-        if order == "cost":
-            key[0] = Decimal(key[0])
-        return key
+        return [_PARSE_KEY.get(c, str)(k) for c, k in zip(columns, key, strict=True)]
     except BadRequest:
         raise
     except (ValueError, KeyError, TypeError, binascii.Error, ArithmeticError):
@@ -128,21 +135,21 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def page(
-    pool: ConnectionPool, where: CallFilter, *, order: str = "time", limit: int = 50, cursor: str | None = None
-) -> dict[str, Any]:
-    """One page of calls and the cursor of the next page (None on the last page)."""
+def _page_query(
+    where: CallFilter, *, order: str = "time", limit: int = 50, cursor: str | None = None
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """The query of one page: ``limit`` + 1 rows after the cursor's key (the extra row tells a next page exists)."""
     if order not in ORDERS:
         raise BadRequest("order", f"must be one of {', '.join(ORDERS)}, got {order!r}")
     clause, params = where.where()
     conditions = [clause]
     if order == "cost":
-        conditions.append(sql.SQL("cost_usd IS NOT NULL"))
-        key_cols = sql.SQL("(cost_usd, ts, span_id, trace_id)")
-        order_by = sql.SQL("cost_usd DESC NULLS LAST, ts DESC, span_id DESC, trace_id DESC")  # matches the cost index
-    else:
-        key_cols = sql.SQL("(ts, span_id, trace_id)")
-        order_by = sql.SQL("ts DESC, span_id DESC, trace_id DESC")
+        conditions.append(sql.SQL("cost_usd IS NOT NULL"))  # an unpriced call is not among the most expensive
+    key_cols = sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in _KEYS[order]))
+    # Exactly the indexes' order (cost_usd NULLS LAST, the rest NULLS FIRST), or the planner sorts instead.
+    order_by = sql.SQL(", ").join(
+        sql.SQL("{} DESC NULLS LAST" if c == "cost_usd" else "{} DESC").format(sql.Identifier(c)) for c in _KEYS[order]
+    )
     if cursor:
         key = decode_cursor(order, cursor)
         names = [f"k{i}" for i in range(len(key))]
@@ -153,6 +160,14 @@ def page(
     query = sql.SQL("SELECT {} FROM llm_calls WHERE {} ORDER BY {} LIMIT %(limit)s").format(
         _select_list(), sql.SQL(" AND ").join(conditions), order_by
     )
+    return query, params
+
+
+def page(
+    pool: ConnectionPool, where: CallFilter, *, order: str = "time", limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of calls and the cursor of the next page (None on the last page)."""
+    query, params = _page_query(where, order=order, limit=limit, cursor=cursor)
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, params).fetchall()
     more = len(rows) > limit
@@ -165,13 +180,13 @@ def page(
 
 
 def _export_select(where: CallFilter, *, as_text: frozenset[str] = _MONEY) -> tuple[sql.Composable, dict[str, Any]]:
-    """The export query: every CALL_FIELDS column, ``as_text`` ones cast to text, oldest first."""
+    """The export query: every CALL_FIELDS column, ``as_text`` ones cast to text, oldest first (the unique key)."""
     clause, params = where.where()
     columns = sql.SQL(", ").join(
         sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c)) if c in as_text else sql.Identifier(c)
         for c in CALL_FIELDS
     )
-    query = sql.SQL("SELECT {} FROM llm_calls WHERE {} ORDER BY ts, span_id, trace_id").format(columns, clause)
+    query = sql.SQL("SELECT {} FROM llm_calls WHERE {} ORDER BY ts, trace_id, span_id").format(columns, clause)
     return query, params
 
 
