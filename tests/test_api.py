@@ -21,7 +21,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 import llmmeter
-from llmmeter_collector import api, datagen
+from llmmeter_collector import api, datagen, storage
 from llmmeter_collector.fakeprovider import FakeProvider
 from llmmeter_collector.llmcall import Cost, LlmCall
 from llmmeter_collector.openapi import document
@@ -243,6 +243,55 @@ def test_export_streams_every_call_as_csv_and_json_lines(
     assert {r["span_id"] for r in records} == {c.span_id for c in expected}
     assert all(isinstance(r["cost_usd"], str) for r in records)  # money stays exact
     assert sum(Decimal(r["cost_usd"]) for r in records) == _cost(expected)
+
+
+def test_json_lines_are_byte_for_byte_what_postgres_row_to_json_renders(collector: BackgroundCollector) -> None:
+    """The JSON-lines format: these keys in this order, ISO 8601 times as Postgres writes them, money as a
+    decimal string, null for no price, true/false, tags as an object; odd text, tiny and huge floats included,
+    exactly what Postgres's row_to_json renders (what the export sent before it was built outside Postgres)."""
+    odd = 'q"uote \\ back\\\\slash \\N \\t \n\r\t\b\f\v \x01\x1f\x7f é 中 🙂'
+    at = (NOW - timedelta(days=1)).replace(microsecond=600000)
+    start = int(at.timestamp()) * 10**9 + 600_000_000
+    plain = LlmCall(
+        trace_id="0af7651916cd43dd8448eb211c80319c", span_id="b7ad6b7169203331", start_ns=start,
+        end_ns=start + 1_500_000_000, provider="openai", operation="chat", request_model="gpt-4o-mini",
+        project="shop", environment="production", feature="search", user_id="u-1", tags={"team": "search"},
+        streaming=True, ttfc_s=0.25, cost=Cost(Decimal("0.000210"), {}, "test"),
+    )  # fmt: skip
+    strange = LlmCall(
+        trace_id="1" * 32, span_id="2" * 16, start_ns=start + 10**9, end_ns=start + 10**9 + 7, provider="openai",
+        operation="chat", request_model="acme-finetune-7b", project="shop", feature=odd, user_id=odd,
+        session_id=odd, tags={"note": odd, odd: "x"}, status="error", error_type=odd, batch=True, ttfc_s=1e-05,
+    )  # fmt: skip
+    huge = LlmCall(
+        trace_id="3" * 32, span_id="4" * 16, start_ns=start + 2 * 10**9, end_ns=start + 2 * 10**9 + 10**18,
+        provider="openai", operation="chat", request_model="gpt-4o", ttfc_s=1.2345678901234567e17,
+        cost=Cost(Decimal("12.5"), {}, "test"),
+    )  # fmt: skip
+    _write(collector, [plain, strange, huge])
+
+    body = httpx.get(collector.url + "/api/v1/export", params={"format": "jsonl"}).content
+    assert body.decode().splitlines()[0] == (
+        f'{{"ts":"{at:%Y-%m-%dT%H:%M:%S}.6+00:00","trace_id":"0af7651916cd43dd8448eb211c80319c",'
+        '"span_id":"b7ad6b7169203331","project":"shop","environment":"production","feature":"search",'
+        '"user_id":"u-1","session_id":"","provider":"openai","operation":"chat","request_model":"gpt-4o-mini",'
+        '"model":"gpt-4o-mini","input_tokens":0,"output_tokens":0,"cache_read_tokens":0,"cache_write_tokens":0,'
+        '"reasoning_tokens":0,"cost_usd":"0.000210","duration_s":1.5,"ttfc_s":0.25,"status":"ok","error_type":"",'
+        '"retries":0,"streaming":true,"batch":false,"service_tier":"","prompt_fingerprint":"",'
+        '"tags":{"team": "search"}}'
+    )
+    columns = (
+        "ts, trace_id, span_id, project, environment, feature, user_id, session_id, provider, operation, "
+        "request_model, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, "
+        "cost_usd::text AS cost_usd, duration_s, ttfc_s, status, error_type, retries, streaming, batch, service_tier, "
+        "prompt_fingerprint, tags"
+    )
+    with storage.connect(collector.collector.dsn, collector.collector.schema) as conn:
+        rendered = conn.execute(
+            f"SELECT row_to_json(t)::text FROM (SELECT {columns} FROM llm_calls ORDER BY ts) t"
+        ).fetchall()
+    assert body == "".join(line + "\n" for (line,) in rendered).encode()
+    assert json.loads(body.decode().splitlines()[1])["tags"] == {"note": odd, odd: "x"}
 
 
 def test_sdk_calls_appear_in_summary_and_calls(
