@@ -59,31 +59,46 @@ def main() -> None:
         rows.append(("generate calls + rollups (SQL)", f"{CALLS:,} calls", f"{generated_s:.1f} s", "-"))
 
         with BackgroundCollector(Settings(database_url=DSN, database_schema=schema, http_port=0)) as running:
-            client = httpx.Client(base_url=running.url, timeout=600)
+            # keys in use, as in production: an admin key, and a viewer key limited to two projects
+            admin = running.collector.keys.create("bench-admin", "admin")
+            limited = running.collector.keys.create("bench-two-projects", "viewer", ["support", "research"])
+            client = httpx.Client(base_url=running.url, timeout=600, headers={"Authorization": f"Bearer {admin}"})
+            limited_client = httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {limited}"})
             budget = {"name": "shop-month", "limit_usd": "50000", "scope": {"project": "shop"}}
-            client.post("/api/v1/budgets", json=budget)
-            client.post("/api/v1/budgets", json={"name": "all-month", "limit_usd": "200000"})
+            client.post("/api/v1/budgets", json=budget).raise_for_status()
+            client.post("/api/v1/budgets", json={"name": "all-month", "limit_usd": "200000"}).raise_for_status()
 
-            def get(path: str, **params: str) -> Callable[[], object]:
+            def get(path: str, via: httpx.Client = client, **params: str) -> Callable[[], object]:
                 def call() -> object:
-                    response = client.get(path, params=params)
+                    response = via.get(path, params=params)
                     response.raise_for_status()
                     return response
 
                 return call
 
-            week_ago = (datetime.now(timezone.utc) - timedelta(days=7)).isoformat()
+            def next_cursor(**params: str) -> str:
+                cursor = client.get("/api/v1/calls", params=params).raise_for_status().json()["next_cursor"]
+                assert isinstance(cursor, str)
+                return cursor
+
+            now = datetime.now(timezone.utc)
+            week_ago, two_days_ago = (now - timedelta(days=7)).isoformat(), (now - timedelta(days=2)).isoformat()
+            calls = "/api/v1/calls"
             cases = [
                 ("summary (month)", get("/api/v1/summary"), 100),
                 ("summary (all, project shop)", get("/api/v1/summary", period="all", project="shop"), 100),
                 ("budget status", get("/api/v1/budgets/status"), 100),
-                ("page of 50 calls, newest", get("/api/v1/calls"), 100),
-                ("page of 50 calls, project+feature", get("/api/v1/calls", project="support", feature="triage"), 100),
-                ("page of 50 calls, user, last week", get("/api/v1/calls", user="user-007", since=week_ago), 100),
-                ("page of 50, most expensive in a week", get("/api/v1/calls", order="cost", since=week_ago), 100),
-            ]
-            first = client.get("/api/v1/calls").json()
-            cases.append(("next page (cursor)", get("/api/v1/calls", cursor=first["next_cursor"]), 100))
+                ("page of 50 calls, newest", get(calls), 100),
+                ("next page (cursor)", get(calls, cursor=next_cursor()), 100),
+                ("page of 50 calls, project+feature", get(calls, project="support", feature="triage"), 100),
+                ("page of 50 calls, user, last week", get(calls, user="user-007", since=week_ago), 100),
+                ("page of 50, most expensive in a week", get(calls, order="cost", since=week_ago), 100),
+                ("  ... next page (cursor)", get(calls, order="cost", since=week_ago,
+                                                 cursor=next_cursor(order="cost", since=week_ago)), 100),
+                ("  ... 7 to 2 days ago", get(calls, order="cost", since=week_ago, until=two_days_ago), 100),
+                ("  ... project shop", get(calls, order="cost", since=week_ago, project="shop"), 100),
+                ("  ... key limited to 2 projects", get(calls, limited_client, order="cost", since=week_ago), 100),
+            ]  # fmt: skip
             for name, fn, target in cases:
                 samples = _time(fn)
                 p95 = _p95(samples)
