@@ -225,7 +225,7 @@ def _listen(host: str, port: int) -> socket.socket:
     """A listening socket with SO_REUSEPORT, so N collector processes can share one port (the kernel spreads
     connections across them); each process has its own writer, queue and Postgres connection."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))

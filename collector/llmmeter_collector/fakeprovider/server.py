@@ -348,7 +348,9 @@ class FakeProvider:
         if self._thread is not None:
             raise RuntimeError("FakeProvider is already running")
         logging.getLogger("uvicorn.error").addFilter(_quiet_abort)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns Nagle off only on sockets whose proto says TCP; with Nagle a
+        # response's body waits ~40 ms for the ACK of its headers (the client's delayed ACK) on keep-alive.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         sock.listen(128)
