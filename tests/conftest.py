@@ -41,6 +41,15 @@ class _Router(SpanProcessor):
         return all(p.force_flush(timeout_millis) for p in self.processors)
 
 
+class _Exporter(InMemorySpanExporter):
+    """Finished spans, read the way an app reads them: after ``force_flush()`` (llmmeter ends an LLM span
+    off the call path; a flush ends every span whose call returned)."""
+
+    def get_finished_spans(self):  # type: ignore[no-untyped-def]
+        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+        return super().get_finished_spans()
+
+
 _ROUTER = _Router()
 _METRIC_READER = InMemoryMetricReader()
 trace.set_tracer_provider(TracerProvider())
@@ -97,7 +106,7 @@ def _reset_fake(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Spans finished during the test, in memory."""
-    exporter = InMemorySpanExporter()
+    exporter = _Exporter()
     processor = SimpleSpanProcessor(exporter)
     _ROUTER.processors.append(processor)
     yield exporter
@@ -117,6 +126,7 @@ def export_to(exporter: SpanExporter) -> SimpleSpanProcessor:
 
 
 def stop_export(processor: SimpleSpanProcessor) -> None:
+    trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]  # LLM spans of returned calls end
     _ROUTER.processors.remove(processor)
 
 

@@ -91,7 +91,9 @@ def _emit(
         attrs[semconv.BATCH_CUSTOM_ID] = str(custom_id)
     if batch_id:
         attrs[semconv.BATCH_ID] = batch_id
-    invocation = Invocation(instruments(), operation, provider, model, attrs, start_time_ns=start_ns)
+    invocation = Invocation(
+        instruments(), operation, provider, model, attrs, start_time_ns=start_ns, on_call_path=False
+    )
     duration = (end_ns - start_ns) / 1e9 if start_ns is not None and end_ns is not None else None
     if error is not None:
         invocation.fail(BatchRequestError(error), {semconv.PROVIDER_BILLED: False})

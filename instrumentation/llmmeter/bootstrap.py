@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Any
 
-from llmmeter import guard, options, telemetry, threads
+from llmmeter import guard, options, recorder, telemetry, threads
 from llmmeter.options import Redactor
 
 logger = logging.getLogger("llmmeter")
@@ -85,6 +85,7 @@ def instrument(
             except Exception as exc:  # never break the app
                 logger.warning("llmmeter: could not instrument %s: %r", module_name, exc)
         threads.patch()
+        recorder.hook_flush()
         _threads_patched = True
 
 
@@ -96,4 +97,6 @@ def uninstrument() -> None:
             _active.pop().uninstrument()
         if _threads_patched:
             threads.unpatch()
+            recorder.unhook_flush()
             _threads_patched = False
+    recorder.drain()  # what instrumented calls queued is ended and recorded, not left behind

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import context, trace
 
 from llmmeter import guard, options, retries, semconv
-from llmmeter.content import Prompt, prompt_attributes
+from llmmeter.content import Prompt, RequestPrompt
 from llmmeter.guard import BudgetExceeded
 from llmmeter.invocation import Invocation, http_status, log_once
 from llmmeter.telemetry import Instruments
@@ -73,9 +73,12 @@ def start(inst: Instruments, shape: Shape, instance: Any, kwargs: dict[str, Any]
     attrs = shape.request(instance, kwargs)
     if requested is not None:
         attrs[semconv.REQUESTED_MODEL] = requested
+    invocation = Invocation(
+        inst, shape.operation, shape.provider(instance), model_name(kwargs.get(shape.model_key)), attrs
+    )
     if shape.prompt is not None:
-        attrs.update(prompt_attributes(shape.prompt(kwargs), options.current))
-    return Invocation(inst, shape.operation, shape.provider(instance), model_name(kwargs.get(shape.model_key)), attrs)
+        invocation.prompt = RequestPrompt(shape.prompt, kwargs, options.current)
+    return invocation
 
 
 def fail(invocation: Invocation, exc: BaseException, where: str) -> None:

@@ -15,13 +15,16 @@ from typing import Any
 from opentelemetry import context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from llmmeter import semconv
+from llmmeter import recorder, semconv
 from llmmeter.attribution import current_attributes
+from llmmeter.content import RequestPrompt
 from llmmeter.retries import Attempts
+from llmmeter.semconv import GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL
 from llmmeter.telemetry import Instruments
 
 logger = logging.getLogger("llmmeter")
 _logged: set[str] = set()
+_SAMPLER_KEYS = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT)  # also on the metric points
 
 
 def log_once(where: str, exc: BaseException) -> None:
@@ -72,26 +75,41 @@ class TokenUsage:
     output_audio_tokens: int | None = None
 
     def attributes(self) -> dict[str, int]:
-        attrs: dict[str, int] = {}
-        for key, value in (
-            (semconv.GEN_AI_USAGE_INPUT_TOKENS, self.input_tokens),
-            (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, self.output_tokens),
-            (semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, self.cache_read_tokens),
-            (semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, self.cache_write_tokens),
-            (semconv.CACHE_CREATION_1H_INPUT_TOKENS, self.cache_write_1h_tokens),
-            (semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, self.reasoning_tokens),
-            (semconv.AUDIO_INPUT_TOKENS, self.input_audio_tokens),
-            (semconv.AUDIO_OUTPUT_TOKENS, self.output_audio_tokens),
-        ):
-            if value is not None:
-                attrs[key] = value
+        return self.add_to({})
+
+    def add_to(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Add the reported counts (absent ones are not zero: they are left out) to ``attrs``."""
+        if self.input_tokens is not None:
+            attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self.input_tokens
+        if self.output_tokens is not None:
+            attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = self.output_tokens
+        if self.cache_read_tokens is not None:
+            attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_tokens
+        if self.cache_write_tokens is not None:
+            attrs[semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_write_tokens
+        if self.cache_write_1h_tokens is not None:
+            attrs[semconv.CACHE_CREATION_1H_INPUT_TOKENS] = self.cache_write_1h_tokens
+        if self.reasoning_tokens is not None:
+            attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
+        if self.input_audio_tokens is not None:
+            attrs[semconv.AUDIO_INPUT_TOKENS] = self.input_audio_tokens
+        if self.output_audio_tokens is not None:
+            attrs[semconv.AUDIO_OUTPUT_TOKENS] = self.output_audio_tokens
         return attrs
 
 
 class Invocation:
-    """A started GenAI client span; call ``end`` or ``fail`` exactly once."""
+    """A started GenAI client span; call ``end`` or ``fail`` exactly once.
 
-    __slots__ = ("_ended", "_inst", "_metric_attrs", "_start", "attempts", "first_chunk_s", "span")
+    The span starts on the call path (it is the current span while the SDK call runs, so HTTP spans nest
+    under it); ending it with the response's attributes and recording the metrics happen off the call path
+    (``llmmeter.recorder``), with the end time taken here.
+    """
+
+    __slots__ = (
+        "_end_span", "_ended", "_inst", "_late", "_metric_attrs", "_start", "attempts", "first_chunk_s", "prompt",
+        "span",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -102,32 +120,48 @@ class Invocation:
         attributes: dict[str, Any],
         *,
         start_time_ns: int | None = None,
+        on_call_path: bool = True,
     ) -> None:
-        attributes[semconv.GEN_AI_OPERATION_NAME] = operation
-        attributes[semconv.GEN_AI_PROVIDER_NAME] = provider
+        """``attributes``: what is known before the call (taken over: the caller must not reuse the dict).
+
+        The span starts with what a sampler needs (operation, provider, request model, server address and
+        port, as the conventions ask); the other attributes and the context's attribution are added when it
+        ends, off the call path. ``on_call_path=False``: a span recorded by hand after the fact, ended on the
+        caller's thread.
+        """
+        start_attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: operation, GEN_AI_PROVIDER_NAME: provider}
+        metric_attrs: dict[str, Any] = {
+            GEN_AI_OPERATION_NAME: operation,
+            GEN_AI_PROVIDER_NAME: provider,
+            GEN_AI_REQUEST_MODEL: request_model,
+        }
         if request_model:
-            attributes[semconv.GEN_AI_REQUEST_MODEL] = request_model
-        attributes.update(current_attributes())
+            start_attrs[GEN_AI_REQUEST_MODEL] = request_model
+        for key in _SAMPLER_KEYS:
+            value = attributes.pop(key, None)
+            if value is not None:
+                start_attrs[key] = metric_attrs[key] = value
+        attribution = current_attributes()
+        if attribution:
+            attributes.update(attribution)
         run = context.get_value(_LLM_RUN_KEY)
         if run is not None:
             run.covered = True  # type: ignore[attr-defined]
         self._inst = inst
-        self._metric_attrs: dict[str, Any] = {
-            semconv.GEN_AI_OPERATION_NAME: operation,
-            semconv.GEN_AI_PROVIDER_NAME: provider,
-            semconv.GEN_AI_REQUEST_MODEL: request_model,
-        }
-        for key in (semconv.SERVER_ADDRESS, semconv.SERVER_PORT):
-            if key in attributes:
-                self._metric_attrs[key] = attributes[key]
-        name = f"{operation} {request_model}" if request_model else operation
+        self._late = attributes
+        self._metric_attrs = metric_attrs
+        self._end_span = recorder.end_span if on_call_path else recorder.end_span_now
         self.span: Span = inst.tracer.start_span(
-            name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_time_ns
+            f"{operation} {request_model}" if request_model else operation,
+            kind=SpanKind.CLIENT,
+            attributes=start_attrs,
+            start_time=start_time_ns,
         )
         self._start = time.perf_counter()
         self.first_chunk_s: float | None = None
         self._ended = False
         self.attempts: Attempts | None = None  # set by wrappers that count the SDK's internal retries
+        self.prompt: RequestPrompt | None = None  # its fingerprint (and content) are added when the span ends
 
     @property
     def ended(self) -> bool:
@@ -137,6 +171,22 @@ class Invocation:
         """Mark a streamed chunk; the first one sets time to first chunk."""
         if self.first_chunk_s is None:
             self.first_chunk_s = time.perf_counter() - self._start
+
+    def _common(
+        self, attrs: dict[str, Any], response_model: str | None, response_id: str | None, usage: TokenUsage | None
+    ) -> None:
+        if response_model:
+            attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+            self._metric_attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+        if response_id:
+            attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
+        if usage is not None:
+            usage.add_to(attrs)
+        if self.first_chunk_s is not None:
+            attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_s
+        attempts = self.attempts
+        if attempts is not None and attempts.count > 1:
+            attrs[semconv.RETRIES] = attempts.count - 1
 
     def end(
         self,
@@ -157,25 +207,15 @@ class Invocation:
             return
         self._ended = True
         elapsed = duration_s if duration_s is not None else time.perf_counter() - self._start
-        span = self.span
-        attrs: dict[str, Any] = dict(attributes) if attributes else {}
-        if response_model:
-            attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
-            self._metric_attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
-        if response_id:
-            attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
+        attrs = self._late
+        if attributes:
+            attrs.update(attributes)
         if finish_reasons:
             attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = list(finish_reasons)
         if usage is None:
             attrs[semconv.USAGE_MISSING] = True
-        else:
-            attrs.update(usage.attributes())
-        if self.first_chunk_s is not None:
-            attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_s
-        if self.attempts is not None and self.attempts.count > 1:
-            attrs[semconv.RETRIES] = self.attempts.count - 1
-        span.set_attributes(attrs)
-        span.end(end_time_ns)
+        self._common(attrs, response_model, response_id, usage)
+        self._end_span(self.span, attrs, None, end_time_ns or time.time_ns(), self.prompt)
         self._record_metrics(elapsed, usage)
 
     def fail(
@@ -196,36 +236,22 @@ class Invocation:
         self._ended = True
         elapsed = time.perf_counter() - self._start
         error_type = type(exc).__qualname__
-        span = self.span
-        attrs: dict[str, Any] = dict(attributes) if attributes else {}
+        attrs = self._late
+        if attributes:
+            attrs.update(attributes)
         attrs[semconv.ERROR_TYPE] = error_type
         status_code = http_status(exc)
         if status_code is not None:
             attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
-        if self.first_chunk_s is not None:
-            attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_s
-        if self.attempts is not None and self.attempts.count > 1:
-            attrs[semconv.RETRIES] = self.attempts.count - 1
-        if response_model:
-            attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
-            self._metric_attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
-        if response_id:
-            attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
-        if usage is not None:
-            attrs.update(usage.attributes())
-        span.set_attributes(attrs)
-        span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
-        span.end()
+        self._common(attrs, response_model, response_id, usage)
         self._metric_attrs[semconv.ERROR_TYPE] = error_type
+        self._end_span(self.span, attrs, Status(StatusCode.ERROR, str(exc)[:500]), time.time_ns(), self.prompt)
         self._record_metrics(elapsed, usage)
 
     def _record_metrics(self, elapsed: float, usage: TokenUsage | None) -> None:
-        inst, attrs = self._inst, self._metric_attrs
-        inst.duration.record(elapsed, attrs)
-        if self.first_chunk_s is not None:
-            inst.time_to_first_chunk.record(self.first_chunk_s, attrs)
-        if usage is not None:
-            if usage.input_tokens is not None:
-                inst.token_usage.record(usage.input_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: "input"})
-            if usage.output_tokens is not None:
-                inst.token_usage.record(usage.output_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: "output"})
+        if usage is None:
+            self._inst.metrics.add(self._metric_attrs, elapsed, self.first_chunk_s, span=self.span)
+        else:
+            self._inst.metrics.add(
+                self._metric_attrs, elapsed, self.first_chunk_s, usage.input_tokens, usage.output_tokens, self.span
+            )

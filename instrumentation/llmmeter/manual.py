@@ -162,7 +162,9 @@ def record(
         tags=tags,
     )
     with scope:
-        invocation = Invocation(instruments(), operation, provider, model, extra, start_time_ns=start_ns)
+        invocation = Invocation(
+            instruments(), operation, provider, model, extra, start_time_ns=start_ns, on_call_path=False
+        )
     duration = (end_ns - start_ns) / 1e9 if start_ns is not None and end_ns is not None else None
     empty = usage is None or all(v is None for v in usage.attributes().values())
     if error is not None:
@@ -226,7 +228,7 @@ def track(
         call = TrackedCall()
         token = _CURRENT.set(call)
         try:
-            return Invocation(instruments(), operation, provider, model, {}), call, token
+            return Invocation(instruments(), operation, provider, model, {}, on_call_path=False), call, token
         except Exception as exc:
             log_once("track.start", exc)
             return None, call, token

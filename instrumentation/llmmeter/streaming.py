@@ -61,6 +61,7 @@ class SyncStream(wrapt.ObjectProxy):
         super().__init__(wrapped)
         self._self_invocation = invocation
         self._self_acc = accumulator
+        self._self_observe = accumulator.observe  # bound once: the per-chunk path is two calls and a check
         # Set when the HTTP request only happens on the first ``next()`` (a generator): count its retries.
         self._self_attempts = attempts
 
@@ -85,7 +86,7 @@ class SyncStream(wrapt.ObjectProxy):
             end_stream(self._self_invocation, self._self_acc, exc, False)
             raise
         try:
-            self._self_acc.observe(item, self._self_invocation)
+            self._self_observe(item, self._self_invocation)
         except Exception as exc:
             log_once("stream.observe", exc)
         return item
@@ -120,6 +121,7 @@ class AsyncStream(wrapt.ObjectProxy):
         super().__init__(wrapped)
         self._self_invocation = invocation
         self._self_acc = accumulator
+        self._self_observe = accumulator.observe
 
     def __aiter__(self) -> AsyncStream:
         return self
@@ -134,7 +136,7 @@ class AsyncStream(wrapt.ObjectProxy):
             end_stream(self._self_invocation, self._self_acc, exc, False)
             raise
         try:
-            self._self_acc.observe(item, self._self_invocation)
+            self._self_observe(item, self._self_invocation)
         except Exception as exc:
             log_once("stream.observe", exc)
         return item

@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.metrics import Meter
 from opentelemetry.trace import Tracer
 
-from llmmeter import semconv
+from llmmeter import recorder, semconv
 
 SCOPE_NAME = "llmmeter"
 try:
@@ -32,9 +32,7 @@ class Instruments:
 
     tracer: Tracer
     meter: Meter
-    token_usage: Histogram
-    duration: Histogram
-    time_to_first_chunk: Histogram
+    metrics: recorder.CallMetrics  # the GenAI client histograms, recorded off the call path
 
 
 def configure(*, service_name: str | None = None, endpoint: str | None = None, export_metrics: bool = True) -> bool:
@@ -79,6 +77,7 @@ def _is_default_meter_provider(provider: object) -> bool:
 
 def flush(timeout_millis: int = 5000) -> None:
     """Export everything buffered now (e.g. before a short script exits)."""
+    recorder.drain()
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
         force_flush = getattr(provider, "force_flush", None)
         if force_flush is not None:
@@ -88,9 +87,8 @@ def flush(timeout_millis: int = 5000) -> None:
 def create_instruments() -> Instruments:
     tracer = trace.get_tracer(SCOPE_NAME, SCOPE_VERSION)
     meter = metrics.get_meter(SCOPE_NAME, SCOPE_VERSION)
-    return Instruments(
-        tracer=tracer,
-        meter=meter,
+    call_metrics = recorder.CallMetrics(
+        meter,
         token_usage=meter.create_histogram(
             semconv.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -110,3 +108,4 @@ def create_instruments() -> Instruments:
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
         ),
     )
+    return Instruments(tracer=tracer, meter=meter, metrics=call_metrics)

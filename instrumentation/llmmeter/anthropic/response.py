@@ -8,13 +8,14 @@ from typing import Any
 from llmmeter import options, semconv
 from llmmeter.content import Message, Prompt, output_attributes, text_part, tool_call_part, tool_response_part
 from llmmeter.invocation import Invocation, TokenUsage
+from llmmeter.server import client_base_url, server_attributes
 
-_REQUEST_PARAMS = (
-    ("max_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
-    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", semconv.GEN_AI_REQUEST_TOP_P),
-    ("top_k", semconv.GEN_AI_REQUEST_TOP_K),
-)
+_REQUEST_PARAMS = {
+    "max_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
+    "temperature": semconv.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": semconv.GEN_AI_REQUEST_TOP_P,
+    "top_k": semconv.GEN_AI_REQUEST_TOP_K,
+}
 
 
 def get(obj: Any, key: str) -> Any:
@@ -28,14 +29,11 @@ def provider_of(resource: Any) -> str:
 
 
 def request_attributes(instance: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    attrs: dict[str, Any] = {}
-    base_url = getattr(getattr(instance, "_client", None), "base_url", None)
-    if base_url is not None:
-        attrs[semconv.SERVER_ADDRESS] = base_url.host
-        attrs[semconv.SERVER_PORT] = base_url.port or (443 if base_url.scheme == "https" else 80)
-    for param, attr in _REQUEST_PARAMS:
-        value = kwargs.get(param)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+    base_url = client_base_url(getattr(instance, "_client", None))
+    attrs: dict[str, Any] = {} if base_url is None else server_attributes(base_url).copy()
+    for param, value in kwargs.items():
+        attr = _REQUEST_PARAMS.get(param)
+        if attr is not None and isinstance(value, int | float) and not isinstance(value, bool):
             attrs[attr] = value
     stop = kwargs.get("stop_sequences")
     if isinstance(stop, list | tuple):

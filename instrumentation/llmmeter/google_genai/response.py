@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from llmmeter import options, semconv
 from llmmeter.content import Message, Prompt, output_attributes, text_part, tool_call_part, tool_response_part
 from llmmeter.invocation import Invocation, TokenUsage
+from llmmeter.server import server_attributes
 
 _CONFIG_PARAMS = (
     ("max_output_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
@@ -47,10 +47,7 @@ def _server(models: Any, attrs: dict[str, Any]) -> None:
     http_options = getattr(getattr(models, "_api_client", None), "_http_options", None)
     base_url = getattr(http_options, "base_url", None)
     if isinstance(base_url, str):
-        parts = urlsplit(base_url)
-        if parts.hostname:
-            attrs[semconv.SERVER_ADDRESS] = parts.hostname
-            attrs[semconv.SERVER_PORT] = parts.port or (443 if parts.scheme == "https" else 80)
+        attrs.update(server_attributes(base_url))
 
 
 def request_attributes(models: Any, kwargs: Mapping[str, Any], stream: bool) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class _EmbeddingCall:
             self.metric_attrs[semconv.ERROR_TYPE] = error_type
         span.end()
         if billable:
-            inst.duration.record(time.perf_counter() - self.start, self.metric_attrs)
+            inst.metrics.add(self.metric_attrs, time.perf_counter() - self.start, span=span)
 
 
 def _start(inst: Instruments, instance: Any) -> _EmbeddingCall | None:

@@ -312,14 +312,11 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
         inst, attrs = self._inst, dict(run.metric_attrs or {})
         if error_type is not None:
             attrs[semconv.ERROR_TYPE] = error_type
-        inst.duration.record(time.perf_counter() - run.start, attrs)
-        if run.first_chunk_s is not None:
-            inst.time_to_first_chunk.record(run.first_chunk_s, attrs)
-        if usage is not None:
-            if usage.input_tokens is not None:
-                inst.token_usage.record(usage.input_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: "input"})
-            if usage.output_tokens is not None:
-                inst.token_usage.record(usage.output_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: "output"})
+        elapsed = time.perf_counter() - run.start
+        if usage is None:
+            inst.metrics.add(attrs, elapsed, run.first_chunk_s, span=run.span)
+        else:
+            inst.metrics.add(attrs, elapsed, run.first_chunk_s, usage.input_tokens, usage.output_tokens, run.span)
 
     @_guarded("on_llm_end")
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:

@@ -8,19 +8,20 @@ from typing import Any
 from llmmeter import options, semconv
 from llmmeter.content import Message, Prompt, output_attributes, text_part, tool_call_part, tool_response_part
 from llmmeter.invocation import Invocation, TokenUsage
+from llmmeter.server import client_base_url, server_attributes
 
-_REQUEST_PARAMS = (
-    ("max_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
-    ("max_completion_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
-    ("max_output_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
-    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", semconv.GEN_AI_REQUEST_TOP_P),
-    ("seed", semconv.GEN_AI_REQUEST_SEED),
-    ("frequency_penalty", semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-    ("presence_penalty", semconv.GEN_AI_REQUEST_PRESENCE_PENALTY),
-    ("n", semconv.GEN_AI_REQUEST_CHOICE_COUNT),
-    ("service_tier", semconv.GEN_AI_OPENAI_REQUEST_SERVICE_TIER),
-)
+_REQUEST_PARAMS = {
+    "max_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_completion_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_output_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
+    "temperature": semconv.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": semconv.GEN_AI_REQUEST_TOP_P,
+    "seed": semconv.GEN_AI_REQUEST_SEED,
+    "frequency_penalty": semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": semconv.GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "n": semconv.GEN_AI_REQUEST_CHOICE_COUNT,
+    "service_tier": semconv.GEN_AI_OPENAI_REQUEST_SERVICE_TIER,
+}
 
 
 def get(obj: Any, key: str) -> Any:
@@ -38,15 +39,11 @@ def provider_of(resource: Any) -> str:
 
 def request_attributes(instance: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Span attributes known before the call: server, request parameters, tools sent, streaming."""
-    attrs: dict[str, Any] = {}
-    base_url = getattr(getattr(instance, "_client", None), "base_url", None)
-    if base_url is not None:
-        attrs[semconv.SERVER_ADDRESS] = base_url.host
-        port = base_url.port or (443 if base_url.scheme == "https" else 80)
-        attrs[semconv.SERVER_PORT] = port
-    for param, attr in _REQUEST_PARAMS:
-        value = kwargs.get(param)
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
+    base_url = client_base_url(getattr(instance, "_client", None))
+    attrs: dict[str, Any] = {} if base_url is None else server_attributes(base_url).copy()
+    for param, value in kwargs.items():  # a call passes a few of the many parameters: loop over those
+        attr = _REQUEST_PARAMS.get(param)
+        if attr is not None and isinstance(value, str | int | float) and not isinstance(value, bool):
             attrs[attr] = value
     stop = kwargs.get("stop")
     if isinstance(stop, str):
@@ -179,8 +176,15 @@ def _tier(result: Any, attrs: dict[str, Any]) -> None:
 
 def end_chat(invocation: Invocation, result: Any) -> None:
     choices = getattr(result, "choices", None) or ()
-    reasons = [c.finish_reason for c in choices if getattr(c, "finish_reason", None)]
-    tool_calls = sum(len(getattr(c.message, "tool_calls", None) or ()) for c in choices)
+    reasons = []
+    tool_calls = 0
+    for choice in choices:
+        reason = getattr(choice, "finish_reason", None)
+        if reason:
+            reasons.append(reason)
+        calls = getattr(choice.message, "tool_calls", None)
+        if calls:
+            tool_calls += len(calls)
     attrs: dict[str, Any] = {}
     if tool_calls:
         attrs[semconv.TOOL_CALLS] = tool_calls

@@ -28,6 +28,7 @@ class ChatAccumulator(Accumulator):
         self.texts: dict[int, list[str]] = {}
 
     def observe(self, item: Any, invocation: Invocation) -> None:
+        # Runs once per chunk: plain attribute reads, the usual chunk (one choice, a text delta) takes no branch.
         if invocation.first_chunk_s is None:
             invocation.chunk()
             self.model = item.model
@@ -37,18 +38,22 @@ class ChatAccumulator(Accumulator):
             self.usage = usage
             self.service_tier = getattr(item, "service_tier", None)
         for choice in item.choices:
-            if choice.finish_reason:
-                self.finish_reasons[choice.index] = choice.finish_reason
+            reason = choice.finish_reason
+            if reason:
+                self.finish_reasons[choice.index] = reason
             delta = getattr(choice, "delta", None)
             if delta is not None:
                 calls = delta.tool_calls
                 if calls:
                     self.tool_calls += sum(1 for c in calls if c.id)
-                text = delta.content
-            else:
-                text = getattr(choice, "text", None)
-            if self.capture and text:
-                self.texts.setdefault(choice.index, []).append(text)
+                if self.capture:
+                    self._capture(choice.index, delta.content)
+            elif self.capture:
+                self._capture(choice.index, getattr(choice, "text", None))
+
+    def _capture(self, index: int, text: str | None) -> None:
+        if text:
+            self.texts.setdefault(index, []).append(text)
 
     def _attributes(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.tool_calls:

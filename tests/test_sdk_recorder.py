@@ -1,0 +1,114 @@
+"""What a call records off its call path (llmmeter.recorder): the span's end, metric points, the prompt."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import openai
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import llmmeter
+from llmmeter import recorder
+from llmmeter_collector.fakeprovider import FakeProvider
+from tests.conftest import export_to, stop_export
+from tests.sdk_support import only_span, points
+
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+def client(fake: FakeProvider) -> openai.OpenAI:
+    return openai.OpenAI(base_url=fake.openai_base_url, api_key="x")
+
+
+def _llm(exporter: InMemorySpanExporter) -> list[Any]:
+    return [s for s in exporter.get_finished_spans() if s.instrumentation_scope.name == "llmmeter"]
+
+
+def test_span_ends_in_the_background_with_the_calls_own_end_time(client, instrumented) -> None:  # type: ignore[no-untyped-def]
+    plain = InMemorySpanExporter()  # read without any flush: only the recorder thread can end the span
+    processor = export_to(plain)
+    try:
+        before = time.time_ns()
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        returned = time.time_ns()
+        deadline = time.monotonic() + 5
+        while not _llm(plain) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop_export(processor)
+    (span,) = _llm(plain)
+    assert before <= span.start_time <= span.end_time <= returned  # timed on the call path, not when recorded
+    assert span.attributes["gen_ai.usage.input_tokens"] == 12 and span.attributes["gen_ai.request.stream"] is False
+
+
+def test_force_flush_ends_every_span_of_a_returned_call(client, instrumented) -> None:  # type: ignore[no-untyped-def]
+    plain = InMemorySpanExporter()
+    processor = export_to(plain)
+    try:
+        for _ in range(20):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+        assert len(_llm(plain)) == 20  # at once: a flush (e.g. before a serverless freeze) misses nothing
+    finally:
+        stop_export(processor)
+
+
+def test_metrics_of_a_call_are_in_the_next_collection(client, instrumented, metric_reader) -> None:  # type: ignore[no-untyped-def]
+    client.chat.completions.create(model="gpt-4o-mini-2024-07-18", messages=MSG)
+    (duration,) = [p for p in points(metric_reader, "gen_ai.client.operation.duration")
+                   if p.attributes["gen_ai.request.model"] == "gpt-4o-mini-2024-07-18"]  # fmt: skip
+    assert duration.count == 1 and duration.sum > 0
+
+
+def test_fingerprint_is_of_what_was_sent_not_of_the_list_after_the_call(client, instrumented, spans) -> None:  # type: ignore[no-untyped-def]
+    sent = [{"role": "user", "content": "first question"}]
+    client.chat.completions.create(model="gpt-4o-mini", messages=sent)
+    once = only_span(spans)["llmmeter.prompt.fingerprint"]
+    spans.clear()
+
+    conversation = [{"role": "user", "content": "first question"}]
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=conversation)
+    conversation.append({"role": "assistant", "content": reply.choices[0].message.content})  # the usual chat loop
+    conversation.append({"role": "user", "content": "second question"})
+    assert only_span(spans)["llmmeter.prompt.fingerprint"] == once
+
+
+def test_a_forked_child_does_not_end_the_parents_queued_spans() -> None:
+    ended: list[int] = []
+
+    class Span:  # stands in for an SDK span: records who ended it
+        def set_attributes(self, attributes: Any) -> None:
+            pass
+
+        def end(self, end_time: int | None = None) -> None:
+            ended.append(os.getpid())
+
+    read, write = os.pipe()
+    recorder.end_span(Span(), {}, None, time.time_ns(), None)  # type: ignore[arg-type]
+    pid = os.fork()
+    if pid == 0:  # the child: a drain must find nothing of the parent's
+        try:
+            recorder.drain()
+            os.write(write, b"%d" % len(ended))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    os.close(write)
+    assert os.read(read, 16) == b"0"
+    recorder.drain()
+    assert ended == [os.getpid()]  # the parent ended it, once
+
+
+def test_uninstrument_restores_the_tracer_providers_flush_and_shutdown() -> None:
+    originals = (TracerProvider.__dict__["force_flush"], TracerProvider.__dict__["shutdown"])
+    llmmeter.instrument(configure_export=False)
+    hooked = (TracerProvider.__dict__["force_flush"], TracerProvider.__dict__["shutdown"])
+    llmmeter.uninstrument()
+    assert all(h is not o for h, o in zip(hooked, originals, strict=True))
+    assert (TracerProvider.__dict__["force_flush"], TracerProvider.__dict__["shutdown"]) == originals
