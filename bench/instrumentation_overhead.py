@@ -1,12 +1,23 @@
-"""What llmmeter's instrumentation adds to an OpenAI call: per non-streaming call, per streamed chunk, and
-memory after many calls.
+"""What llmmeter's instrumentation adds to an OpenAI call: latency per non-streaming call and per streamed chunk,
+CPU per call including the recorder thread, and memory after 100k calls.
 
-Same process, real `openai` SDK against the local fake provider, interleaved blocks of bare and instrumented
-calls (uninstrument/instrument between blocks, outside the timed region), medians. Spans go to a real
-BatchSpanProcessor whose exporter drops them, metrics to a real MeterProvider with a periodic reader whose
-exporter drops them: the SDK's span/metric recording is counted, network export is not.
-Memory: 100k instrumented calls through the real SDK with an in-process HTTP transport (no server), RSS
-after 10k and after 100k calls. Usage: python bench/instrumentation_overhead.py [--rounds 20] [--calls 100000]
+Same process, real ``openai`` SDK, interleaved blocks of bare and instrumented calls (``uninstrument()`` /
+``instrument()`` between blocks, outside the timed region). Two transports:
+
+- fake server: ``python -m llmmeter_collector.fakeprovider`` in its own process (its work does not share this
+  process's GIL), over loopback HTTP with keep-alive;
+- in-process: the SDK over an ``httpx`` mock transport (no socket, far less noise).
+
+Latency added = median instrumented call - median bare call: how much longer the calling thread waits.
+CPU added = process CPU time (every thread, so the recorder thread that ends spans and records metric points
+off the call path is counted; its queue is drained inside each block) per call, instrumented - bare.
+Per chunk: streams of ``--chunks`` chunks; (added per stream - added per call) / chunks.
+Spans go to a real ``BatchSpanProcessor`` whose exporter drops them, metrics to a real ``MeterProvider`` with a
+``PeriodicExportingMetricReader`` whose exporter drops them: recording is counted, network export is not.
+Memory: ``--calls`` instrumented calls in-process, RSS after 10k and after all of them. Writes nothing.
+
+Usage: python bench/instrumentation_overhead.py [--rounds 20] [--block 200] [--chunks 1000] [--stream-block 10]
+       [--calls 100000]
 """
 
 from __future__ import annotations
@@ -15,8 +26,12 @@ import argparse
 import gc
 import json
 import resource
+import socket
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 
 import httpx2
 import openai
@@ -27,7 +42,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import llmmeter
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter import recorder
 
 
 class _DropSpans(SpanExporter):
@@ -50,27 +65,6 @@ class _DropMetrics(MetricExporter):
 
 
 MSG = [{"role": "user", "content": "hello there"}]
-
-
-def _timed(fn, n: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def _interleaved(fn, rounds: int, block: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    bare: list[float] = []
-    inst: list[float] = []
-    for _ in range(rounds):
-        llmmeter.uninstrument()
-        bare += _timed(fn, block)
-        llmmeter.instrument(configure_export=False)
-        inst += _timed(fn, block)
-    llmmeter.uninstrument()
-    return statistics.median(bare), statistics.median(inst)
 
 
 def _rss_mb() -> float:
@@ -101,10 +95,76 @@ def _in_process_client(chunks: int) -> openai.OpenAI:
             return httpx2.Response(200, content=sse, headers={"content-type": "text/event-stream"})
         return httpx2.Response(200, content=payload, headers={"content-type": "application/json"})
 
-    transport = httpx2.MockTransport(answer)
-    return openai.OpenAI(
-        api_key="x", base_url="http://bench.invalid/v1", http_client=httpx2.Client(transport=transport)
+    http = httpx2.Client(transport=httpx2.MockTransport(answer))
+    return openai.OpenAI(api_key="x", base_url="http://bench.invalid/v1", http_client=http)
+
+
+def _fake_server() -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llmmeter_collector.fakeprovider", "--port", str(port)], stdout=subprocess.PIPE
     )
+    assert server.stdout is not None
+    server.stdout.readline()  # "fake provider listening on ..."
+    return server, port
+
+
+class _Samples:
+    def __init__(self) -> None:
+        self.latency: list[float] = []  # seconds per operation
+        self.cpu: list[float] = []  # process CPU seconds per operation, one value per block
+
+    def block(self, fn: Callable[[], None], n: int) -> None:
+        cpu = time.process_time()
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            self.latency.append(time.perf_counter() - t0)
+        recorder.drain()  # what the recorder thread still owes for this block is counted in it
+        self.cpu.append((time.process_time() - cpu) / n)
+
+
+def _interleaved(fn: Callable[[], None], rounds: int, block: int) -> tuple[_Samples, _Samples]:
+    bare, inst = _Samples(), _Samples()
+    for _ in range(rounds):
+        llmmeter.uninstrument()
+        fn()
+        bare.block(fn, block)
+        llmmeter.instrument(configure_export=False)
+        fn()
+        inst.block(fn, block)
+    llmmeter.uninstrument()
+    return bare, inst
+
+
+def _measure(where: str, client: openai.OpenAI, args: argparse.Namespace, headers: dict[str, str]) -> list[tuple]:  # type: ignore[type-arg]
+    def call() -> None:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+
+    def stream() -> None:
+        for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True, extra_headers=headers):
+            pass
+
+    bare, inst = _interleaved(call, args.rounds, args.block)
+    sbare, sinst = _interleaved(stream, args.rounds, args.stream_block)
+    med = statistics.median
+
+    def p90(samples: list[float]) -> float:
+        return statistics.quantiles(samples, n=10)[-1]
+
+    added = med(inst.latency) - med(bare.latency)
+    cpu_added = med(inst.cpu) - med(bare.cpu)
+    per_chunk = ((med(sinst.latency) - med(sbare.latency)) - added) / args.chunks
+    cpu_chunk = ((med(sinst.cpu) - med(sbare.cpu)) - cpu_added) / args.chunks
+    p90_added = p90(inst.latency) - p90(bare.latency)
+    return [
+        (f"{where}: non-streaming call", med(bare.latency), med(inst.latency), added, p90_added, cpu_added,
+         "µs/call", 50),
+        (f"{where}: stream of {args.chunks} chunks", med(sbare.latency), med(sinst.latency), per_chunk, None,
+         cpu_chunk, "µs/chunk", 2),
+    ]  # fmt: skip
 
 
 def _memory(calls: int) -> tuple[float, float]:
@@ -113,60 +173,55 @@ def _memory(calls: int) -> tuple[float, float]:
     with llmmeter.attributes(feature="bench"):
         for _ in range(10_000):
             client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        llmmeter.flush()
         gc.collect()
         after_warmup = _rss_mb()
         for _ in range(calls - 10_000):
             client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        llmmeter.flush()
         gc.collect()
     llmmeter.uninstrument()
     return after_warmup, _rss_mb()
 
 
-def _measure(where: str, client: openai.OpenAI, rounds: int, block: int, chunks: int, fake: bool) -> list[tuple]:  # type: ignore[type-arg]
-    def call() -> None:
-        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
-
-    long = {"x-fake-usage": json.dumps({"output_tokens": chunks}), "x-fake-tool-call": "0"} if fake else {}
-
-    def stream() -> None:
-        for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True,
-                                                max_tokens=chunks, extra_headers=long):  # fmt: skip
-            pass
-
-    call()
-    bare, inst = _interleaved(call, rounds, block)
-    sbare, sinst = _interleaved(stream, max(rounds // 2, 3), 5)
-    per_chunk = ((sinst - sbare) - (inst - bare)) / chunks * 1e6
-    return [
-        (f"{where}: non-streaming call", bare * 1e6, inst * 1e6, (inst - bare) * 1e6, "µs/call", 50),
-        (f"{where}: stream, {chunks} chunks", sbare * 1e6, sinst * 1e6, per_chunk, "µs/chunk", 2),
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--block", type=int, default=25)
+    parser.add_argument("--block", type=int, default=200)
+    parser.add_argument("--chunks", type=int, default=1000)
+    parser.add_argument("--stream-block", type=int, default=10)
     parser.add_argument("--calls", type=int, default=100_000)
     args = parser.parse_args()
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(_DropSpans()))
+    provider.add_span_processor(BatchSpanProcessor(_DropSpans(), max_queue_size=65_536, schedule_delay_millis=200))
     trace.set_tracer_provider(provider)
-    metrics.set_meter_provider(
-        MeterProvider(metric_readers=[PeriodicExportingMetricReader(_DropMetrics(), export_interval_millis=60_000)])
-    )
+    reader = PeriodicExportingMetricReader(_DropMetrics(), export_interval_millis=60_000)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
     rows = []
-    chunks = 1000
-    with FakeProvider() as fake:
-        client = openai.OpenAI(base_url=fake.openai_base_url, api_key="x")
-        rows += _measure("fake server", client, args.rounds, args.block, chunks, fake=True)
-    rows += _measure("in-process", _in_process_client(chunks), args.rounds * 4, args.block * 4, chunks, fake=False)
+    server, port = _fake_server()
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
+        long = {"x-fake-usage": json.dumps({"output_tokens": args.chunks}), "x-fake-tool-call": "0"}
+        rows += _measure("fake server", client, args, long)
+    finally:
+        server.terminate()
+        server.wait()
+    rows += _measure("in-process", _in_process_client(args.chunks), args, {})
     warm, end = _memory(args.calls)
-    print(f"{'what':<40}{'bare':>12}{'instrumented':>14}{'added':>10}  unit      target")
-    for what, b, i, added, unit, target in rows:
-        print(f"{what:<40}{b:>10.1f}µs{i:>12.1f}µs{added:>10.2f}  {unit:<9} <= {target}")
-    print(f"{'RSS after 10k calls':<26}{warm:>10.1f}MB")
-    print(f"{'RSS after ' + str(args.calls // 1000) + 'k calls':<26}{end:>10.1f}MB  growth {end - warm:+.1f} MB")
+
+    print("medians; latency added = median instrumented - median bare (the issue's figure); p90 added likewise;")
+    print("CPU added = every thread of the process, the recorder's included")
+    header = f"{'what':<38}{'bare':>11}{'instrumented':>14}{'latency added':>15}{'p90 added':>11}{'CPU added':>11}"
+    print(f"{header}  unit      target")
+    for what, b, i, added, p90_added, cpu, unit, target in rows:
+        tail = f"{p90_added * 1e6:>11.2f}" if p90_added is not None else f"{'':>11}"
+        print(
+            f"{what:<38}{b * 1e6:>9.1f}µs{i * 1e6:>12.1f}µs{added * 1e6:>15.2f}{tail}{cpu * 1e6:>11.2f}"
+            f"  {unit:<9} <= {target}"
+        )
+    print(f"{'RSS after 10k calls':<26}{warm:>10.1f} MB")
+    print(f"{'RSS after ' + str(args.calls // 1000) + 'k calls':<26}{end:>10.1f} MB  growth {end - warm:+.1f} MB")
 
 
 if __name__ == "__main__":

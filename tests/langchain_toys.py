@@ -204,12 +204,14 @@ def langchain_llm_spans(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
 
 
 def sdk_children(span: ReadableSpan, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
-    """The provider SDK spans (not LangChain's) whose parent is ``span``."""
+    """llmmeter's provider SDK spans (not LangChain's, not an SDK's own) whose parent is ``span``."""
     return [
         s
         for s in spans
         if s.parent is not None
         and s.parent.span_id == span.context.span_id
+        and s.instrumentation_scope is not None
+        and s.instrumentation_scope.name == "llmmeter"
         and s.attributes
         and "llmmeter.langchain.run_type" not in s.attributes
     ]

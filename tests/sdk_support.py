@@ -10,8 +10,10 @@ import llmmeter
 
 
 def llm_spans(exporter: Any) -> list[Any]:
-    """llmmeter's own spans (an SDK that traces itself, like anthropic 2.x, adds its own beside them)."""
-    return [s for s in exporter.get_finished_spans() if s.instrumentation_scope.name == "llmmeter"]
+    """llmmeter's own spans, in the order their calls started (spans end off the call path, in any order; an
+    SDK that traces itself, like anthropic 2.x, adds its own beside them)."""
+    found = [s for s in exporter.get_finished_spans() if s.instrumentation_scope.name == "llmmeter"]
+    return sorted(found, key=lambda s: s.start_time)
 
 
 def only_span(exporter: Any) -> dict[str, Any]:

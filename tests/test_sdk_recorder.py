@@ -80,17 +80,9 @@ def test_fingerprint_is_of_what_was_sent_not_of_the_list_after_the_call(client, 
 
 
 def test_a_forked_child_does_not_end_the_parents_queued_spans() -> None:
-    ended: list[int] = []
-
-    class Span:  # stands in for an SDK span: records who ended it
-        def set_attributes(self, attributes: Any) -> None:
-            pass
-
-        def end(self, end_time: int | None = None) -> None:
-            ended.append(os.getpid())
-
+    ended: list[int] = []  # who ended the queued span (a pre-fork server's worker would export it again)
     read, write = os.pipe()
-    recorder.end_span(Span(), {}, None, time.time_ns(), None)  # type: ignore[arg-type]
+    recorder.later(lambda: ended.append(os.getpid()))
     pid = os.fork()
     if pid == 0:  # the child: a drain must find nothing of the parent's
         try:

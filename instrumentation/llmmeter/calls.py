@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import context, trace
+from opentelemetry import trace
 
 from llmmeter import guard, options, retries, semconv
-from llmmeter.content import Prompt, RequestPrompt
+from llmmeter.content import Prompt, prompt_attributes
 from llmmeter.guard import BudgetExceeded
 from llmmeter.invocation import Invocation, http_status, log_once
 from llmmeter.telemetry import Instruments
@@ -29,20 +29,47 @@ Wrapper = Callable[[Callable[..., Any], Any, Any, Any], Any]
 class Shape:
     """How to instrument one SDK method.
 
-    ``request(instance, kwargs)`` returns the span attributes known before the call; ``prompt(kwargs)`` the
-    prompt to fingerprint/capture; ``respond(invocation, result)`` ends the invocation from the SDK's result
-    (or wraps a stream that will) and returns what the app receives; ``prepare(kwargs)`` may adjust the
-    request (only ``stream_usage``); ``model(kwargs)`` names the requested model.
+    ``server(instance)`` returns ``server.address`` / ``server.port`` (the span starts with them);
+    ``request(instance, kwargs)`` the request's other attributes and ``prompt(kwargs)`` the prompt to
+    fingerprint/capture, both read off the call path from a ``SentRequest``; ``respond(invocation, result)``
+    ends the invocation from the SDK's result (or wraps a stream that will) and returns what the app
+    receives; ``prepare(kwargs)`` may adjust the request (only ``stream_usage``); ``model_key`` names the
+    argument that holds the requested model.
     """
 
     name: str
     operation: str
     provider: Callable[[Any], str]
+    server: Callable[[Any], Mapping[str, Any]]
     request: Callable[[Any, Mapping[str, Any]], dict[str, Any]]
     respond: Callable[[Invocation, Any], Any]
     prompt: Callable[[Mapping[str, Any]], Prompt | None] | None = None
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     model_key: str = "model"
+
+
+class SentRequest:
+    """A call's request as sent, read into span attributes when the span ends (off the call path).
+
+    Taken when the call starts: a shallow copy of the arguments in which every list is copied too, so an
+    app that appends the reply to its ``messages`` list after the call (the usual chat loop) does not
+    change what was sent.
+    """
+
+    __slots__ = ("_instance", "_kwargs", "_options", "_shape")
+
+    def __init__(self, shape: Shape, instance: Any, kwargs: Mapping[str, Any], opts: options.Options) -> None:
+        self._shape = shape
+        self._instance = instance
+        self._kwargs = {key: value.copy() if type(value) is list else value for key, value in kwargs.items()}
+        self._options = opts
+
+    def attributes(self) -> dict[str, Any]:
+        shape, kwargs = self._shape, self._kwargs
+        attrs = shape.request(self._instance, kwargs)
+        if shape.prompt is not None:
+            attrs.update(prompt_attributes(shape.prompt(kwargs), self._options))
+        return attrs
 
 
 def model_name(value: Any) -> str:
@@ -70,14 +97,13 @@ def apply_guard(shape: Shape, instance: Any, kwargs: dict[str, Any]) -> tuple[di
 
 def start(inst: Instruments, shape: Shape, instance: Any, kwargs: dict[str, Any], requested: str | None) -> Invocation:
     """Start the span for a call about to be made with ``kwargs``."""
-    attrs = shape.request(instance, kwargs)
+    attrs = dict(shape.server(instance))
     if requested is not None:
         attrs[semconv.REQUESTED_MODEL] = requested
     invocation = Invocation(
         inst, shape.operation, shape.provider(instance), model_name(kwargs.get(shape.model_key)), attrs
     )
-    if shape.prompt is not None:
-        invocation.prompt = RequestPrompt(shape.prompt, kwargs, options.current)
+    invocation.request = SentRequest(shape, instance, kwargs, options.current)
     return invocation
 
 
@@ -100,7 +126,7 @@ def _begin(
         if shape.prepare is not None:
             kwargs = shape.prepare(kwargs)
         invocation = start(inst, shape, instance, kwargs, requested)
-        invocation.attempts = retries.Attempts(invocation.span)
+        invocation.attempts = retries.Attempts(trace.get_current_span())
         return invocation, kwargs
     except Exception as exc:
         log_once(shape.name + ".start", exc)
@@ -125,14 +151,12 @@ def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
         if invocation is None:
             return wrapped(*args, **kwargs)
         token = retries.enter(invocation.attempts)  # type: ignore[arg-type]
-        ctx_token = context.attach(trace.set_span_in_context(invocation.span))
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
             raise
         finally:
-            context.detach(ctx_token)
             retries.leave(token)
         return _respond(shape, invocation, result)
 
@@ -147,14 +171,12 @@ def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
         if invocation is None:
             return await wrapped(*args, **kwargs)
         token = retries.enter(invocation.attempts)  # type: ignore[arg-type]
-        ctx_token = context.attach(trace.set_span_in_context(invocation.span))
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
             raise
         finally:
-            context.detach(ctx_token)
             retries.leave(token)
         return _respond(shape, invocation, result)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,25 +103,6 @@ def prompt_attributes(prompt: Prompt | None, options: Options) -> dict[str, Any]
             attrs[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = _dumps([_redacted(text_part(t), redact) for t in prompt.system])
         attrs[semconv.GEN_AI_INPUT_MESSAGES] = _dumps([m.as_json(redact) for m in prompt.messages])
     return attrs
-
-
-class RequestPrompt:
-    """The prompt of a request, turned into span attributes later, off the call path.
-
-    Taken when the call starts: a shallow copy of the call's arguments in which every list is copied too,
-    so an app that appends the reply to its ``messages`` list after the call (the usual chat loop) does not
-    change what was sent.
-    """
-
-    __slots__ = ("_kwargs", "_options", "_read")
-
-    def __init__(self, read: Callable[[Mapping[str, Any]], Prompt | None], kwargs: Mapping[str, Any], options: Options):
-        self._read = read
-        self._kwargs = {key: value.copy() if type(value) is list else value for key, value in kwargs.items()}
-        self._options = options
-
-    def attributes(self) -> dict[str, Any]:
-        return prompt_attributes(self._read(self._kwargs), self._options)
 
 
 def output_attributes(messages: Sequence[Message], options: Options) -> dict[str, Any]:

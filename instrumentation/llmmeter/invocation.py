@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmmeter import recorder, semconv
 from llmmeter.attribution import current_attributes
-from llmmeter.content import RequestPrompt
+from llmmeter.recorder import LateAttributes
 from llmmeter.retries import Attempts
 from llmmeter.semconv import GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL
 from llmmeter.telemetry import Instruments
@@ -99,16 +99,20 @@ class TokenUsage:
 
 
 class Invocation:
-    """A started GenAI client span; call ``end`` or ``fail`` exactly once.
+    """One GenAI call's span; call ``end`` or ``fail`` (or ``end_later``) exactly once.
 
-    The span starts on the call path (it is the current span while the SDK call runs, so HTTP spans nest
-    under it); ending it with the response's attributes and recording the metrics happen off the call path
-    (``llmmeter.recorder``), with the end time taken here.
+    On the call path only the times, the parent context and what the span starts with are taken; the span
+    is created (with that start time and parent), given the request's and response's attributes and ended,
+    and the metric points are recorded, off the call path (``llmmeter.recorder``). The span is therefore not
+    the current span while the SDK call runs: spans the SDK or an HTTP instrumentation opens inside the call
+    are its siblings, under the same parent. ``on_call_path=False`` (spans recorded by hand, after the fact or
+    around the app's own code): the span is created now, current for nested calls, and ended on the caller's
+    thread.
     """
 
     __slots__ = (
-        "_end_span", "_ended", "_inst", "_late", "_metric_attrs", "_start", "attempts", "first_chunk_s", "prompt",
-        "span",
+        "_elapsed", "_end_ns", "_ended", "_inst", "_late", "_metric_attrs", "_name", "_off_path", "_parent",
+        "_start", "_start_attrs", "_start_ns", "attempts", "first_chunk_s", "request", "span",
     )  # fmt: skip
 
     def __init__(
@@ -126,8 +130,7 @@ class Invocation:
 
         The span starts with what a sampler needs (operation, provider, request model, server address and
         port, as the conventions ask); the other attributes and the context's attribution are added when it
-        ends, off the call path. ``on_call_path=False``: a span recorded by hand after the fact, ended on the
-        caller's thread.
+        ends.
         """
         start_attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: operation, GEN_AI_PROVIDER_NAME: provider}
         metric_attrs: dict[str, Any] = {
@@ -144,24 +147,31 @@ class Invocation:
         attribution = current_attributes()
         if attribution:
             attributes.update(attribution)
-        run = context.get_value(_LLM_RUN_KEY)
+        parent = context.get_current()
+        run = parent.get(_LLM_RUN_KEY)
         if run is not None:
             run.covered = True  # type: ignore[attr-defined]
         self._inst = inst
         self._late = attributes
         self._metric_attrs = metric_attrs
-        self._end_span = recorder.end_span if on_call_path else recorder.end_span_now
-        self.span: Span = inst.tracer.start_span(
-            f"{operation} {request_model}" if request_model else operation,
-            kind=SpanKind.CLIENT,
-            attributes=start_attrs,
-            start_time=start_time_ns,
-        )
+        self._name = f"{operation} {request_model}" if request_model else operation
+        self._start_attrs = start_attrs
+        self._parent = parent
+        self._start_ns = start_time_ns or time.time_ns()
+        self._off_path = not on_call_path  # True: the span is made, and ends, on the current thread
+        self.span: Span | None = None if on_call_path else self._start_span()
         self._start = time.perf_counter()
         self.first_chunk_s: float | None = None
         self._ended = False
         self.attempts: Attempts | None = None  # set by wrappers that count the SDK's internal retries
-        self.prompt: RequestPrompt | None = None  # its fingerprint (and content) are added when the span ends
+        self.request: LateAttributes | None = None  # the request as sent, read into attributes at the end
+        self._end_ns = 0  # set by end_later: the call's end, taken on the call path
+        self._elapsed = 0.0
+
+    def _start_span(self) -> Span:
+        return self._inst.tracer.start_span(
+            self._name, self._parent, SpanKind.CLIENT, self._start_attrs, start_time=self._start_ns
+        )
 
     @property
     def ended(self) -> bool:
@@ -188,6 +198,40 @@ class Invocation:
         if attempts is not None and attempts.count > 1:
             attrs[semconv.RETRIES] = attempts.count - 1
 
+    def _finish(self, attrs: dict[str, Any], status: Status | None, end_ns: int) -> None:
+        if self._off_path:
+            self._emit(attrs, status, end_ns)
+        else:
+            recorder.later(self._emit, attrs, status, end_ns)
+
+    def _emit(self, attrs: dict[str, Any], status: Status | None, end_ns: int) -> None:
+        span = self.span
+        if span is None:
+            span = self.span = self._start_span()
+        recorder.end_span_now(span, attrs, status, end_ns, self.request)
+
+    def end_later(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
+        """End from an SDK response read off the call path: ``read(invocation, result)`` calls ``end``.
+
+        The end time is taken now. Only for a complete response object the SDK gave the app (not a stream).
+        """
+        if self._ended:
+            return
+        self._ended = True
+        self._elapsed = time.perf_counter() - self._start
+        self._end_ns = time.time_ns()
+        recorder.later(self._read, read, result)
+
+    def _read(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
+        self._ended = False
+        self._off_path = True  # already on the recorder's side
+        try:
+            read(self, result)
+        except Exception as exc:
+            log_once("response.read", exc)
+        if not self._ended:
+            self.end(usage=None)
+
     def end(
         self,
         *,
@@ -206,7 +250,12 @@ class Invocation:
         if self._ended:
             return
         self._ended = True
-        elapsed = duration_s if duration_s is not None else time.perf_counter() - self._start
+        if duration_s is not None:
+            elapsed = duration_s
+        elif self._end_ns:
+            elapsed = self._elapsed
+        else:
+            elapsed = time.perf_counter() - self._start
         attrs = self._late
         if attributes:
             attrs.update(attributes)
@@ -215,7 +264,7 @@ class Invocation:
         if usage is None:
             attrs[semconv.USAGE_MISSING] = True
         self._common(attrs, response_model, response_id, usage)
-        self._end_span(self.span, attrs, None, end_time_ns or time.time_ns(), self.prompt)
+        self._finish(attrs, None, end_time_ns or self._end_ns or time.time_ns())
         self._record_metrics(elapsed, usage)
 
     def fail(
@@ -245,13 +294,13 @@ class Invocation:
             attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
         self._common(attrs, response_model, response_id, usage)
         self._metric_attrs[semconv.ERROR_TYPE] = error_type
-        self._end_span(self.span, attrs, Status(StatusCode.ERROR, str(exc)[:500]), time.time_ns(), self.prompt)
+        self._finish(attrs, Status(StatusCode.ERROR, str(exc)[:500]), time.time_ns())
         self._record_metrics(elapsed, usage)
 
     def _record_metrics(self, elapsed: float, usage: TokenUsage | None) -> None:
         if usage is None:
-            self._inst.metrics.add(self._metric_attrs, elapsed, self.first_chunk_s, span=self.span)
+            self._inst.metrics.add(self._metric_attrs, elapsed, self.first_chunk_s)
         else:
             self._inst.metrics.add(
-                self._metric_attrs, elapsed, self.first_chunk_s, usage.input_tokens, usage.output_tokens, self.span
+                self._metric_attrs, elapsed, self.first_chunk_s, usage.input_tokens, usage.output_tokens
             )

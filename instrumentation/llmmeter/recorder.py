@@ -1,19 +1,28 @@
-"""What a finished call records — its span's end and its GenAI metric points — done off the call path.
+"""What a call records — its span, the request's and response's attributes, its GenAI metric points — done
+off the call path.
 
-The OpenTelemetry SDK spends ~15 µs ending a span with its response attributes (attribute cleaning, a
+The OpenTelemetry SDK spends tens of microseconds creating and ending a span (sampling, attribute cleaning, a
 ``ReadableSpan`` copy, span processors) and ~10 µs per histogram point (attribute hashing, locks, exemplar
-sampling); a call records up to four points. The call path only appends a tuple to a queue (well under a
-microsecond); the span is ended with its exact end time, and the points are recorded into the same
-histograms with the same attributes, by whichever comes first:
+sampling); a call records up to four points, and its prompt is fingerprinted (and redacted when captured).
+On the call path llmmeter only takes the times, the parent context and a snapshot of the request, and
+queues the rest. The span is created with the start time and parent taken on the call path and ended with
+the end time taken there; the points go to the same histograms with the same attributes. The queue is
+worked off by whichever comes first:
 
-- a daemon thread, every ``DRAIN_SECONDS``;
+- the recorder thread, every ``DRAIN_SECONDS``, in slices of ``SLICE_SECONDS`` with a pause between slices,
+  so it never holds the GIL for long while the app waits for it (an LLM app spends most of its time
+  waiting on the network: the work is done in that idle time; the thread is not woken per call, which
+  would cost more than it saves);
 - ``TracerProvider.force_flush()`` / ``shutdown()`` of the OpenTelemetry SDK (``instrument()`` hooks both, so
   an app that flushes before exit or before a serverless freeze exports every LLM span of calls that
   returned), and ``llmmeter.flush()``;
 - a metric reader collecting (an observable instrument's callback runs at the start of every collection,
-  so an export or ``InMemoryMetricReader.get_metrics_data()`` sees every call made before it).
+  so an export or ``InMemoryMetricReader.get_metrics_data()`` sees every call made before it);
+- the call path itself once a queue holds ``MAX_QUEUED`` items (a process too busy to give the recorder
+  thread its turn): each call then also does two queued items, so a queue stays bounded and the work is
+  done at the in-line cost.
 
-Each metric point carries its call's span as context, so exemplars link to the LLM span.
+A forked child drops what its parent had queued (the parent records it).
 """
 
 from __future__ import annotations
@@ -21,31 +30,28 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from opentelemetry import trace
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.trace import Span, Status
 from wrapt import wrap_function_wrapper
 
 from llmmeter import semconv
-from llmmeter.content import RequestPrompt
 
 logger = logging.getLogger("llmmeter")
 
-DRAIN_SECONDS = 0.1
+DRAIN_SECONDS = 0.1  # how often the recorder thread looks at the queues (the longest an item waits, when idle)
+SLICE_SECONDS = 0.001  # the recorder thread works this long, then pauses so a waiting app thread gets the GIL
+SLICE_PAUSE_SECONDS = 0.0005
+MAX_QUEUED = 2048  # per queue; past it the calling thread helps
 _DRAIN_INSTRUMENT = "llmmeter.internal.drain"  # observes nothing: its callback only drains the metric queues
 
-# (span, attributes to add, error status or None, end time in ns since the epoch, prompt or None)
-_End = tuple[Span, dict[str, Any], "Status | None", int, "RequestPrompt | None"]
-# (metric attributes, duration s, time to first chunk s, input tokens, output tokens, span for exemplars)
-_Point = tuple[Mapping[str, Any], float, "float | None", "int | None", "int | None", "Span | None"]
-
-_ends: deque[_End] = deque()
+T = TypeVar("T")
 _warned: set[str] = set()
 
 
@@ -56,43 +62,91 @@ def _warn_once(what: str) -> None:
         logger.warning("llmmeter: %s (ignored)", what, exc_info=True)
 
 
-def end_span(
-    span: Span, attributes: dict[str, Any], status: Status | None, end_time_ns: int, prompt: RequestPrompt | None
-) -> None:
-    """Queue ``span`` to be ended at ``end_time_ns`` with ``attributes`` and the prompt's attributes added (and
-    ``status`` set). ``attributes`` is taken over: the caller must not change it afterwards."""
-    _ends.append((span, attributes, status, end_time_ns, prompt))
-    if _drainer is None:
-        _start_drainer()
+class _Queue(Generic[T]):
+    """Items to process off the call path. Thread-safe: each item is taken exactly once, by any thread."""
+
+    def __init__(self, process: Callable[[T], None], what: str) -> None:
+        self._items: deque[T] = deque()
+        self._process = process
+        self._what = what
+
+    def put(self, item: T) -> None:
+        items = self._items
+        items.append(item)
+        if len(items) > MAX_QUEUED:
+            self.run(2)
+        elif _drainer is None:
+            _start_drainer()
+
+    def run(self, limit: int = -1, until: float = 0.0) -> int:
+        """Process up to ``limit`` items (all when negative), stopping once ``perf_counter()`` passes ``until``
+        (when given); returns how many were taken."""
+        items, process = self._items, self._process
+        done = 0
+        while done != limit:
+            try:
+                item = items.popleft()
+            except IndexError:
+                break
+            done += 1
+            try:
+                process(item)
+            except Exception:  # a broken span processor or meter provider must not stop the queue
+                _warn_once(f"could not {self._what}")
+            if until and time.perf_counter() > until:
+                break
+        return done
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+# --- spans ---------------------------------------------------------------------------------------------
+
+
+class LateAttributes(Protocol):
+    """Span attributes read off the call path (the request as sent, see ``llmmeter.calls.SentRequest``)."""
+
+    def attributes(self) -> Mapping[str, Any]: ...
 
 
 def end_span_now(
-    span: Span, attributes: dict[str, Any], status: Status | None, end_time_ns: int, prompt: RequestPrompt | None
+    span: Span, attributes: dict[str, Any], status: Status | None, end_time_ns: int, late: LateAttributes | None
 ) -> None:
-    """``end_span`` on the caller's thread (spans recorded by hand, off any call path)."""
-    if prompt is not None:
+    """End ``span`` at ``end_time_ns`` with ``attributes`` and ``late``'s attributes added (and ``status`` set),
+    on the caller's thread. ``attributes`` is taken over: the caller must not change it afterwards."""
+    if late is not None:
         try:
-            attributes.update(prompt.attributes())
-        except Exception:  # an unreadable prompt loses its fingerprint, never the span
-            _warn_once("could not read a prompt")
+            attributes.update(late.attributes())
+        except Exception:  # an unreadable request loses its request attributes, never the span
+            _warn_once("read a request")
     span.set_attributes(attributes)
     if status is not None:
         span.set_status(status)
     span.end(end_time_ns)
 
 
+_Work = tuple[Callable[..., None], tuple[Any, ...]]
+_work: _Queue[_Work] = _Queue(lambda item: item[0](*item[1]), "end a span")
+
+
+def later(fn: Callable[..., None], *args: Any) -> None:
+    """Run ``fn(*args)`` off the call path (it ends a span: a flush runs it first)."""
+    _work.put((fn, args))
+
+
 def drain_spans() -> None:
-    """End every queued span now. Thread-safe: each is taken from the queue exactly once."""
-    ends = _ends
-    while True:
-        try:
-            end = ends.popleft()
-        except IndexError:
-            return
-        try:
-            end_span_now(*end)
-        except Exception:  # a broken span processor must not stop the queue
-            _warn_once("could not end a span")
+    """End every queued span now."""
+    _work.run()
+
+
+# --- metric points ---------------------------------------------------------------------------------------
+
+# (metric attributes, duration s, time to first chunk s, input tokens, output tokens)
+_Point = tuple[Mapping[str, Any], float, "float | None", "int | None", "int | None"]
 
 
 class CallMetrics:
@@ -104,7 +158,7 @@ class CallMetrics:
         self.token_usage = token_usage
         self.duration = duration
         self.time_to_first_chunk = time_to_first_chunk
-        self._pending: deque[_Point] = deque()
+        self.queue: _Queue[_Point] = _Queue(self._record, "record GenAI metrics")
         _live.add(self)
         _watch(meter)
 
@@ -115,35 +169,19 @@ class CallMetrics:
         time_to_first_chunk_s: float | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
-        span: Span | None = None,
     ) -> None:
         """Queue one call's points (``attributes`` must not be changed afterwards)."""
-        self._pending.append((attributes, duration_s, time_to_first_chunk_s, input_tokens, output_tokens, span))
-        if _drainer is None:
-            _start_drainer()
+        self.queue.put((attributes, duration_s, time_to_first_chunk_s, input_tokens, output_tokens))
 
-    def drain(self) -> None:
-        """Record every queued call now. Thread-safe: each is taken from the queue exactly once."""
-        pending = self._pending
-        while True:
-            try:
-                attrs, duration_s, ttfc_s, input_tokens, output_tokens, span = pending.popleft()
-            except IndexError:
-                return
-            try:
-                ctx = trace.set_span_in_context(span) if span is not None else None
-                self.duration.record(duration_s, attrs, ctx)
-                if ttfc_s is not None:
-                    self.time_to_first_chunk.record(ttfc_s, attrs, ctx)
-                if input_tokens is not None:
-                    self.token_usage.record(input_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: "input"}, ctx)
-                if output_tokens is not None:
-                    self.token_usage.record(output_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: "output"}, ctx)
-            except Exception:  # a broken meter provider must not stop the queue
-                _warn_once("could not record GenAI metrics")
-
-    def clear(self) -> None:
-        self._pending.clear()
+    def _record(self, point: _Point) -> None:
+        attrs, duration_s, ttfc_s, input_tokens, output_tokens = point
+        self.duration.record(duration_s, attrs)
+        if ttfc_s is not None:
+            self.time_to_first_chunk.record(ttfc_s, attrs)
+        if input_tokens is not None:
+            self.token_usage.record(input_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: "input"})
+        if output_tokens is not None:
+            self.token_usage.record(output_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: "output"})
 
 
 _live: weakref.WeakSet[CallMetrics] = weakref.WeakSet()
@@ -154,7 +192,7 @@ _lock = threading.Lock()
 
 def drain_metrics() -> None:
     for metrics in list(_live):
-        metrics.drain()
+        metrics.queue.run()
 
 
 def drain() -> None:
@@ -164,7 +202,7 @@ def drain() -> None:
 
 
 def _on_collect(options: CallbackOptions) -> Iterable[Observation]:
-    drain_metrics()
+    drain()  # spans first: a response read off the call path adds its call's points
     return ()
 
 
@@ -176,12 +214,15 @@ def _watch(meter: Meter) -> None:
     meter.create_observable_gauge(_DRAIN_INSTRUMENT, callbacks=[_on_collect])
 
 
+# --- the OpenTelemetry SDK's flush and shutdown -----------------------------------------------------------
+
+
 def _drain_first(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
     """``TracerProvider.force_flush`` / ``shutdown``: queued spans end before the provider flushes."""
     try:
         drain_spans()
     except Exception:
-        _warn_once("could not end queued spans")
+        _warn_once("end queued spans")
     return wrapped(*args, **kwargs)
 
 
@@ -193,7 +234,7 @@ def hook_flush() -> None:
     try:
         for method in _FLUSHING_METHODS:
             wrap_function_wrapper("opentelemetry.sdk.trace", f"TracerProvider.{method}", _drain_first)
-    except ImportError:  # the API without the SDK: nothing exports spans, the drainer thread is enough
+    except ImportError:  # the API without the SDK: nothing exports spans, the recorder thread is enough
         pass
 
 
@@ -206,11 +247,20 @@ def unhook_flush() -> None:
         unwrap(TracerProvider, method)
 
 
+# --- the recorder thread ---------------------------------------------------------------------------------
+
+
 def _run() -> None:
-    wait = threading.Event().wait
+    pause = threading.Event().wait
+    clock = time.perf_counter
     while True:
-        wait(DRAIN_SECONDS)
-        drain()
+        until = clock() + SLICE_SECONDS
+        _work.run(until=until)
+        queues = [metrics.queue for metrics in list(_live)]
+        for queue in queues:
+            queue.run(until=until)
+        more = len(_work) > 0 or any(len(queue) > 0 for queue in queues)
+        pause(SLICE_PAUSE_SECONDS if more else DRAIN_SECONDS)
 
 
 def _start_drainer() -> None:
@@ -227,9 +277,9 @@ def _after_fork_in_child() -> None:
     global _drainer, _lock
     _lock = threading.Lock()  # a fork while another thread held it would leave it locked forever
     _drainer = None  # the thread did not survive the fork: the child's first call starts its own
-    _ends.clear()
+    _work.clear()
     for metrics in list(_live):
-        metrics.clear()
+        metrics.queue.clear()
 
 
 if hasattr(os, "register_at_fork"):

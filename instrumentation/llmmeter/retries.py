@@ -5,8 +5,9 @@ instrumentor: openai/anthropic ``BaseClient._build_request``, google-genai ``_re
 ``counting_wrapper``. A context variable keeps concurrent calls (threads, asyncio tasks) apart.
 
 The same hook solves double counting: SDKs that trace themselves (anthropic 2.x opens its own GenAI span
-around each API call) make that span current before building the request. When it is not llmmeter's span,
-it is marked ``llmmeter.billable=false``: llmmeter's span carries the same usage plus attribution.
+around each API call) make that span current before building the request. When it is not the span that was
+current when the call started, it is marked ``llmmeter.billable=false``: llmmeter's span carries the same
+usage plus attribution.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from llmmeter.semconv import BILLABLE
 class Attempts:
     """HTTP attempts made so far by one instrumented call."""
 
-    __slots__ = ("count", "span")
+    __slots__ = ("count", "outer")
 
-    def __init__(self, span: Span | None = None) -> None:
+    def __init__(self, outer: Span | None = None) -> None:
         self.count = 0
-        self.span = span  # llmmeter's span for this call
+        self.outer = outer  # the span that was current when the call started (llmmeter's span's parent)
 
     @property
     def retries(self) -> int:
@@ -51,8 +52,8 @@ def counting_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwar
     attempts = _CURRENT.get()
     if attempts is not None:
         attempts.count += 1
-        if attempts.count == 1 and attempts.span is not None:
+        if attempts.count == 1 and attempts.outer is not None:
             current = trace.get_current_span()
-            if current is not attempts.span and current.is_recording():
+            if current is not attempts.outer and current.is_recording():  # a span the SDK opened itself
                 current.set_attribute(BILLABLE, False)
     return wrapped(*args, **kwargs)

@@ -30,8 +30,15 @@ def server_attributes(url: Any) -> dict[str, Any]:
     return attrs
 
 
-def client_base_url(client: Any) -> Any:
-    """An openai/anthropic client's base URL: its ``_base_url`` field (the ``base_url`` property of recent
-    SDKs runs an import and a function per read), else the public property."""
+_NONE: dict[str, Any] = {}
+
+
+def resource_server(resource: Any) -> dict[str, Any]:
+    """The server of an openai/anthropic resource (``client.chat.completions``, ``client.messages``...): its
+    client's ``_base_url`` field (the ``base_url`` property of recent SDKs runs an import per read), else the
+    public property. Shared: copy before changing it."""
+    client = getattr(resource, "_client", None)
     url = getattr(client, "_base_url", None)
-    return url if url is not None else getattr(client, "base_url", None)
+    if url is None:
+        url = getattr(client, "base_url", None)
+    return _NONE if url is None else server_attributes(url)

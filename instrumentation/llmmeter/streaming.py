@@ -10,6 +10,8 @@ usage as far as reported), or failed (error, plus usage as far as reported).
 from __future__ import annotations
 
 import inspect
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import wrapt
@@ -52,6 +54,49 @@ def end_stream(invocation: Invocation, accumulator: Accumulator, exc: BaseExcept
         log_once("stream.end", inner)
 
 
+_END = object()
+
+
+def _observed(
+    items: Iterator[Any], invocation: Invocation, accumulator: Accumulator, attempts: retries.Attempts | None
+) -> Iterator[Any]:
+    """Every item of ``items``, unchanged and observed; the span ends when ``items`` is exhausted or fails.
+
+    A generator: resuming it costs less per chunk than a Python ``__next__``. Closed or collected before the
+    end (the app stopped reading), it ends the span as closed early. It holds no reference to the proxy: a
+    caller may iterate it after dropping the proxy (google-genai's own generators do).
+    """
+    observe = accumulator.observe
+    try:
+        if attempts is not None:  # the request is sent on the first next(): count its retries there
+            token = retries.enter(attempts)
+            try:
+                first = next(items, _END)
+            finally:
+                retries.leave(token)
+            if first is _END:
+                end_stream(invocation, accumulator, None, False)
+                return
+            try:
+                observe(first, invocation)
+            except Exception as exc:
+                log_once("stream.observe", exc)
+            yield first
+        for item in items:
+            try:
+                observe(item, invocation)
+            except Exception as exc:
+                log_once("stream.observe", exc)
+            yield item
+    except GeneratorExit:  # closed or garbage-collected before the end: the app stopped reading
+        end_stream(invocation, accumulator, None, True)
+        raise
+    except BaseException as exc:
+        end_stream(invocation, accumulator, exc, False)
+        raise
+    end_stream(invocation, accumulator, None, False)
+
+
 class SyncStream(wrapt.ObjectProxy):
     """A sync stream (SDK ``Stream``, or a generator) whose end ends the span."""
 
@@ -61,35 +106,14 @@ class SyncStream(wrapt.ObjectProxy):
         super().__init__(wrapped)
         self._self_invocation = invocation
         self._self_acc = accumulator
-        self._self_observe = accumulator.observe  # bound once: the per-chunk path is two calls and a check
-        # Set when the HTTP request only happens on the first ``next()`` (a generator): count its retries.
-        self._self_attempts = attempts
+        # ``attempts``: the HTTP request only happens on the first ``next()`` (a generator): count its retries.
+        self._self_items = _observed(iter(wrapped), invocation, accumulator, attempts)
 
-    def __iter__(self) -> SyncStream:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        return self._self_items
 
     def __next__(self) -> Any:
-        try:
-            if self._self_attempts is None:
-                item = self.__wrapped__.__next__()
-            else:
-                token = retries.enter(self._self_attempts)
-                try:
-                    item = self.__wrapped__.__next__()
-                finally:
-                    retries.leave(token)
-                    self._self_attempts = None
-        except StopIteration:
-            end_stream(self._self_invocation, self._self_acc, None, False)
-            raise
-        except BaseException as exc:
-            end_stream(self._self_invocation, self._self_acc, exc, False)
-            raise
-        try:
-            self._self_observe(item, self._self_invocation)
-        except Exception as exc:
-            log_once("stream.observe", exc)
-        return item
+        return next(self._self_items)
 
     def __enter__(self) -> SyncStream:
         self.__wrapped__.__enter__()
@@ -111,7 +135,12 @@ class SyncStream(wrapt.ObjectProxy):
         end_stream(self._self_invocation, self._self_acc, None, True)
 
     def __del__(self) -> None:
-        end_stream(self._self_invocation, self._self_acc, None, True)
+        # The generator ends the span when it is closed or collected, but a generator that never started runs
+        # no code: end it here, unless a caller still holds the generator (google-genai iterates it after
+        # dropping the proxy). References: this proxy's, ``items`` and getrefcount's argument.
+        items = self._self_items
+        if sys.getrefcount(items) <= 3:
+            end_stream(self._self_invocation, self._self_acc, None, True)
 
 
 class AsyncStream(wrapt.ObjectProxy):

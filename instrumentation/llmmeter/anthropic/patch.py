@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import wrapt
-from opentelemetry import context, trace
+from opentelemetry import trace
 
 from llmmeter import retries, semconv
 from llmmeter.anthropic import response as rsp
@@ -20,6 +20,7 @@ from llmmeter.anthropic.stream import MessageAccumulator
 from llmmeter.calls import Shape, Wrapper, apply_guard, async_wrapper, fail, start, sync_wrapper
 from llmmeter.invocation import Invocation, log_once
 from llmmeter.raw_response import respond_raw
+from llmmeter.server import resource_server
 from llmmeter.streaming import AsyncStream, SyncStream, end_helper_stream
 from llmmeter.telemetry import Instruments
 
@@ -34,7 +35,7 @@ def _respond(invocation: Invocation, result: Any) -> Any:
         return AsyncStream(result, invocation, MessageAccumulator())
     if isinstance(result, APIResponse | AsyncAPIResponse):
         return respond_raw(result, invocation, _respond)
-    rsp.end_message(invocation, result)
+    invocation.end_later(rsp.end_message, result)
     return result
 
 
@@ -42,6 +43,7 @@ MESSAGES = Shape(
     name="anthropic.messages",
     operation=semconv.OP_CHAT,
     provider=rsp.provider_of,
+    server=resource_server,
     request=rsp.request_attributes,
     respond=_respond,
     prompt=rsp.prompt,
@@ -50,6 +52,7 @@ STREAM_HELPER = Shape(
     name="anthropic.messages.stream",
     operation=semconv.OP_CHAT,
     provider=rsp.provider_of,
+    server=resource_server,
     request=rsp.stream_request_attributes,
     respond=_respond,
     prompt=rsp.prompt,
@@ -70,23 +73,21 @@ class _HelperManager(wrapt.ObjectProxy):
         self._self_stream: Any = None
 
     def _started(self) -> tuple[Invocation | None, Any]:
-        """Start the span; make it current and count attempts while the helper sends the request."""
+        """Start the call's span and count attempts while the helper sends the request."""
         try:
             invocation = self._self_begin()
             if invocation is None:
                 return None, None
-            invocation.attempts = retries.Attempts(invocation.span)
-            tokens = (retries.enter(invocation.attempts), context.attach(trace.set_span_in_context(invocation.span)))
-            return invocation, tokens
+            invocation.attempts = retries.Attempts(trace.get_current_span())
+            return invocation, retries.enter(invocation.attempts)
         except Exception as exc:
             log_once(STREAM_HELPER.name + ".start", exc)
             return None, None
 
     @staticmethod
-    def _leave(tokens: Any) -> None:
-        if tokens is not None:
-            context.detach(tokens[1])
-            retries.leave(tokens[0])
+    def _leave(token: Any) -> None:
+        if token is not None:
+            retries.leave(token)
 
     def _wrap(
         self, helper_stream: Any, invocation: Invocation | None, proxy: type[SyncStream] | type[AsyncStream]

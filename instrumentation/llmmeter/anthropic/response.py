@@ -8,7 +8,6 @@ from typing import Any
 from llmmeter import options, semconv
 from llmmeter.content import Message, Prompt, output_attributes, text_part, tool_call_part, tool_response_part
 from llmmeter.invocation import Invocation, TokenUsage
-from llmmeter.server import client_base_url, server_attributes
 
 _REQUEST_PARAMS = {
     "max_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
@@ -29,8 +28,7 @@ def provider_of(resource: Any) -> str:
 
 
 def request_attributes(instance: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    base_url = client_base_url(getattr(instance, "_client", None))
-    attrs: dict[str, Any] = {} if base_url is None else server_attributes(base_url).copy()
+    attrs: dict[str, Any] = {}
     for param, value in kwargs.items():
         attr = _REQUEST_PARAMS.get(param)
         if attr is not None and isinstance(value, int | float) and not isinstance(value, bool):

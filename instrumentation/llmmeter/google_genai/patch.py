@@ -21,7 +21,7 @@ from llmmeter.telemetry import Instruments
 
 
 def _respond_generate(invocation: Invocation, result: Any) -> Any:
-    rsp.end_generate(invocation, result)
+    invocation.end_later(rsp.end_generate, result)
     return result
 
 
@@ -29,12 +29,12 @@ def _respond_stream(invocation: Invocation, result: Any) -> Any:
     if hasattr(result, "__anext__"):
         return AsyncStream(result, invocation, GenerateAccumulator())
     # The request is sent on the first next(): count its attempts there.
-    attempts = invocation.attempts or retries.Attempts(invocation.span)
+    attempts = invocation.attempts or retries.Attempts()
     return SyncStream(result, invocation, GenerateAccumulator(), attempts=attempts)
 
 
 def _respond_embed(invocation: Invocation, result: Any) -> Any:
-    rsp.end_embed(invocation, result)
+    invocation.end_later(rsp.end_embed, result)
     return result
 
 
@@ -43,6 +43,7 @@ def _shape(name: str, operation: str, request: Callable[..., dict[str, Any]], re
         name=name,
         operation=operation,
         provider=rsp.provider_of,
+        server=rsp.server_of,
         request=request,
         respond=respond,
         prompt=rsp.prompt if operation == semconv.OP_GENERATE_CONTENT else None,

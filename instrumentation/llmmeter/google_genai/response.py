@@ -43,16 +43,15 @@ def model_of(value: Any) -> str:
     return name.rsplit("/", 1)[-1] if name.startswith(("models/", "publishers/", "projects/")) else name
 
 
-def _server(models: Any, attrs: dict[str, Any]) -> None:
+def server_of(models: Any) -> dict[str, Any]:
+    """``server.address`` / ``server.port`` of a ``Models`` / ``AsyncModels`` client (shared: copy to change)."""
     http_options = getattr(getattr(models, "_api_client", None), "_http_options", None)
     base_url = getattr(http_options, "base_url", None)
-    if isinstance(base_url, str):
-        attrs.update(server_attributes(base_url))
+    return server_attributes(base_url) if isinstance(base_url, str) else {}
 
 
 def request_attributes(models: Any, kwargs: Mapping[str, Any], stream: bool) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
-    _server(models, attrs)
     config = kwargs.get("config")
     if config is not None:
         for param, attr in _CONFIG_PARAMS:

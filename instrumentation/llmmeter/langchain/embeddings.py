@@ -93,7 +93,7 @@ class _EmbeddingCall:
             self.metric_attrs[semconv.ERROR_TYPE] = error_type
         span.end()
         if billable:
-            inst.metrics.add(self.metric_attrs, time.perf_counter() - self.start, span=span)
+            inst.metrics.add(self.metric_attrs, time.perf_counter() - self.start)
 
 
 def _start(inst: Instruments, instance: Any) -> _EmbeddingCall | None:

@@ -314,9 +314,9 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
             attrs[semconv.ERROR_TYPE] = error_type
         elapsed = time.perf_counter() - run.start
         if usage is None:
-            inst.metrics.add(attrs, elapsed, run.first_chunk_s, span=run.span)
+            inst.metrics.add(attrs, elapsed, run.first_chunk_s)
         else:
-            inst.metrics.add(attrs, elapsed, run.first_chunk_s, usage.input_tokens, usage.output_tokens, run.span)
+            inst.metrics.add(attrs, elapsed, run.first_chunk_s, usage.input_tokens, usage.output_tokens)
 
     @_guarded("on_llm_end")
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:

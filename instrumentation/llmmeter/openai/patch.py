@@ -19,6 +19,7 @@ from llmmeter.invocation import Invocation, log_once
 from llmmeter.openai import response as rsp
 from llmmeter.openai.stream import ChatAccumulator, ResponsesAccumulator
 from llmmeter.raw_response import respond_raw
+from llmmeter.server import resource_server
 from llmmeter.streaming import Accumulator, AsyncStream, SyncStream, end_helper_stream
 from llmmeter.telemetry import Instruments
 
@@ -38,7 +39,7 @@ def _responder(
             return AsyncStream(result, invocation, accumulator())
         if isinstance(result, LegacyAPIResponse | APIResponse | AsyncAPIResponse):
             return respond_raw(result, invocation, respond)
-        end(invocation, result)
+        invocation.end_later(end, result)
         return result
 
     return respond
@@ -62,6 +63,7 @@ def _shapes() -> dict[str, Shape]:
         name="openai.chat",
         operation=semconv.OP_CHAT,
         provider=rsp.provider_of,
+        server=resource_server,
         request=rsp.request_attributes,
         respond=chat_respond,
         prompt=rsp.chat_prompt,
@@ -73,6 +75,7 @@ def _shapes() -> dict[str, Shape]:
             name="openai.responses",
             operation=semconv.OP_CHAT,
             provider=rsp.provider_of,
+            server=resource_server,
             request=rsp.request_attributes,
             respond=_responder(rsp.end_response, ResponsesAccumulator),
             prompt=rsp.responses_prompt,
@@ -81,6 +84,7 @@ def _shapes() -> dict[str, Shape]:
             name="openai.completions",
             operation=semconv.OP_TEXT_COMPLETION,
             provider=rsp.provider_of,
+            server=resource_server,
             request=rsp.request_attributes,
             respond=_responder(rsp.end_completion, ChatAccumulator),
             prompt=rsp.completions_prompt,
@@ -90,6 +94,7 @@ def _shapes() -> dict[str, Shape]:
             name="openai.embeddings",
             operation=semconv.OP_EMBEDDINGS,
             provider=rsp.provider_of,
+            server=resource_server,
             request=rsp.embeddings_request_attributes,
             respond=_responder(rsp.end_embeddings, ChatAccumulator),
         ),
