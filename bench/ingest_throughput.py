@@ -143,6 +143,16 @@ def start_collectors(dsn: str, schema: str, port: int, workers: int) -> list[sub
     raise SystemExit("collector did not start")
 
 
+def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """CPU time the collector processes used so far (Linux /proc)."""
+    ticks = 0
+    for p in procs:
+        with open(f"/proc/{p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run(dsn: str, batches: int, senders: int, workers: int) -> dict[str, float]:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     rng = random.Random(7)
@@ -178,6 +188,7 @@ def run(dsn: str, batches: int, senders: int, workers: int) -> dict[str, float]:
         # warm-up: prices cached, partitions and connections ready
         httpx.post(url, content=make_batch(10**6, rng), headers={"Content-Type": "application/x-protobuf"}, timeout=60)
         threads = [threading.Thread(target=sender) for _ in range(senders)]
+        cpu_before = _cpu_seconds(procs)
         started = time.perf_counter()
         for t in threads:
             t.start()
@@ -187,6 +198,7 @@ def run(dsn: str, batches: int, senders: int, workers: int) -> dict[str, float]:
         with psycopg.connect(dsn, options=f"-c search_path={schema}") as conn:
             rows = conn.execute("SELECT count(*) FROM llm_calls").fetchone()[0]  # type: ignore[index]
             rolled = conn.execute("SELECT sum(calls) FROM llm_rollup_minute").fetchone()[0]  # type: ignore[index]
+        collector_cpu = _cpu_seconds(procs) - cpu_before
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -204,6 +216,7 @@ def run(dsn: str, batches: int, senders: int, workers: int) -> dict[str, float]:
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "refused_503": refused,
+        "collector_cpu_us": collector_cpu / spans * 1e6,
     }
 
 
@@ -215,13 +228,16 @@ def main() -> None:
     args = parser.parse_args()
     dsn, embedded = bench_dsn()
     print(f"{os.cpu_count()} CPUs shared by the load generator, the collector(s) and Postgres")
-    print(f"{'workers':>7} {'spans':>8} {'seconds':>8} {'spans/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'503s':>5}")
+    print(
+        f"{'workers':>7} {'senders':>7} {'spans':>8} {'seconds':>8} {'spans/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'503s':>5} {'collector CPU µs/span':>22}"
+    )
     try:
         for workers in args.workers:
             r = run(dsn, args.batches, args.senders, workers)
             print(
-                f"{workers:>7} {r['spans']:>8} {r['seconds']:>8.2f} {r['spans_per_s']:>9.0f} {r['p50_ms']:>8.0f}"
-                f" {r['p99_ms']:>8.0f} {r['refused_503']:>5}"
+                f"{workers:>7} {args.senders:>7} {r['spans']:>8} {r['seconds']:>8.2f} {r['spans_per_s']:>9.0f}"
+                f" {r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {r['refused_503']:>5} {r['collector_cpu_us']:>22.1f}"
             )
     finally:
         if embedded is not None:

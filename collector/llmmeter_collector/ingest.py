@@ -209,9 +209,13 @@ class Ingestor:
             return
         self._set_state(True)
         self._observe(inserted, time.perf_counter() - started)
-        new_keys = {(c.trace_id, c.span_id) for c in inserted}
+        if len(inserted) == len(calls):  # the usual case: every call was new
+            for item_calls, future in batch:
+                future.set_result(list(item_calls))
+            return
+        new = {id(c) for c in inserted}
         for item_calls, future in batch:
-            future.set_result([c for c in item_calls if (c.trace_id, c.span_id) in new_keys])
+            future.set_result([c for c in item_calls if id(c) in new])
 
     def _to_spool(self, batch: list[_Item], calls: list[LlmCall]) -> None:
         assert self._spool is not None

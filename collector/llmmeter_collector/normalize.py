@@ -22,8 +22,8 @@ OpenLIT does (it adds the cache counts on top when pricing). So:
 3. whatever the sender, a reported input smaller than cache read + cache write cannot be a total, so it is
    taken as a raw count and the cache counts are added (a sender we do not know that reports raw counts).
 
-Only the cost-relevant attributes are decoded: the span's attributes are indexed by key first, and values
-(which may be large prompt contents) are converted only when read.
+Only the cost-relevant attributes are decoded, in one pass over the span's attributes that maps every naming
+variant to its field (``_SPAN_FIELDS``); other values (which may be large prompt contents) are never converted.
 """
 
 from __future__ import annotations
@@ -51,18 +51,68 @@ _Attrs = dict[str, Any]  # attribute key -> decoded value, only the keys normali
 _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 
 
-_WANTED = frozenset(
-    {
-        *sc.PROVIDER_KEYS, *sc.OPERATION_KEYS, *sc.REQUEST_MODEL_KEYS, *sc.RESPONSE_MODEL_KEYS,
-        *sc.INPUT_TOKEN_KEYS, *sc.OUTPUT_TOKEN_KEYS, *sc.CACHE_READ_KEYS, *sc.CACHE_WRITE_KEYS,
-        *sc.REASONING_KEYS, *sc.REPORTED_COST_KEYS, *sc.STREAM_KEYS, *sc.TTFC_KEYS, *sc.SERVICE_TIER_KEYS,
-        *sc.ENVIRONMENT_KEYS, *sc.RESOURCE_ENVIRONMENT_KEYS, *sc.USER_KEYS, *sc.SESSION_KEYS,
-        sc.TELEMETRY_SDK_NAME, sc.BILLABLE, sc.CACHE_CREATION_1H_INPUT_TOKENS, sc.AUDIO_INPUT_TOKENS,
-        sc.AUDIO_OUTPUT_TOKENS, sc.ERROR_TYPE, sc.RETRIES, sc.PROVIDER_BILLED, sc.GEN_AI_RESPONSE_ID,
-        sc.PROJECT, sc.FEATURE, sc.EXPERIMENT, sc.VARIANT, sc.BATCH, sc.USAGE_MISSING, sc.PROMPT_FINGERPRINT,
-        "service.name",
-    }
+# Span attribute key -> (field, rank): every naming variant of a field, rank 0 the v1.37+ name. A span's
+# attributes are read in one pass into {field: value}, the best-ranked non-empty variant winning, so the
+# rest of normalize reads each field with one dict lookup, whatever convention the span used.
+_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("provider", sc.PROVIDER_KEYS),
+    ("operation", (sc.GEN_AI_OPERATION_NAME,)),
+    ("legacy_operation", ("llm.request.type",)),
+    ("request_model", sc.REQUEST_MODEL_KEYS),
+    ("response_model", sc.RESPONSE_MODEL_KEYS),
+    ("response_id", (sc.GEN_AI_RESPONSE_ID,)),
+    ("input", sc.INPUT_TOKEN_KEYS),
+    ("output", sc.OUTPUT_TOKEN_KEYS),
+    ("cache_read", sc.CACHE_READ_KEYS),
+    ("cache_write", sc.CACHE_WRITE_KEYS),
+    ("cache_write_1h", (sc.CACHE_CREATION_1H_INPUT_TOKENS,)),
+    ("reasoning", sc.REASONING_KEYS),
+    ("audio_input", (sc.AUDIO_INPUT_TOKENS,)),
+    ("audio_output", (sc.AUDIO_OUTPUT_TOKENS,)),
+    ("reported_cost", sc.REPORTED_COST_KEYS),
+    ("stream", sc.STREAM_KEYS),
+    ("ttfc", sc.TTFC_KEYS),
+    ("service_tier", sc.SERVICE_TIER_KEYS),
+    ("environment", sc.ENVIRONMENT_KEYS),
+    ("user", sc.USER_KEYS),
+    ("session", sc.SESSION_KEYS),
+    ("sender", (sc.TELEMETRY_SDK_NAME,)),
+    ("billable", (sc.BILLABLE,)),
+    ("error_type", (sc.ERROR_TYPE,)),
+    ("retries", (sc.RETRIES,)),
+    ("provider_billed", (sc.PROVIDER_BILLED,)),
+    ("project", (sc.PROJECT,)),
+    ("feature", (sc.FEATURE,)),
+    ("experiment", (sc.EXPERIMENT,)),
+    ("variant", (sc.VARIANT,)),
+    ("batch", (sc.BATCH,)),
+    ("usage_missing", (sc.USAGE_MISSING,)),
+    ("fingerprint", (sc.PROMPT_FINGERPRINT,)),
+)
+
+
+def _span_fields() -> dict[str, tuple[str, int]]:
+    fields: dict[str, tuple[str, int]] = {}
+    for name, keys in _VARIANTS:
+        for rank, key in enumerate(keys):
+            fields.setdefault(key, (name, rank))
+    return fields
+
+
+_SPAN_FIELDS = _span_fields()
+_RESOURCE_KEYS = frozenset(
+    {"service.name", sc.PROJECT, sc.TELEMETRY_SDK_NAME, *sc.RESOURCE_ENVIRONMENT_KEYS}
 )  # fmt: skip
+_TOKEN_FIELDS = (
+    ("input", "input tokens"),
+    ("output", "output tokens"),
+    ("cache_read", "cache read tokens"),
+    ("cache_write", "cache creation tokens"),
+    ("cache_write_1h", "1h cache creation tokens"),
+    ("reasoning", "reasoning tokens"),
+    ("audio_input", "audio input tokens"),
+    ("audio_output", "audio output tokens"),
+)
 
 
 class InvalidSpan(ValueError):
@@ -102,41 +152,55 @@ def attributes_dict(attributes: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in attributes}
 
 
-def _index(attributes: Any) -> _Attrs:
-    """Decode only the attributes normalize reads (prompt contents and the like are never converted)."""
-    out: _Attrs = {}
-    wanted = _WANTED
+def _resource_index(attributes: Any) -> _Attrs:
+    """The few resource attributes normalize reads (once per resource, not per span)."""
+    return {kv.key: any_value(kv.value) for kv in attributes if kv.key in _RESOURCE_KEYS}
+
+
+def _fields(attributes: Any) -> tuple[_Attrs, dict[str, str]]:
+    """A span's cost-relevant attributes by field (see ``_SPAN_FIELDS``), and its ``llmmeter.tag.*`` tags.
+
+    Only those values are decoded: prompt contents and the like are never converted.
+    """
+    fields: _Attrs = {}
+    ranks: dict[str, int] = {}
+    tags: dict[str, str] = {}
+    known = _SPAN_FIELDS
     for kv in attributes:
         key = kv.key
-        if key in wanted or key.startswith(_TAG_PREFIX):
-            value = kv.value
-            kind = value.WhichOneof("value")
-            out[key] = getattr(value, kind) if kind in _SCALARS else any_value(value)
-    return out
+        field = known.get(key)
+        if field is None:
+            if key.startswith(_TAG_PREFIX):
+                tags[key[_TAG_PREFIX_LEN:]] = _str(any_value(kv.value))
+            continue
+        value = kv.value
+        kind = value.WhichOneof("value")
+        decoded = getattr(value, kind) if kind in _SCALARS else any_value(value)
+        if decoded is None or decoded == "":
+            continue  # an empty variant does not hide another one
+        name, rank = field
+        if rank:
+            best = ranks.get(name)
+            if best is not None and best < rank:
+                continue
+            ranks[name] = rank
+        elif name in ranks:
+            del ranks[name]  # rank 0 beats a variant seen before it
+        fields[name] = decoded
+    return fields, tags
 
 
-def _get(attrs: _Attrs, key: str) -> Any:
-    return attrs.get(key)
-
-
-def _first(attrs: _Attrs, keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        value = attrs.get(key)
-        if value is not None and value != "":
-            return value
-    return None
-
-
-def _tokens(attrs: _Attrs, keys: tuple[str, ...], name: str) -> int | None:
-    value = _first(attrs, keys)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+def _count(value: Any, name: str) -> int:
+    """A token count; raises InvalidSpan naming ``name`` when it is not a plausible one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    elif isinstance(value, float | str) and not isinstance(value, bool):
+        try:
+            count = int(value)
+        except ValueError:
+            raise InvalidSpan(f"{name} is not a number: {value!r}") from None
+    else:
         raise InvalidSpan(f"{name} is not a number: {value!r}")
-    try:
-        count = int(value)
-    except ValueError:
-        raise InvalidSpan(f"{name} is not a number: {value!r}") from None
     if count < 0:
         raise InvalidSpan(f"{name} is negative: {count}")
     if count > MAX_TOKENS_PER_CALL:
@@ -157,34 +221,32 @@ def provider_name(raw: str) -> str:
     return sc.PROVIDER_ALIASES.get(key, key)
 
 
-def is_llm_call(attrs: _Attrs) -> bool:
-    if _first(attrs, sc.PROVIDER_KEYS) is None:
+def is_llm_call(fields: _Attrs) -> bool:
+    if "provider" not in fields:
         return False
-    operation = _first(attrs, sc.OPERATION_KEYS)
+    operation = fields.get("operation", fields.get("legacy_operation"))
     if operation is not None and str(operation).lower() not in sc.BILLABLE_OPERATIONS:
         return False
-    if operation is None and _first(attrs, (*sc.INPUT_TOKEN_KEYS, *sc.OUTPUT_TOKEN_KEYS)) is None:
+    if operation is None and "input" not in fields and "output" not in fields:
         # No operation and no usage: an API call that is not a model call (e.g. the Anthropic SDK's own
         # span for the free messages.count_tokens, or sessions.create) — never a $0 "chat".
         return False
-    return _get(attrs, sc.BILLABLE) is not False
+    return fields.get("billable") is not False
 
 
-def _operation(attrs: _Attrs, span_name: str) -> str:
-    raw = attrs.get(sc.GEN_AI_OPERATION_NAME)
+def _operation(fields: _Attrs, span_name: str) -> str:
+    raw = fields.get("operation")
     if raw is not None:
         operation = str(raw).lower()
     else:
-        legacy = _get(attrs, "llm.request.type")
-        operation = str(legacy or "chat").lower()
+        operation = str(fields.get("legacy_operation") or "chat").lower()
         # OpenLLMetry's Anthropic instrumentation marks Messages calls "completion" on spans named "anthropic.chat"
         if operation == "completion" and span_name.endswith(".chat"):
             operation = "chat"
     return sc.OPERATION_ALIASES.get(operation, operation)
 
 
-def _reported_cost(attrs: _Attrs) -> Decimal | None:
-    reported = _first(attrs, sc.REPORTED_COST_KEYS)
+def _reported_cost(reported: Any) -> Decimal | None:
     if reported is None or isinstance(reported, bool):
         return None
     try:
@@ -194,36 +256,25 @@ def _reported_cost(attrs: _Attrs) -> Decimal | None:
     return value if value.is_finite() and value >= 0 else None
 
 
-def _usage(attrs: _Attrs, provider: str, sender: str) -> tuple[Usage, bool]:
-    input_tokens = _tokens(attrs, sc.INPUT_TOKEN_KEYS, "input tokens")
-    output_tokens = _tokens(attrs, sc.OUTPUT_TOKEN_KEYS, "output tokens")
-    cache_read = _tokens(attrs, sc.CACHE_READ_KEYS, "cache read tokens") or 0
-    cache_write = _tokens(attrs, sc.CACHE_WRITE_KEYS, "cache creation tokens") or 0
-    cache_write_1h = _tokens(attrs, (sc.CACHE_CREATION_1H_INPUT_TOKENS,), "1h cache creation tokens") or 0
+def _usage(fields: _Attrs, provider: str, sender: str) -> tuple[Usage, bool]:
+    counts = [0] * len(_TOKEN_FIELDS)
+    for i, (key, name) in enumerate(_TOKEN_FIELDS):
+        value = fields.get(key)
+        if value is not None:
+            counts[i] = _count(value, name)
+    input_tokens, output, cache_read, cache_write, cache_write_1h, reasoning, audio_in, audio_out = counts
     if cache_write_1h > cache_write:
         raise InvalidSpan("1h cache creation tokens exceed cache creation tokens")
-    total_input = input_tokens or 0
     cached = cache_read + cache_write
-    if cached and ((sender in sc.RAW_INPUT_SENDERS and provider in sc.INPUT_EXCLUDES_CACHE) or total_input < cached):
-        total_input += cached
-    output = output_tokens or 0
-    reasoning = _tokens(attrs, sc.REASONING_KEYS, "reasoning tokens") or 0
-    usage = Usage(
-        input_tokens=total_input,
-        output_tokens=output,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        cache_write_1h_tokens=cache_write_1h,
-        reasoning_tokens=reasoning,
-        input_audio_tokens=_tokens(attrs, (sc.AUDIO_INPUT_TOKENS,), "audio input tokens") or 0,
-        output_audio_tokens=_tokens(attrs, (sc.AUDIO_OUTPUT_TOKENS,), "audio output tokens") or 0,
-    )
-    if usage.input_audio_tokens > usage.input_tokens:
+    if cached and ((sender in sc.RAW_INPUT_SENDERS and provider in sc.INPUT_EXCLUDES_CACHE) or input_tokens < cached):
+        input_tokens += cached
+    if audio_in > input_tokens:
         raise InvalidSpan("audio input tokens exceed input tokens")
-    return usage, input_tokens is None and output_tokens is None
+    usage = Usage(input_tokens, output, cache_read, cache_write, cache_write_1h, reasoning, audio_in, audio_out)
+    return usage, "input" not in fields and "output" not in fields
 
 
-def to_call(span: Span, attrs: _Attrs, resource: _Attrs, now_ns: int) -> LlmCall:
+def to_call(span: Span, fields: _Attrs, tags: dict[str, str], resource: _Attrs, now_ns: int) -> LlmCall:
     """Build one LlmCall from a GenAI span; raises InvalidSpan naming the problem."""
     trace_id = span.trace_id
     span_id = span.span_id
@@ -232,22 +283,17 @@ def to_call(span: Span, attrs: _Attrs, resource: _Attrs, now_ns: int) -> LlmCall
     start_ns = span.start_time_unix_nano
     if not (_EARLIEST_NS <= start_ns <= now_ns + _FUTURE_SLACK_NS):
         raise InvalidSpan(f"start time {start_ns} is not a plausible time")
-    provider = provider_name(str(_first(attrs, sc.PROVIDER_KEYS)))
-    request_model = _str(_first(attrs, sc.REQUEST_MODEL_KEYS))
-    response_model = _str(_first(attrs, sc.RESPONSE_MODEL_KEYS))
+    provider = provider_name(str(fields["provider"]))
+    request_model = _str(fields.get("request_model"))
+    response_model = _str(fields.get("response_model"))
     if not request_model and not response_model:
         raise InvalidSpan("missing model (gen_ai.request.model / gen_ai.response.model)")
-    sender = _str(_get(attrs, sc.TELEMETRY_SDK_NAME) or _get(resource, sc.TELEMETRY_SDK_NAME)).lower()
-    usage, usage_missing = _usage(attrs, provider, sender)
-
-    error_type = _str(_get(attrs, sc.ERROR_TYPE))
-    tags: dict[str, str] = {}
-    for key in attrs:
-        if key.startswith(_TAG_PREFIX):
-            tags[key[_TAG_PREFIX_LEN:]] = _str(_get(attrs, key))
-    ttfc = _first(attrs, sc.TTFC_KEYS)
-    retries = _get(attrs, sc.RETRIES)
-    billed = _get(attrs, sc.PROVIDER_BILLED)
+    sender = _str(fields.get("sender") or resource.get(sc.TELEMETRY_SDK_NAME)).lower()
+    usage, usage_missing = _usage(fields, provider, sender)
+    error_type = _str(fields.get("error_type"))
+    ttfc = fields.get("ttfc")
+    retries = fields.get("retries")
+    get = fields.get
     return LlmCall(
         trace_id=trace_id.hex(),
         span_id=span_id.hex(),
@@ -255,32 +301,40 @@ def to_call(span: Span, attrs: _Attrs, resource: _Attrs, now_ns: int) -> LlmCall
         start_ns=start_ns,
         end_ns=span.end_time_unix_nano,
         provider=provider,
-        operation=_operation(attrs, span.name),
+        operation=_operation(fields, span.name),
         request_model=request_model or response_model,
         response_model=response_model,
-        response_id=_str(_get(attrs, sc.GEN_AI_RESPONSE_ID)),
-        service_name=_str(_get(resource, "service.name")),
-        project=_str(_get(attrs, sc.PROJECT) or _get(resource, sc.PROJECT)),
-        feature=_str(_get(attrs, sc.FEATURE)),
-        environment=_str(_first(attrs, sc.ENVIRONMENT_KEYS) or _first(resource, sc.RESOURCE_ENVIRONMENT_KEYS)),
-        user_id=_str(_first(attrs, sc.USER_KEYS)),
-        session_id=_str(_first(attrs, sc.SESSION_KEYS)),
-        experiment=_str(_get(attrs, sc.EXPERIMENT)),
-        variant=_str(_get(attrs, sc.VARIANT)),
+        response_id=_str(get("response_id")),
+        service_name=_str(resource.get("service.name")),
+        project=_str(get("project") or resource.get(sc.PROJECT)),
+        feature=_str(get("feature")),
+        environment=_str(get("environment") or _first(resource, sc.RESOURCE_ENVIRONMENT_KEYS)),
+        user_id=_str(get("user")),
+        session_id=_str(get("session")),
+        experiment=_str(get("experiment")),
+        variant=_str(get("variant")),
         tags=tags,
         usage=usage,
-        usage_missing=usage_missing or _get(attrs, sc.USAGE_MISSING) is True,
-        service_tier=_str(_first(attrs, sc.SERVICE_TIER_KEYS)),
-        batch=_bool(_get(attrs, sc.BATCH)),
-        streaming=_bool(_first(attrs, sc.STREAM_KEYS)),
-        billable=billed is not False,
+        usage_missing=usage_missing or get("usage_missing") is True,
+        service_tier=_str(get("service_tier")),
+        batch=_bool(get("batch")),
+        streaming=_bool(get("stream")),
+        billable=get("provider_billed") is not False,
         status="error" if span.status.code == _STATUS_ERROR or error_type else "ok",
         error_type=error_type,
         retries=retries if isinstance(retries, int) and not isinstance(retries, bool) and 0 < retries < 1000 else 0,
         ttfc_s=float(ttfc) if isinstance(ttfc, int | float) and not isinstance(ttfc, bool) and ttfc >= 0 else None,
-        prompt_fingerprint=_str(_get(attrs, sc.PROMPT_FINGERPRINT)),
-        reported_cost=_reported_cost(attrs),
+        prompt_fingerprint=_str(get("fingerprint")),
+        reported_cost=_reported_cost(get("reported_cost")),
     )
+
+
+def _first(attrs: _Attrs, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value
+    return None
 
 
 def normalize(request: ExportTraceServiceRequest, now_ns: int | None = None, keep_spans: bool = False) -> Normalized:
@@ -290,17 +344,17 @@ def normalize(request: ExportTraceServiceRequest, now_ns: int | None = None, kee
     calls = out.calls
     total = 0
     for resource_spans in request.resource_spans:
-        resource = _index(resource_spans.resource.attributes)
+        resource = _resource_index(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             spans = scope_spans.spans
             total += len(spans)
             for span in spans:
-                attrs = _index(span.attributes)
-                if not is_llm_call(attrs):
+                fields, tags = _fields(span.attributes)
+                if not is_llm_call(fields):
                     out.other_spans += 1
                     continue
                 try:
-                    calls.append(to_call(span, attrs, resource, now_ns))
+                    calls.append(to_call(span, fields, tags, resource, now_ns))
                 except InvalidSpan as exc:
                     out.rejected_count += 1
                     if len(out.rejected) < MAX_REJECTED_MESSAGES:

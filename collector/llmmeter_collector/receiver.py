@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 RETRY_AFTER_SECONDS = 5
 MAX_REJECTION_MESSAGES = 20
+# Exports normalized at once. They hold the GIL: with every sender's export decoding in its own thread, the
+# writer thread (which formats the COPY rows) would get one GIL turn in N and the commits fall behind; two
+# keep the writer's share up while one export's decode waits on another's (decoding is serial anyway).
+_PREPARING = threading.BoundedSemaphore(2)
 
 
 class ExportRefused(Exception):
@@ -119,13 +124,14 @@ class Pipeline:
 
     def prepare(self, request: ExportTraceServiceRequest, principal: Principal | None) -> Normalized:
         """Normalize and price (CPU work: run it off the event loop)."""
-        result = normalize(request, keep_spans=self.forwarder is not None)
-        forced = principal.forced_project if principal is not None else None
-        price = self.price
-        for call in result.calls:
-            if forced is not None:
-                call.project = forced
-            price(call)
+        with _PREPARING:
+            result = normalize(request, keep_spans=self.forwarder is not None)
+            forced = principal.forced_project if principal is not None else None
+            price = self.price
+            for call in result.calls:
+                if forced is not None:
+                    call.project = forced
+                price(call)
         m = self.metrics
         m.spans_received.labels("genai").inc(len(result.calls) + result.rejected_count)
         if result.other_spans:

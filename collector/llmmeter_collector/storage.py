@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from importlib import resources
 from typing import Any
 
@@ -42,26 +42,44 @@ _ROLLUP_SUMS = (
 _USER_SUMS = ("calls", "unpriced_calls", "input_tokens", "output_tokens", "cost_usd")
 
 
-def _rollup_insert(table: str, unit: str) -> str:
+_SUMS_SQL = """count(*) AS calls, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,
+           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+           sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+           sum(reasoning_tokens) AS reasoning_tokens, coalesce(sum(cost_usd), 0) AS cost_usd,
+           sum(duration_s) AS duration_s"""
+
+
+def _rollup_upsert(table: str, select: str) -> str:
     updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in _ROLLUP_SUMS)
     return f"""
     INSERT INTO {table} (bucket, {_ROLLUP_DIMS}, {", ".join(_ROLLUP_SUMS)})
-    SELECT date_trunc('{unit}', ts), {_ROLLUP_DIMS}, count(*), count(*) FILTER (WHERE cost_usd IS NULL),
-           sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
-           sum(reasoning_tokens), coalesce(sum(cost_usd), 0), sum(duration_s)
-    FROM ins GROUP BY 1, {_ROLLUP_DIMS} ORDER BY 1, {_ROLLUP_DIMS}
+    {select} ORDER BY 1, {_ROLLUP_DIMS}
     ON CONFLICT (bucket, {_ROLLUP_DIMS}) DO UPDATE SET {updates}
     RETURNING 1"""
 
 
 _USER_UPDATES = ", ".join(f"{c} = llm_rollup_user_day.{c} + EXCLUDED.{c}" for c in _USER_SUMS)
+_STAGED = ", ".join("timestamptz 'epoch' + ts_us * interval '1 microsecond'" if c == "ts" else c for c in CALL_COLUMNS)
+# One statement per batch: insert the staged calls that are new, then add exactly those to the rollups. The
+# per-minute groups are computed once and the hourly rollup is summed from them; the count tells the writer
+# whether every staged call was new (the usual case) without sending their keys back.
 _INSERT_SQL = f"""
 WITH ins AS (
-    INSERT INTO llm_calls SELECT * FROM llm_calls_staging ON CONFLICT DO NOTHING
-    RETURNING ts, trace_id, span_id, {_ROLLUP_DIMS}, user_id, input_tokens, output_tokens,
-              cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, duration_s
-), m AS ({_rollup_insert("llm_rollup_minute", "minute")}
-), h AS ({_rollup_insert("llm_rollup_hour", "hour")}
+    INSERT INTO llm_calls ({", ".join(CALL_COLUMNS)}) SELECT {_STAGED} FROM llm_calls_staging
+    ON CONFLICT DO NOTHING
+    RETURNING ts, {_ROLLUP_DIMS}, user_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+              reasoning_tokens, cost_usd, duration_s
+), g AS (
+    SELECT date_trunc('minute', ts) AS bucket, {_ROLLUP_DIMS}, {_SUMS_SQL} FROM ins GROUP BY 1, {_ROLLUP_DIMS}
+), m AS ({_rollup_upsert("llm_rollup_minute", "SELECT * FROM g")}
+), h AS ({
+    _rollup_upsert(
+        "llm_rollup_hour",
+        f"SELECT date_trunc('hour', bucket), {_ROLLUP_DIMS}, "
+        + ", ".join(f"sum({c})" for c in _ROLLUP_SUMS)
+        + f" FROM g GROUP BY 1, {_ROLLUP_DIMS}",
+    )
+}
 ), u AS (
     INSERT INTO llm_rollup_user_day (bucket, project, user_id, feature, {", ".join(_USER_SUMS)})
     SELECT date_trunc('day', ts), project, user_id, feature, count(*), count(*) FILTER (WHERE cost_usd IS NULL),
@@ -70,7 +88,14 @@ WITH ins AS (
     ON CONFLICT (bucket, project, user_id, feature) DO UPDATE SET {_USER_UPDATES}
     RETURNING 1
 )
-SELECT trace_id, span_id FROM ins
+SELECT count(*) FROM ins
+"""
+# When some staged calls were not new: the keys of the rows this transaction inserted.
+_INSERTED_SQL = """
+SELECT s.trace_id, s.span_id, s.ts_us FROM llm_calls_staging s
+JOIN llm_calls c ON c.ts = timestamptz 'epoch' + s.ts_us * interval '1 microsecond'
+                AND c.trace_id = s.trace_id AND c.span_id = s.span_id
+WHERE c.xmin = pg_current_xact_id()::xid
 """
 
 
@@ -148,21 +173,23 @@ def _partition_name(day: date) -> str:
     return f"llm_calls_p{day:%Y%m%d}"
 
 
-def _ts(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1000 / 1e6, tz=timezone.utc)
+_NS_PER_DAY = 86_400 * 10**9
+_EPOCH = date(1970, 1, 1)
+_tags_encoder = json.JSONEncoder(separators=(",", ":"))
 
 
 def _tags_json(tags: dict[str, str]) -> str:
     """Tags as JSON text: COPY's text format hands it to Postgres, which parses it as jsonb (no adapter per row)."""
-    return json.dumps(tags, separators=(",", ":")) if tags else "{}"
+    return _tags_encoder.encode(tags) if tags else "{}"
 
 
 def _row(call: LlmCall) -> tuple[Any, ...]:
+    """The staged row: the start time as integer microseconds (Postgres makes it a timestamptz, exactly)."""
     u = call.usage
     cost = call.cost
     parts = [cost.parts.get(c) if cost else None for c in COST_CLASSES]
     return (
-        _ts(call.start_ns), call.trace_id, call.span_id, call.parent_span_id, call.service_name,
+        call.start_ns // 1000, call.trace_id, call.span_id, call.parent_span_id, call.service_name,
         call.project, call.environment, call.feature, call.user_id, call.session_id, call.experiment,
         call.variant, _tags_json(call.tags), call.provider, call.operation, call.request_model,
         call.response_model, call.model, call.response_id, u.input_tokens, u.output_tokens,
@@ -190,6 +217,8 @@ class Ledger:
                 "CREATE TEMP TABLE IF NOT EXISTS llm_calls_staging"
                 " (LIKE llm_calls INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
+            self._conn.execute("ALTER TABLE llm_calls_staging DROP COLUMN IF EXISTS ts")
+            self._conn.execute("ALTER TABLE llm_calls_staging ADD COLUMN IF NOT EXISTS ts_us bigint NOT NULL")
             self._conn.commit()
         return self._conn
 
@@ -219,29 +248,38 @@ class Ledger:
 
     def write(self, calls: Sequence[LlmCall], *, _retry: bool = True) -> list[LlmCall]:
         """Insert calls and update rollups in one transaction. Returns the calls that were new."""
-        calls = list({(c.start_ns // 1000, c.trace_id, c.span_id): c for c in calls}.values())
         if not calls:
             return []
-        days = {_ts(c.start_ns).date() for c in calls}
-        self.ensure_partitions(days)
+        days = {c.start_ns // _NS_PER_DAY for c in calls}
+        self.ensure_partitions(_EPOCH + timedelta(days=d) for d in days)
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
-                with cur.copy(f"COPY llm_calls_staging ({', '.join(CALL_COLUMNS)}) FROM STDIN") as copy:
+                columns = ", ".join("ts_us" if c == "ts" else c for c in CALL_COLUMNS)
+                with cur.copy(f"COPY llm_calls_staging ({columns}) FROM STDIN") as copy:
                     for call in calls:
                         copy.write_row(_row(call))
-                inserted = {(r[0], r[1]) for r in cur.execute(_INSERT_SQL).fetchall()}
+                row = cur.execute(_INSERT_SQL).fetchone()
+                if row is not None and row[0] == len(calls):
+                    return list(calls)  # every call was new (so none was staged twice either)
+                inserted = {(r[0], r[1], r[2]) for r in cur.execute(_INSERTED_SQL)}
         except psycopg.errors.CheckViolation as exc:
             if not (_retry and "no partition" in str(exc)):
                 raise
             # retention.py (maybe in another collector) dropped a partition cached here: create it again
-            self._partitions -= days
+            self._partitions -= {_EPOCH + timedelta(days=d) for d in days}
             return self.write(calls, _retry=False)
         except psycopg.Error:
             if conn.broken:
                 self._conn = None
             raise
-        return [c for c in calls if (c.trace_id, c.span_id) in inserted]
+        new: list[LlmCall] = []
+        for call in calls:  # a call staged twice in one batch (a retried export) was inserted once
+            key = (call.trace_id, call.span_id, call.start_ns // 1000)
+            if key in inserted:
+                inserted.discard(key)
+                new.append(call)
+        return new
 
     def close(self) -> None:
         if self._conn is not None:
