@@ -53,3 +53,40 @@ def test_start_times_are_stored_to_the_exact_microsecond(database_url: str, pg_s
     with psycopg.connect(database_url, options=f"-c search_path={pg_schema}") as conn:
         (ts,) = conn.execute("SELECT ts FROM llm_calls").fetchone()  # type: ignore[misc]
     assert ts == datetime(2025, 11, 24, 16, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+def _tricky(span: int, start_ns: int) -> LlmCall:
+    call = _call(span, start_ns)
+    call.feature = "tab\there, newline\nthere, cr\r, backslash \\ and \\N, émoji 🚀"
+    call.user_id = "\\"
+    call.tags = {"note": 'quote " and \\ and \t'}
+    call.ttfc_s = 0.1 + 0.2  # a float that needs all its digits
+    call.reported_cost = Decimal("1E-9")
+    return call
+
+
+def test_copy_rows_without_psycopgs_private_formatter_are_byte_identical() -> None:
+    assert storage._format_rows is not storage._format_rows_python  # psycopg's C formatter is in use here
+    calls = [_tricky(1, time.time_ns()), _call(2, time.time_ns())]
+    rows = [storage._row(c) for c in calls]
+    fallback = bytearray()
+    storage._format_rows_python(rows, fallback)
+    assert bytes(fallback) == storage.copy_rows(calls)
+
+
+def test_text_with_tabs_newlines_and_backslashes_reads_back_unchanged(database_url: str, pg_schema: str) -> None:
+    storage.migrate(database_url, pg_schema)
+    ledger = storage.Ledger(database_url, pg_schema)
+    now = time.time_ns()
+    by_python, by_psycopg = _tricky(1, now), _tricky(2, now)
+    fallback = bytearray()
+    storage._format_rows_python([storage._row(by_python)], fallback)
+    try:
+        assert ledger.write([by_python], bytes(fallback)) == [by_python]
+        assert ledger.write([by_psycopg]) == [by_psycopg]
+    finally:
+        ledger.close()
+    with storage.connect(database_url, pg_schema) as conn:
+        rows = conn.execute("SELECT feature, user_id, tags, ttfc_s, reported_cost_usd FROM llm_calls").fetchall()
+    expected = (by_python.feature, "\\", by_python.tags, 0.1 + 0.2, Decimal("1E-9"))
+    assert rows == [expected, expected]

@@ -21,7 +21,7 @@ import psycopg
 
 from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.spool import Spool, SpoolFull
-from llmmeter_collector.storage import Ledger
+from llmmeter_collector.storage import Ledger, copy_rows
 
 logger = logging.getLogger("llmmeter.collector")
 
@@ -36,7 +36,8 @@ class StorageUnavailable(Exception):
     """Postgres could not commit the export (and it could not be spooled); the sender should retry."""
 
 
-_Item = tuple[Sequence[LlmCall], "Future[list[LlmCall]]"]
+# (calls, their COPY rows when already made, the future acknowledging them)
+_Item = tuple[Sequence[LlmCall], "bytes | None", "Future[list[LlmCall]]"]
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -85,8 +86,9 @@ class Ingestor:
     def spool(self) -> Spool | None:
         return self._spool
 
-    def submit(self, calls: Sequence[LlmCall]) -> Future[list[LlmCall]]:
-        """Queue calls for commit; the future resolves (to the calls newly inserted) once they are durable."""
+    def submit(self, calls: Sequence[LlmCall], rows: bytes | None = None) -> Future[list[LlmCall]]:
+        """Queue calls (and their ``storage.copy_rows``) for commit; the future resolves (to the calls newly
+        inserted) once they are durable."""
         future: Future[list[LlmCall]] = Future()
         if not calls:
             future.set_result([])
@@ -97,7 +99,7 @@ class Ingestor:
             if self._queued + len(calls) > self._max_queued and self._queued > 0:
                 raise Overloaded(f"write queue full ({self._queued} calls pending)")
             self._queued += len(calls)
-        self._queue.put((calls, future))
+        self._queue.put((calls, rows, future))
         return future
 
     def _take_batch(self, first: _Item) -> tuple[list[_Item], bool]:
@@ -195,7 +197,8 @@ class Ingestor:
                 return
         started = time.perf_counter()
         try:
-            inserted = self._ledger.write(calls)
+            rows = b"".join(item[1] if item[1] is not None else copy_rows(item[0]) for item in batch)
+            inserted = self._ledger.write(calls, rows)
         except Exception as exc:
             logger.error("commit of %d calls failed: %r", len(calls), exc)
             if _unreachable(exc):
@@ -204,17 +207,17 @@ class Ingestor:
                 if spool is not None:
                     self._to_spool(batch, calls)
                     return
-            for _, future in batch:
+            for *_, future in batch:
                 future.set_exception(StorageUnavailable(str(exc)))
             return
         self._set_state(True)
         self._observe(inserted, time.perf_counter() - started)
         if len(inserted) == len(calls):  # the usual case: every call was new
-            for item_calls, future in batch:
+            for item_calls, _, future in batch:
                 future.set_result(list(item_calls))
             return
         new = {id(c) for c in inserted}
-        for item_calls, future in batch:
+        for item_calls, _, future in batch:
             future.set_result([c for c in item_calls if id(c) in new])
 
     def _to_spool(self, batch: list[_Item], calls: list[LlmCall]) -> None:
@@ -223,13 +226,13 @@ class Ingestor:
             self._spool.append(calls)
         except (SpoolFull, OSError) as exc:
             logger.error("cannot spool %d calls: %s", len(calls), exc)
-            for _, future in batch:
+            for *_, future in batch:
                 future.set_exception(StorageUnavailable(f"Postgres unreachable and {exc}"))
             return
         self._set_state(False)
         if self._on_spooled is not None:
             self._on_spooled(len(calls))
-        for _, future in batch:
+        for *_, future in batch:
             future.set_result([])  # durable on disk; counted when replayed into Postgres
 
     def close(self, timeout: float = 30.0) -> None:

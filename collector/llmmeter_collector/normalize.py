@@ -127,6 +127,7 @@ class Normalized:
     other_spans: int = 0  # non-GenAI or non-billable spans
     spans: list[Span] = field(default_factory=list)  # the span of each call (only when asked: forwarding)
     total_spans: int = 0
+    rows: bytes | None = None  # the priced calls as COPY rows (storage.copy_rows), made by the receiver
 
 
 def any_value(value: AnyValue) -> Any:
@@ -174,10 +175,12 @@ def _fields(attributes: Any) -> tuple[_Attrs, dict[str, str]]:
                 tags[key[_TAG_PREFIX_LEN:]] = _str(any_value(kv.value))
             continue
         value = kv.value
-        kind = value.WhichOneof("value")
-        decoded = getattr(value, kind) if kind in _SCALARS else any_value(value)
-        if decoded is None or decoded == "":
-            continue  # an empty variant does not hide another one
+        decoded = value.string_value  # most attributes are strings: one read instead of WhichOneof + getattr
+        if not decoded:
+            kind = value.WhichOneof("value")
+            decoded = getattr(value, kind) if kind in _SCALARS else any_value(value)
+            if decoded is None or decoded == "":
+                continue  # an empty variant does not hide another one
         name, rank = field
         if rank:
             best = ranks.get(name)

@@ -52,6 +52,7 @@ from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.metrics import Metrics
 from llmmeter_collector.normalize import Normalized, normalize
 from llmmeter_collector.ratelimit import RateLimiter, ingest_wait, retry_after_header
+from llmmeter_collector.storage import copy_rows
 
 logger = logging.getLogger("llmmeter.collector")
 
@@ -59,9 +60,9 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 RETRY_AFTER_SECONDS = 5
 MAX_REJECTION_MESSAGES = 20
-# Exports normalized at once. They hold the GIL: with every sender's export decoding in its own thread, the
-# writer thread (which formats the COPY rows) would get one GIL turn in N and the commits fall behind; two
-# keep the writer's share up while one export's decode waits on another's (decoding is serial anyway).
+# Exports decoded at once. Decoding holds the GIL: with every sender's export decoding in its own thread, the
+# writer thread would get one GIL turn in N and the commits fall behind; two keep the writer's share up while
+# one export's decode waits on another's (decoding is serial anyway).
 _PREPARING = threading.BoundedSemaphore(2)
 
 
@@ -132,6 +133,7 @@ class Pipeline:
                 if forced is not None:
                     call.project = forced
                 price(call)
+            result.rows = copy_rows(result.calls)
         m = self.metrics
         m.spans_received.labels("genai").inc(len(result.calls) + result.rejected_count)
         if result.other_spans:
@@ -149,7 +151,7 @@ class Pipeline:
                     429, "ingest rate limit of this project exceeded", "rate_limited", code_pb2.RESOURCE_EXHAUSTED, wait
                 )
         try:
-            future = self.ingestor.submit(result.calls)
+            future = self.ingestor.submit(result.calls, result.rows)
         except Overloaded as exc:
             raise unavailable(str(exc), "overloaded") from None
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from importlib import resources
 from typing import Any
@@ -183,6 +183,59 @@ def _tags_json(tags: dict[str, str]) -> str:
     return _tags_encoder.encode(tags) if tags else "{}"
 
 
+_COPY_SQL = "COPY llm_calls_staging ({}) FROM STDIN".format(
+    ", ".join("ts_us" if c == "ts" else c for c in CALL_COLUMNS)
+)
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _format_rows_python(rows: Iterable[tuple[Any, ...]], out: bytearray) -> None:
+    """COPY text format: tab-separated, ``\\N`` for NULL, backslash escapes (the fallback of ``copy_rows``)."""
+    for row in rows:
+        fields = []
+        for value in row:
+            kind = type(value)
+            if value is None:
+                fields.append("\\N")
+            elif kind is str:
+                fields.append(value.translate(_COPY_ESCAPES))
+            elif kind is bool:
+                fields.append("t" if value else "f")
+            elif kind is float:
+                fields.append(repr(value))
+            else:  # int, Decimal
+                fields.append(str(value))
+        out += "\t".join(fields).encode()
+        out += b"\n"
+
+
+def _row_formatter() -> Callable[[Iterable[tuple[Any, ...]], bytearray], None]:
+    """psycopg's own C row formatter when this psycopg has it where we look, else the Python one above."""
+    try:
+        from psycopg._copy_base import format_row_text  # private: checked against the fallback in tests
+        from psycopg.adapt import Transformer
+    except ImportError:
+        return _format_rows_python
+
+    def format_rows(rows: Iterable[tuple[Any, ...]], out: bytearray) -> None:
+        transformer = Transformer()
+        for row in rows:
+            format_row_text(row, transformer, out)
+
+    return format_rows
+
+
+_format_rows = _row_formatter()
+
+
+def copy_rows(calls: Iterable[LlmCall]) -> bytes:
+    """The calls as COPY data for the staging table. Done where the calls were priced (the receiving threads),
+    so the single writer thread only sends bytes and waits for Postgres."""
+    out = bytearray()
+    _format_rows(map(_row, calls), out)
+    return bytes(out)
+
+
 def _row(call: LlmCall) -> tuple[Any, ...]:
     """The staged row: the start time as integer microseconds (Postgres makes it a timestamptz, exactly)."""
     u = call.usage
@@ -246,8 +299,9 @@ class Ledger:
         """Raise unless Postgres answers on the writer's connection."""
         self._connection().execute("SELECT 1")
 
-    def write(self, calls: Sequence[LlmCall], *, _retry: bool = True) -> list[LlmCall]:
-        """Insert calls and update rollups in one transaction. Returns the calls that were new."""
+    def write(self, calls: Sequence[LlmCall], rows: bytes | None = None, *, _retry: bool = True) -> list[LlmCall]:
+        """Insert calls (``rows``: their ``copy_rows``, when already made) and update rollups in one transaction.
+        Returns the calls that were new."""
         if not calls:
             return []
         days = {c.start_ns // _NS_PER_DAY for c in calls}
@@ -255,10 +309,8 @@ class Ledger:
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
-                columns = ", ".join("ts_us" if c == "ts" else c for c in CALL_COLUMNS)
-                with cur.copy(f"COPY llm_calls_staging ({columns}) FROM STDIN") as copy:
-                    for call in calls:
-                        copy.write_row(_row(call))
+                with cur.copy(_COPY_SQL) as copy:
+                    copy.write(rows if rows is not None else copy_rows(calls))
                 row = cur.execute(_INSERT_SQL).fetchone()
                 if row is not None and row[0] == len(calls):
                     return list(calls)  # every call was new (so none was staged twice either)
@@ -268,7 +320,7 @@ class Ledger:
                 raise
             # retention.py (maybe in another collector) dropped a partition cached here: create it again
             self._partitions -= {_EPOCH + timedelta(days=d) for d in days}
-            return self.write(calls, _retry=False)
+            return self.write(calls, rows, _retry=False)
         except psycopg.Error:
             if conn.broken:
                 self._conn = None
