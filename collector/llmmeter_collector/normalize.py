@@ -51,7 +51,7 @@ _Attrs = dict[str, Any]  # attribute key -> decoded value, only the keys normali
 _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 
 
-# Span attribute key -> (field, rank): every naming variant of a field, rank 0 the v1.37+ name. A span's
+# Span attribute key -> (field, rank, text): every naming variant of a field, rank 0 the v1.37+ name. A span's
 # attributes are read in one pass into {field: value}, the best-ranked non-empty variant winning, so the
 # rest of normalize reads each field with one dict lookup, whatever convention the span used.
 _VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -91,11 +91,20 @@ _VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _span_fields() -> dict[str, tuple[str, int]]:
-    fields: dict[str, tuple[str, int]] = {}
+# Fields read as numbers or flags; every other field is text (a non-string value is turned into its str()).
+_NOT_TEXT = frozenset(
+    {
+        "input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning", "audio_input", "audio_output",
+        "reported_cost", "stream", "ttfc", "billable", "retries", "provider_billed", "batch", "usage_missing",
+    }
+)  # fmt: skip
+
+
+def _span_fields() -> dict[str, tuple[str, int, bool]]:
+    fields: dict[str, tuple[str, int, bool]] = {}
     for name, keys in _VARIANTS:
         for rank, key in enumerate(keys):
-            fields.setdefault(key, (name, rank))
+            fields.setdefault(key, (name, rank, name not in _NOT_TEXT))
     return fields
 
 
@@ -153,11 +162,6 @@ def attributes_dict(attributes: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in attributes}
 
 
-def _resource_index(attributes: Any) -> _Attrs:
-    """The few resource attributes normalize reads (once per resource, not per span)."""
-    return {kv.key: any_value(kv.value) for kv in attributes if kv.key in _RESOURCE_KEYS}
-
-
 def _fields(attributes: Any) -> tuple[_Attrs, dict[str, str]]:
     """A span's cost-relevant attributes by field (see ``_SPAN_FIELDS``), and its ``llmmeter.tag.*`` tags.
 
@@ -175,13 +179,15 @@ def _fields(attributes: Any) -> tuple[_Attrs, dict[str, str]]:
                 tags[key[_TAG_PREFIX_LEN:]] = _str(any_value(kv.value))
             continue
         value = kv.value
+        name, rank, text = field
         decoded = value.string_value  # most attributes are strings: one read instead of WhichOneof + getattr
         if not decoded:
             kind = value.WhichOneof("value")
             decoded = getattr(value, kind) if kind in _SCALARS else any_value(value)
             if decoded is None or decoded == "":
                 continue  # an empty variant does not hide another one
-        name, rank = field
+            if text:
+                decoded = str(decoded)
         if rank:
             best = ranks.get(name)
             if best is not None and best < rank:
@@ -260,12 +266,23 @@ def _reported_cost(reported: Any) -> Decimal | None:
 
 
 def _usage(fields: _Attrs, provider: str, sender: str) -> tuple[Usage, bool]:
-    counts = [0] * len(_TOKEN_FIELDS)
-    for i, (key, name) in enumerate(_TOKEN_FIELDS):
-        value = fields.get(key)
-        if value is not None:
-            counts[i] = _count(value, name)
-    input_tokens, output, cache_read, cache_write, cache_write_1h, reasoning, audio_in, audio_out = counts
+    get = fields.get
+    value = get("input")
+    input_tokens = 0 if value is None else _count(value, "input tokens")
+    value = get("output")
+    output = 0 if value is None else _count(value, "output tokens")
+    value = get("cache_read")
+    cache_read = 0 if value is None else _count(value, "cache read tokens")
+    value = get("cache_write")
+    cache_write = 0 if value is None else _count(value, "cache creation tokens")
+    value = get("cache_write_1h")
+    cache_write_1h = 0 if value is None else _count(value, "1h cache creation tokens")
+    value = get("reasoning")
+    reasoning = 0 if value is None else _count(value, "reasoning tokens")
+    value = get("audio_input")
+    audio_in = 0 if value is None else _count(value, "audio input tokens")
+    value = get("audio_output")
+    audio_out = 0 if value is None else _count(value, "audio output tokens")
     if cache_write_1h > cache_write:
         raise InvalidSpan("1h cache creation tokens exceed cache creation tokens")
     cached = cache_read + cache_write
@@ -277,7 +294,27 @@ def _usage(fields: _Attrs, provider: str, sender: str) -> tuple[Usage, bool]:
     return usage, "input" not in fields and "output" not in fields
 
 
-def to_call(span: Span, fields: _Attrs, tags: dict[str, str], resource: _Attrs, now_ns: int) -> LlmCall:
+@dataclass(frozen=True, slots=True)
+class _Resource:
+    """What a span's resource contributes to its calls (read once per resource)."""
+
+    service_name: str
+    project: str
+    environment: str
+    sender: str
+
+
+def _resource(attributes: Any) -> _Resource:
+    attrs = {kv.key: any_value(kv.value) for kv in attributes if kv.key in _RESOURCE_KEYS}
+    return _Resource(
+        service_name=_str(attrs.get("service.name")),
+        project=_str(attrs.get(sc.PROJECT)),
+        environment=_str(_first(attrs, sc.RESOURCE_ENVIRONMENT_KEYS)),
+        sender=_str(attrs.get(sc.TELEMETRY_SDK_NAME)),
+    )
+
+
+def to_call(span: Span, fields: _Attrs, tags: dict[str, str], resource: _Resource, now_ns: int) -> LlmCall:
     """Build one LlmCall from a GenAI span; raises InvalidSpan naming the problem."""
     trace_id = span.trace_id
     span_id = span.span_id
@@ -286,17 +323,16 @@ def to_call(span: Span, fields: _Attrs, tags: dict[str, str], resource: _Attrs, 
     start_ns = span.start_time_unix_nano
     if not (_EARLIEST_NS <= start_ns <= now_ns + _FUTURE_SLACK_NS):
         raise InvalidSpan(f"start time {start_ns} is not a plausible time")
-    provider = provider_name(str(fields["provider"]))
-    request_model = _str(fields.get("request_model"))
-    response_model = _str(fields.get("response_model"))
+    get = fields.get
+    provider = provider_name(fields["provider"])
+    request_model = get("request_model", "")
+    response_model = get("response_model", "")
     if not request_model and not response_model:
         raise InvalidSpan("missing model (gen_ai.request.model / gen_ai.response.model)")
-    sender = _str(fields.get("sender") or resource.get(sc.TELEMETRY_SDK_NAME)).lower()
-    usage, usage_missing = _usage(fields, provider, sender)
-    error_type = _str(fields.get("error_type"))
-    ttfc = fields.get("ttfc")
-    retries = fields.get("retries")
-    get = fields.get
+    usage, usage_missing = _usage(fields, provider, (get("sender") or resource.sender).lower())
+    error_type = get("error_type", "")
+    ttfc = get("ttfc")
+    retries = get("retries")
     return LlmCall(
         trace_id=trace_id.hex(),
         span_id=span_id.hex(),
@@ -307,19 +343,19 @@ def to_call(span: Span, fields: _Attrs, tags: dict[str, str], resource: _Attrs, 
         operation=_operation(fields, span.name),
         request_model=request_model or response_model,
         response_model=response_model,
-        response_id=_str(get("response_id")),
-        service_name=_str(resource.get("service.name")),
-        project=_str(get("project") or resource.get(sc.PROJECT)),
-        feature=_str(get("feature")),
-        environment=_str(get("environment") or _first(resource, sc.RESOURCE_ENVIRONMENT_KEYS)),
-        user_id=_str(get("user")),
-        session_id=_str(get("session")),
-        experiment=_str(get("experiment")),
-        variant=_str(get("variant")),
+        response_id=get("response_id", ""),
+        service_name=resource.service_name,
+        project=get("project") or resource.project,
+        feature=get("feature", ""),
+        environment=get("environment") or resource.environment,
+        user_id=get("user", ""),
+        session_id=get("session", ""),
+        experiment=get("experiment", ""),
+        variant=get("variant", ""),
         tags=tags,
         usage=usage,
         usage_missing=usage_missing or get("usage_missing") is True,
-        service_tier=_str(get("service_tier")),
+        service_tier=get("service_tier", ""),
         batch=_bool(get("batch")),
         streaming=_bool(get("stream")),
         billable=get("provider_billed") is not False,
@@ -327,7 +363,7 @@ def to_call(span: Span, fields: _Attrs, tags: dict[str, str], resource: _Attrs, 
         error_type=error_type,
         retries=retries if isinstance(retries, int) and not isinstance(retries, bool) and 0 < retries < 1000 else 0,
         ttfc_s=float(ttfc) if isinstance(ttfc, int | float) and not isinstance(ttfc, bool) and ttfc >= 0 else None,
-        prompt_fingerprint=_str(get("fingerprint")),
+        prompt_fingerprint=get("fingerprint", ""),
         reported_cost=_reported_cost(get("reported_cost")),
     )
 
@@ -347,7 +383,7 @@ def normalize(request: ExportTraceServiceRequest, now_ns: int | None = None, kee
     calls = out.calls
     total = 0
     for resource_spans in request.resource_spans:
-        resource = _resource_index(resource_spans.resource.attributes)
+        resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             spans = scope_spans.spans
             total += len(spans)
