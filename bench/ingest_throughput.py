@@ -190,11 +190,13 @@ def run(dsn: str, batches: int, senders: int, workers: int) -> dict[str, float]:
         threads = [threading.Thread(target=sender) for _ in range(senders)]
         cpu_before = _cpu_seconds(procs)
         started = time.perf_counter()
+        sender_cpu = time.process_time()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
+        sender_cpu = time.process_time() - sender_cpu
         with psycopg.connect(dsn, options=f"-c search_path={schema}") as conn:
             rows = conn.execute("SELECT count(*) FROM llm_calls").fetchone()[0]  # type: ignore[index]
             rolled = conn.execute("SELECT sum(calls) FROM llm_rollup_minute").fetchone()[0]  # type: ignore[index]
@@ -217,6 +219,7 @@ def run(dsn: str, batches: int, senders: int, workers: int) -> dict[str, float]:
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "refused_503": refused,
         "collector_cpu_us": collector_cpu / spans * 1e6,
+        "sender_cpu_us": sender_cpu / spans * 1e6,
     }
 
 
@@ -230,7 +233,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs shared by the load generator, the collector(s) and Postgres")
     print(
         f"{'workers':>7} {'senders':>7} {'spans':>8} {'seconds':>8} {'spans/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'503s':>5} {'collector CPU µs/span':>22}"
+        f" {'503s':>5} {'collector CPU µs/span':>22} {'sender CPU µs/span':>18}"
     )
     try:
         for workers in args.workers:
@@ -238,6 +241,7 @@ def main() -> None:
             print(
                 f"{workers:>7} {args.senders:>7} {r['spans']:>8} {r['seconds']:>8.2f} {r['spans_per_s']:>9.0f}"
                 f" {r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {r['refused_503']:>5} {r['collector_cpu_us']:>22.1f}"
+                f" {r['sender_cpu_us']:>18.1f}"
             )
     finally:
         if embedded is not None:

@@ -176,7 +176,8 @@ def _fields(attributes: Any) -> tuple[_Attrs, dict[str, str]]:
         field = known.get(key)
         if field is None:
             if key.startswith(_TAG_PREFIX):
-                tags[key[_TAG_PREFIX_LEN:]] = _str(any_value(kv.value))
+                value = kv.value
+                tags[key[_TAG_PREFIX_LEN:]] = value.string_value or _str(any_value(value))
             continue
         value = kv.value
         name, rank, text = field

@@ -1186,22 +1186,26 @@ class PriceCatalog:
         if uncached < 0 or text_out < 0 or write_5m < 0:
             uncached, text_out, write_5m = self._inconsistent(call, uncached, text_out, write_5m)
         token_rates = rates.for_prompt(usage.input_tokens) if rates.long_context else rates
+        # A class is a part only when it costs something (tokens and a non-zero rate).
         parts: dict[str, Decimal] = {}
-        if uncached:
+        if uncached and token_rates.input:
             parts["input"] = uncached * token_rates.input
-        if usage.cache_read_tokens:
+        if usage.cache_read_tokens and token_rates.cache_read:
             parts["cache_read"] = usage.cache_read_tokens * token_rates.cache_read
         if write_5m or write_1h:
-            parts["cache_write"] = write_5m * token_rates.cache_write_5m + write_1h * token_rates.cache_write_1h
-        if text_out:
+            amount = write_5m * token_rates.cache_write_5m + write_1h * token_rates.cache_write_1h
+            if amount:
+                parts["cache_write"] = amount
+        if text_out and token_rates.output:
             parts["output"] = text_out * token_rates.output
-        if usage.input_audio_tokens:
+        if usage.input_audio_tokens and token_rates.input_audio:
             parts["input_audio"] = usage.input_audio_tokens * token_rates.input_audio
-        if usage.output_audio_tokens:
+        if usage.output_audio_tokens and token_rates.output_audio:
             parts["output_audio"] = usage.output_audio_tokens * token_rates.output_audio
         if rates.per_request or rates.per_hour:
-            parts["request"] = rates.per_request + self._time_cost(rates.per_hour, call)
-        parts = {name: amount for name, amount in parts.items() if amount}
+            amount = rates.per_request + self._time_cost(rates.per_hour, call)
+            if amount:
+                parts["request"] = amount
         return Cost(total=sum(parts.values(), _ZERO), parts=parts, price_source=rates.source)
 
     @staticmethod

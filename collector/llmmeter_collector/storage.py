@@ -175,12 +175,18 @@ def _partition_name(day: date) -> str:
 
 _NS_PER_DAY = 86_400 * 10**9
 _EPOCH = date(1970, 1, 1)
-_tags_encoder = json.JSONEncoder(separators=(",", ":"))
+_json_str = json.encoder.encode_basestring_ascii  # one JSON string literal (C), as json.dumps writes it
 
 
 def _tags_json(tags: dict[str, str]) -> str:
-    """Tags as JSON text: COPY's text format hands it to Postgres, which parses it as jsonb (no adapter per row)."""
-    return _tags_encoder.encode(tags) if tags else "{}"
+    """Tags as JSON text: COPY's text format hands it to Postgres, which parses it as jsonb (no adapter per row).
+    Names and values are strings (normalize made them so): each is one C call, no encoder object."""
+    if not tags:
+        return "{}"
+    try:
+        return "{" + ",".join(_json_str(name) + ":" + _json_str(value) for name, value in tags.items()) + "}"
+    except TypeError:  # a value that is not a string (a call built by hand): what json.dumps writes
+        return json.dumps(tags, separators=(",", ":"))
 
 
 _COPY_SQL = "COPY llm_calls_staging ({}) FROM STDIN".format(
