@@ -268,22 +268,8 @@ def _reported_cost(reported: Any) -> Decimal | None:
 
 def _usage(fields: _Attrs, provider: str, sender: str) -> tuple[Usage, bool]:
     get = fields.get
-    value = get("input")
-    input_tokens = 0 if value is None else _count(value, "input tokens")
-    value = get("output")
-    output = 0 if value is None else _count(value, "output tokens")
-    value = get("cache_read")
-    cache_read = 0 if value is None else _count(value, "cache read tokens")
-    value = get("cache_write")
-    cache_write = 0 if value is None else _count(value, "cache creation tokens")
-    value = get("cache_write_1h")
-    cache_write_1h = 0 if value is None else _count(value, "1h cache creation tokens")
-    value = get("reasoning")
-    reasoning = 0 if value is None else _count(value, "reasoning tokens")
-    value = get("audio_input")
-    audio_in = 0 if value is None else _count(value, "audio input tokens")
-    value = get("audio_output")
-    audio_out = 0 if value is None else _count(value, "audio output tokens")
+    counts = [0 if (value := get(key)) is None else _count(value, name) for key, name in _TOKEN_FIELDS]
+    input_tokens, output, cache_read, cache_write, cache_write_1h, reasoning, audio_in, audio_out = counts
     if cache_write_1h > cache_write:
         raise InvalidSpan("1h cache creation tokens exceed cache creation tokens")
     cached = cache_read + cache_write

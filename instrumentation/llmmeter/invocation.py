@@ -61,6 +61,18 @@ def llm_run_context(run: LlmRun, ctx: context.Context | None = None) -> context.
     return context.set_value(_LLM_RUN_KEY, run, ctx)
 
 
+_USAGE_KEYS = (
+    ("input_tokens", semconv.GEN_AI_USAGE_INPUT_TOKENS),
+    ("output_tokens", semconv.GEN_AI_USAGE_OUTPUT_TOKENS),
+    ("cache_read_tokens", semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+    ("cache_write_tokens", semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+    ("cache_write_1h_tokens", semconv.CACHE_CREATION_1H_INPUT_TOKENS),
+    ("reasoning_tokens", semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+    ("input_audio_tokens", semconv.AUDIO_INPUT_TOKENS),
+    ("output_audio_tokens", semconv.AUDIO_OUTPUT_TOKENS),
+)
+
+
 @dataclass(slots=True)
 class TokenUsage:
     """Usage as the GenAI conventions count it: input includes cached tokens, output includes reasoning."""
@@ -79,22 +91,10 @@ class TokenUsage:
 
     def add_to(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Add the reported counts (absent ones are not zero: they are left out) to ``attrs``."""
-        if self.input_tokens is not None:
-            attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self.input_tokens
-        if self.output_tokens is not None:
-            attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = self.output_tokens
-        if self.cache_read_tokens is not None:
-            attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_tokens
-        if self.cache_write_tokens is not None:
-            attrs[semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_write_tokens
-        if self.cache_write_1h_tokens is not None:
-            attrs[semconv.CACHE_CREATION_1H_INPUT_TOKENS] = self.cache_write_1h_tokens
-        if self.reasoning_tokens is not None:
-            attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
-        if self.input_audio_tokens is not None:
-            attrs[semconv.AUDIO_INPUT_TOKENS] = self.input_audio_tokens
-        if self.output_audio_tokens is not None:
-            attrs[semconv.AUDIO_OUTPUT_TOKENS] = self.output_audio_tokens
+        for field, key in _USAGE_KEYS:
+            value = getattr(self, field)
+            if value is not None:
+                attrs[key] = value
         return attrs
 
 
