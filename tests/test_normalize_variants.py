@@ -309,3 +309,14 @@ def test_invalid_usage_is_rejected_with_the_field_named(attrs: dict[str, Any], m
 def test_spans_that_are_not_billable_calls_are_passed_over(attrs: dict[str, Any]) -> None:
     result = normalize(export(attrs))
     assert result.calls == [] and result.rejected == [] and result.other_spans == 1
+
+
+@pytest.mark.parametrize("newest_first", [True, False], ids=["v1.37-name-first", "older-name-first"])
+def test_the_newest_name_wins_whatever_order_the_variants_come_in(newest_first: bool) -> None:
+    variants = [("gen_ai.usage.input_tokens", 1000), ("gen_ai.usage.prompt_tokens", 7), ("llm.usage.prompt_tokens", 9)]
+    attrs = dict(variants if newest_first else variants[::-1])
+    attrs |= {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.system": "anthropic"}
+    attrs |= {"gen_ai.usage.completion_tokens": "", "llm.usage.completion_tokens": 5}  # empty: the next variant
+    call = one(export(attrs))
+    assert call.usage.input_tokens == 1000 and call.usage.output_tokens == 5
+    assert call.provider == "openai"  # gen_ai.provider.name over the older gen_ai.system

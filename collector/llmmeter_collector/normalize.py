@@ -189,13 +189,10 @@ def _fields(attributes: Any) -> tuple[_Attrs, dict[str, str]]:
                 continue  # an empty variant does not hide another one
             if text:
                 decoded = str(decoded)
-        if rank:
-            best = ranks.get(name)
-            if best is not None and best < rank:
-                continue
-            ranks[name] = rank
-        elif name in ranks:
-            del ranks[name]  # rank 0 beats a variant seen before it
+        best = ranks.get(name)
+        if best is not None and best < rank:
+            continue  # a better-ranked variant of this field came first
+        ranks[name] = rank
         fields[name] = decoded
     return fields, tags
 
