@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck pytest bench debs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml hatch_build.py collector/llmmeter_collector/_otlp_fields.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -26,9 +26,26 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from llmmeter_collector import normalize as nm
 from llmmeter_collector.llmcall import LlmCall
-from llmmeter_collector.normalize import normalize
+from llmmeter_collector.normalize import Normalized
 from llmmeter_collector.pricing import PriceCatalog
+
+_READER = {"name": "c"}
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def reader(request: pytest.FixtureRequest) -> str:
+    """Every case twice: attributes read from the protobuf bytes in C, and through the protobuf runtime."""
+    assert nm._c_span_fields is not None, "the C attribute reader was not built (hatch_build.py)"
+    _READER["name"] = request.param
+    return str(request.param)
+
+
+def normalize(request: ExportTraceServiceRequest) -> Normalized:
+    body = request.SerializeToString() if _READER["name"] == "c" else None
+    return nm.normalize(request, body=body)
+
 
 NOW = time.time_ns()
 

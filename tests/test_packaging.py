@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -54,6 +55,8 @@ def test_the_wheel_ships_both_packages_and_keeps_collector_dependencies_in_extra
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "llmmeter/__init__.py" in names
     assert "llmmeter_collector/service.py" in names
+    assert any(n.startswith("llmmeter_collector/_otlp_fields.") and n.endswith(".so") for n in names)  # C reader
+    assert not any(n.endswith(".c") for n in names)
     assert "llmmeter_collector/migrations/0001_ledger.sql" in names
     assert "llmmeter = llmmeter._cli:main" in entry_points
     requires = metadata.get_all("Requires-Dist") or []
@@ -63,3 +66,17 @@ def test_the_wheel_ships_both_packages_and_keeps_collector_dependencies_in_extra
         assert not any(r.startswith(heavy) for r in unconditional), f"{heavy} must be behind an extra"
     assert any(r.startswith("psycopg") and "collector" in r.split(";")[1] for r in requires if ";" in r)
     assert metadata["Requires-Python"] == ">=3.10"
+
+
+def test_without_a_compiler_the_wheel_still_builds_as_pure_python(tmp_path: Path) -> None:
+    env = {**os.environ, "CC": "false"}  # a compiler that always fails
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        timeout=300,
+        env=env,
+    )
+    (wheel,) = tmp_path.glob("llmmeter-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert not any(n.endswith(".so") for n in archive.namelist())

@@ -59,7 +59,7 @@ class _Services:
     def _prepare(self, body: bytes, token: str | None) -> tuple[ExportTraceServiceRequest, Normalized]:
         principal = self._pipeline.authenticate(token)
         request = parse_traces(body, PROTOBUF)
-        return request, self._pipeline.prepare(request, principal)
+        return request, self._pipeline.prepare(request, principal, body)
 
     async def traces(self, body: bytes, context: grpc.aio.ServicerContext) -> ExportTraceServiceResponse:
         loop = asyncio.get_running_loop()

@@ -40,6 +40,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from llmmeter_collector import semconv as sc
 from llmmeter_collector.llmcall import LlmCall, Usage
 
+try:  # the C attribute reader (_otlp_fields.c), built with the package when a compiler was there
+    from llmmeter_collector._otlp_fields import span_fields as _c_span_fields
+except ImportError:  # pragma: no cover - a build without a compiler: attributes are read in Python
+    _c_span_fields = None
+
 MAX_TOKENS_PER_CALL = 100_000_000  # above this a count is not a real call's usage
 MAX_REJECTED_MESSAGES = 100
 _EARLIEST_NS = 1_577_836_800 * 10**9  # 2020-01-01
@@ -175,7 +180,7 @@ def _fields(attributes: Any) -> tuple[_Attrs, dict[str, str]]:
         key = kv.key
         field = known.get(key)
         if field is None:
-            if key.startswith(_TAG_PREFIX):
+            if key.startswith(_TAG_PREFIX) and len(key) > _TAG_PREFIX_LEN:  # a tag with a name
                 value = kv.value
                 tags[key[_TAG_PREFIX_LEN:]] = value.string_value or _str(any_value(value))
             continue
@@ -360,19 +365,38 @@ def _first(attrs: _Attrs, keys: tuple[str, ...]) -> Any:
     return None
 
 
-def normalize(request: ExportTraceServiceRequest, now_ns: int | None = None, keep_spans: bool = False) -> Normalized:
-    """Every LLM call in an export, and a message for each GenAI span that had to be rejected."""
+def _read_in_c(body: bytes | None) -> list[tuple[_Attrs, dict[str, str]] | None]:
+    """Every span's ``_fields`` from the protobuf bytes, by the C reader when it is built (hatch_build.py)."""
+    if body is None or _c_span_fields is None:
+        return []
+    try:
+        return _c_span_fields(body, _SPAN_FIELDS, _TAG_PREFIX)
+    except ValueError:  # bytes the protobuf runtime accepted and the C reader did not: read them in Python
+        return []
+
+
+def normalize(
+    request: ExportTraceServiceRequest, now_ns: int | None = None, keep_spans: bool = False, body: bytes | None = None
+) -> Normalized:
+    """Every LLM call in an export, and a message for each GenAI span that had to be rejected.
+
+    ``body``: the protobuf bytes ``request`` was parsed from, when there are some: span attributes are then read
+    from them in C (three to four times faster), the rest from ``request``.
+    """
     now_ns = now_ns if now_ns is not None else time.time_ns()
     out = Normalized()
     calls = out.calls
     total = 0
+    read = _read_in_c(body)
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             spans = scope_spans.spans
+            first = total
             total += len(spans)
-            for span in spans:
-                fields, tags = _fields(span.attributes)
+            for i, span in enumerate(spans, first):
+                entry = read[i] if i < len(read) else None
+                fields, tags = entry if entry is not None else _fields(span.attributes)
                 if not is_llm_call(fields):
                     out.other_spans += 1
                     continue

@@ -123,10 +123,13 @@ class Pipeline:
             )  # fmt: skip
         return principal
 
-    def prepare(self, request: ExportTraceServiceRequest, principal: Principal | None) -> Normalized:
-        """Normalize and price (CPU work: run it off the event loop)."""
+    def prepare(
+        self, request: ExportTraceServiceRequest, principal: Principal | None, body: bytes | None = None
+    ) -> Normalized:
+        """Normalize and price (CPU work: run it off the event loop). ``body``: the protobuf ``request`` came
+        from, when it came as protobuf."""
         with _PREPARING:
-            result = normalize(request, keep_spans=self.forwarder is not None)
+            result = normalize(request, keep_spans=self.forwarder is not None, body=body)
             forced = principal.forced_project if principal is not None else None
             price = self.price
             for call in result.calls:
@@ -261,7 +264,7 @@ class Receiver:
     def _decode(self, body: bytes, ctype: str, token: str | None) -> tuple[ExportTraceServiceRequest, Normalized]:
         principal = self.pipeline.authenticate(token)
         request = parse_traces(body, ctype)
-        return request, self.pipeline.prepare(request, principal)
+        return request, self.pipeline.prepare(request, principal, body if ctype == PROTOBUF else None)
 
     async def traces(self, request: Request) -> Response:
         ctype: str | None = None
