@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import psycopg
+import pytest
 
 from llmmeter_collector import storage
 from llmmeter_collector.llmcall import Cost, LlmCall, Usage
@@ -90,3 +91,11 @@ def test_text_with_tabs_newlines_and_backslashes_reads_back_unchanged(database_u
         rows = conn.execute("SELECT feature, user_id, tags, ttfc_s, reported_cost_usd FROM llm_calls").fetchall()
     expected = (by_python.feature, "\\", by_python.tags, 0.1 + 0.2, Decimal("1E-9"))
     assert rows == [expected, expected]
+
+
+def test_writers_setting_is_checked() -> None:
+    from llmmeter_collector.config import ConfigError, Settings
+
+    assert Settings.from_env({"LLMMETER_WRITERS": "3"}).writers == 3
+    with pytest.raises(ConfigError, match="LLMMETER_WRITERS must be at least 1"):
+        Settings.from_env({"LLMMETER_WRITERS": "0"})

@@ -35,6 +35,7 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_queued_calls: int = 100_000
     max_batch_calls: int = 20_000  # calls committed in one transaction at most
+    writers: int = 2  # writer threads, one Postgres connection each (ingest.py)
     max_label_values: int = 200
     require_keys: bool = False  # refuse unauthenticated exports even before any key exists
     key_cache_seconds: int = 10
@@ -87,6 +88,8 @@ class Settings:
             raise ConfigError(f"LLMMETER_FORWARD_ENDPOINT must be an http(s) URL, got {settings.forward_endpoint!r}")
         if settings.max_label_values < 1:
             raise ConfigError("LLMMETER_MAX_LABEL_VALUES must be at least 1")
+        if settings.writers < 1:
+            raise ConfigError("LLMMETER_WRITERS must be at least 1")
         return settings
 
     @property

@@ -1,4 +1,4 @@
-"""The write path: exports wait in a bounded queue, one writer commits many of them per transaction.
+"""The write path: exports wait in a bounded queue, writer threads commit many of them per transaction.
 
 An export is acknowledged only when the transaction holding its calls has committed, or, while Postgres is
 unreachable and a spool is configured, when its calls are fsync'd in the on-disk spool (replayed into
@@ -46,11 +46,16 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 class Ingestor:
-    """Bounded queue of pending exports and the writer thread that commits them."""
+    """Bounded queue of pending exports and the writer threads that commit them, one Postgres connection each.
+
+    With two writers one batch's rows are sent while the previous batch's insert runs, so Postgres is not
+    idle between transactions. Their rollup upserts touch rows in the same order, so they queue behind each
+    other rather than deadlock; every write stays idempotent. The spool is used by one writer at a time.
+    """
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledgers: Ledger | Sequence[Ledger],
         *,
         max_queued_calls: int = 100_000,
         max_batch_calls: int = 20_000,
@@ -60,12 +65,13 @@ class Ingestor:
         on_spooled: Callable[[int], None] | None = None,
         partition_days_ahead: int = 7,
     ) -> None:
-        self._ledger = ledger
+        self._ledgers = [ledgers] if isinstance(ledgers, Ledger) else list(ledgers)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._max_queued = max_queued_calls
         self._max_batch = max_batch_calls
         self._queued = 0
         self._lock = threading.Lock()
+        self._spool_lock = threading.RLock()
         self._on_commit = on_commit
         self._on_state = on_state
         self._on_spooled = on_spooled
@@ -74,9 +80,13 @@ class Ingestor:
         self._partitions_day: object = None
         self.storage_ok = True
         self._next_retry = 0.0
-        self._thread = threading.Thread(target=self._run, name="llmmeter-writer", daemon=True)
         self._stopping = False
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(ledger,), name=f"llmmeter-writer-{n}", daemon=True)
+            for n, ledger in enumerate(self._ledgers, 1)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def queued_calls(self) -> int:
@@ -118,43 +128,48 @@ class Ingestor:
             size += len(item[0])
         return batch, stop
 
-    def _run(self) -> None:
+    def _run(self, ledger: Ledger) -> None:
+        # Each writer takes one of close()'s end markers and then stops, after committing what it took.
         while True:
             try:
                 first = self._queue.get(timeout=1.0)
             except queue.Empty:
-                self._idle()
+                self._idle(ledger)
                 continue
             if first is None:
-                self._idle(final=True)
+                self._idle(ledger, final=True)
                 return
             batch, stop = self._take_batch(first)
-            self._commit(batch)
+            self._commit(ledger, batch)
             if stop:
-                self._idle(final=True)
+                self._idle(ledger, final=True)
                 return
 
-    def _idle(self, final: bool = False) -> None:
+    def _idle(self, ledger: Ledger, final: bool = False) -> None:
         """Between batches: create upcoming partitions once a day, replay the spool when Postgres is back."""
         try:
             today = datetime.now(timezone.utc).date()
             if today != self._partitions_day:
-                self._ledger.ensure_partitions_ahead(today, self._days_ahead)
+                ledger.ensure_partitions_ahead(today, self._days_ahead)
                 self._partitions_day = today
         except Exception as exc:
             if not _unreachable(exc):
                 logger.exception("could not create upcoming partitions")
-        self._replay(final)
+        self._replay(ledger, final)
 
-    def _replay(self, final: bool = False) -> None:
+    def _replay(self, ledger: Ledger, final: bool = False) -> None:
         spool = self._spool
         if spool is None or (not final and time.monotonic() < self._next_retry):
             return
+        with self._spool_lock:
+            self._replay_segments(ledger, spool)
+
+    def _replay_segments(self, ledger: Ledger, spool: Spool) -> None:
         for segment in spool.segments():
             calls = spool.read(segment)
             started = time.perf_counter()
             try:
-                inserted = self._ledger.write(calls)
+                inserted = ledger.write(calls)
             except Exception as exc:
                 self._set_state(False)
                 self._next_retry = time.monotonic() + REPLAY_RETRY_SECONDS
@@ -180,32 +195,34 @@ class Ingestor:
             except Exception:
                 logger.exception("on_commit hook failed")
 
-    def _commit(self, batch: list[_Item]) -> None:
+    def _commit(self, ledger: Ledger, batch: list[_Item]) -> None:
         calls = [call for item in batch for call in item[0]]
         try:
-            self._write(batch, calls)
+            self._write(ledger, batch, calls)
         finally:
             with self._lock:
                 self._queued -= len(calls)
 
-    def _write(self, batch: list[_Item], calls: list[LlmCall]) -> None:
+    def _write(self, ledger: Ledger, batch: list[_Item], calls: list[LlmCall]) -> None:
         spool = self._spool
         if spool is not None and (not self.storage_ok or spool.size_bytes > 0):
-            self._replay()  # no-op until the retry time; empties the spool when Postgres is back
-            if not self.storage_ok or spool.size_bytes > 0:
-                self._to_spool(batch, calls)
-                return
+            with self._spool_lock:
+                self._replay(ledger)  # no-op until the retry time; empties the spool when Postgres is back
+                if not self.storage_ok or spool.size_bytes > 0:
+                    self._to_spool(batch, calls)
+                    return
         started = time.perf_counter()
         try:
             rows = b"".join(item[1] if item[1] is not None else copy_rows(item[0]) for item in batch)
-            inserted = self._ledger.write(calls, rows)
+            inserted = ledger.write(calls, rows)
         except Exception as exc:
             logger.error("commit of %d calls failed: %r", len(calls), exc)
             if _unreachable(exc):
                 self._set_state(False)
                 self._next_retry = time.monotonic() + REPLAY_RETRY_SECONDS
                 if spool is not None:
-                    self._to_spool(batch, calls)
+                    with self._spool_lock:
+                        self._to_spool(batch, calls)
                     return
             for *_, future in batch:
                 future.set_exception(StorageUnavailable(str(exc)))
@@ -239,6 +256,10 @@ class Ingestor:
         """Stop taking exports, commit everything queued (spooling it if Postgres is down), stop the writer."""
         with self._lock:
             self._stopping = True
-        self._queue.put(None)
-        self._thread.join(timeout)
-        self._ledger.close()
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for ledger in self._ledgers:
+            ledger.close()

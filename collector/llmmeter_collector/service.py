@@ -77,13 +77,13 @@ class Collector:
         )
         self.metrics.seed(api.counter_seed(self._pool))
         self._keys.required()  # known before any outage, so exports can be spooled while Postgres is away
-        ledger = storage.Ledger(self.dsn, self.schema)
-        ledger.ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
+        ledgers = [storage.Ledger(self.dsn, self.schema) for _ in range(self.settings.writers)]
+        ledgers[0].ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
         spool = Spool(self.settings.spool_path, self.settings.spool_max_bytes) if self.settings.spool else None
         self.metrics.postgres_up.set(1)
         self.metrics.spool_bytes.set(spool.size_bytes if spool else 0)
         self._ingestor = Ingestor(
-            ledger,
+            ledgers,
             max_queued_calls=self.settings.max_queued_calls,
             max_batch_calls=self.settings.max_batch_calls,
             on_commit=self.metrics.observe,
