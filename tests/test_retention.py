@@ -29,6 +29,12 @@ NOW = datetime.now(timezone.utc)
 AGES = (200, 95, 91, 90, 30, 0)  # days; with 90 days of retention the first three are dropped
 
 
+@pytest.fixture(autouse=True)
+def _clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention's today is the test's: a run that crosses midnight UTC still expires the same partitions."""
+    monkeypatch.setattr(retention, "utcnow", lambda: NOW)
+
+
 def _day(age: int) -> date:
     return (NOW - timedelta(days=age)).date()
 
