@@ -23,13 +23,15 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from llmmeter_collector import normalize as nm
 from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.normalize import Normalized
 from llmmeter_collector.pricing import PriceCatalog
+
+from .test_otlp_fields import any_value as _value
 
 _READER = {"name": "c"}
 
@@ -48,20 +50,6 @@ def normalize(request: ExportTraceServiceRequest) -> Normalized:
 
 
 NOW = time.time_ns()
-
-
-def _value(v: Any) -> AnyValue:
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, list):
-        out = AnyValue()
-        out.array_value.values.extend(_value(x) for x in v)
-        return out
-    return AnyValue(string_value=str(v))
 
 
 def export(

@@ -18,7 +18,8 @@ NESTED: list[Any] = [["a", 1], {"k": "v"}]  # arrays and key-value lists: the sp
 KEYS = [*nm._SPAN_FIELDS, "llmmeter.tag.team", "llmmeter.tag.", "llmmeter.tag", "gen_ai.prompt", "", "x" * 300]
 
 
-def _value(v: Any) -> AnyValue:
+def any_value(v: Any) -> AnyValue:
+    """An OTLP AnyValue holding ``v`` (None: an unset one)."""
     if v is None:
         return AnyValue()
     if isinstance(v, bool):
@@ -31,11 +32,11 @@ def _value(v: Any) -> AnyValue:
         return AnyValue(bytes_value=v)
     if isinstance(v, list):
         out = AnyValue()
-        out.array_value.values.extend(_value(x) for x in v)
+        out.array_value.values.extend(any_value(x) for x in v)
         return out
     if isinstance(v, dict):
         out = AnyValue()
-        out.kvlist_value.values.extend(KeyValue(key=k, value=_value(x)) for k, x in v.items())
+        out.kvlist_value.values.extend(KeyValue(key=k, value=any_value(x)) for k, x in v.items())
         return out
     return AnyValue(string_value=v)
 
@@ -44,17 +45,17 @@ def _request(rng: random.Random, spans: int) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     for _ in range(rng.randint(1, 3)):
         resource_spans = request.resource_spans.add()
-        resource_spans.resource.attributes.add(key="service.name", value=_value("svc"))
+        resource_spans.resource.attributes.add(key="service.name", value=any_value("svc"))
         for _ in range(rng.randint(1, 2)):
             scope = resource_spans.scope_spans.add()
             for _ in range(spans):
                 span = scope.spans.add(name="chat", trace_id=rng.randbytes(16), span_id=rng.randbytes(8))
-                span.events.add(name="e").attributes.add(key="gen_ai.usage.input_tokens", value=_value(999))
+                span.events.add(name="e").attributes.add(key="gen_ai.usage.input_tokens", value=any_value(999))
                 for _ in range(rng.randint(0, 25)):  # duplicates and every naming variant, in any order
                     key = rng.choice(KEYS)
                     draw = rng.random()
                     value = rng.choice(NESTED if draw < 0.02 else ODD_VALUES if draw < 0.3 else ["openai", 12, "gpt"])
-                    span.attributes.add(key=key, value=_value(value))
+                    span.attributes.add(key=key, value=any_value(value))
     return request
 
 
