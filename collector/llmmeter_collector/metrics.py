@@ -179,8 +179,7 @@ class Metrics:
 
     def __init__(self, max_label_values: int = 200) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.cap = LabelCap(max_label_values)
-        self.calls = CallSeries(self.cap)
+        self.calls = CallSeries(LabelCap(max_label_values))
         r = self.registry
         r.register(self.calls)
         self.spans_received = Counter(sc.PROM_SPANS_RECEIVED, "Spans received, by kind.", ("kind",), registry=r)

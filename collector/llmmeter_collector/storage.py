@@ -310,8 +310,8 @@ class Ledger:
         Returns the calls that were new."""
         if not calls:
             return []
-        days = {c.start_ns // _NS_PER_DAY for c in calls}
-        self.ensure_partitions(_EPOCH + timedelta(days=d) for d in days)
+        days = {_EPOCH + timedelta(days=d) for d in {c.start_ns // _NS_PER_DAY for c in calls}}
+        self.ensure_partitions(days)
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
@@ -325,7 +325,7 @@ class Ledger:
             if not (_retry and "no partition" in str(exc)):
                 raise
             # retention.py (maybe in another collector) dropped a partition cached here: create it again
-            self._partitions -= {_EPOCH + timedelta(days=d) for d in days}
+            self._partitions -= days
             return self.write(calls, rows, _retry=False)
         except psycopg.Error:
             if conn.broken:

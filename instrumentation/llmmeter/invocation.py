@@ -298,9 +298,4 @@ class Invocation:
         self._record_metrics(elapsed, usage)
 
     def _record_metrics(self, elapsed: float, usage: TokenUsage | None) -> None:
-        if usage is None:
-            self._inst.metrics.add(self._metric_attrs, elapsed, self.first_chunk_s)
-        else:
-            self._inst.metrics.add(
-                self._metric_attrs, elapsed, self.first_chunk_s, usage.input_tokens, usage.output_tokens
-            )
+        self._inst.metrics.add(self._metric_attrs, elapsed, self.first_chunk_s, usage)

@@ -49,7 +49,7 @@ DRAIN_SECONDS = 0.1  # how often the recorder thread looks at the queues (the lo
 SLICE_SECONDS = 0.001  # the recorder thread works this long, then pauses so a waiting app thread gets the GIL
 SLICE_PAUSE_SECONDS = 0.0005
 MAX_QUEUED = 2048  # per queue; past it the calling thread helps
-_DRAIN_INSTRUMENT = "llmmeter.internal.drain"  # observes nothing: its callback only drains the metric queues
+_DRAIN_INSTRUMENT = "llmmeter.internal.drain"  # observes nothing: its callback only drains the queues
 
 T = TypeVar("T")
 _warned: set[str] = set()
@@ -145,6 +145,14 @@ def drain_spans() -> None:
 
 # --- metric points ---------------------------------------------------------------------------------------
 
+
+class ReportedUsage(Protocol):
+    """What the token histogram reads of a call's usage (``llmmeter.TokenUsage``)."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+
+
 # (metric attributes, duration s, time to first chunk s, input tokens, output tokens)
 _Point = tuple[Mapping[str, Any], float, "float | None", "int | None", "int | None"]
 
@@ -167,10 +175,12 @@ class CallMetrics:
         attributes: Mapping[str, Any],
         duration_s: float,
         time_to_first_chunk_s: float | None = None,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
+        usage: ReportedUsage | None = None,
     ) -> None:
         """Queue one call's points (``attributes`` must not be changed afterwards)."""
+        input_tokens = output_tokens = None
+        if usage is not None:
+            input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         self.queue.put((attributes, duration_s, time_to_first_chunk_s, input_tokens, output_tokens))
 
     def _record(self, point: _Point) -> None:

@@ -312,11 +312,7 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
         inst, attrs = self._inst, dict(run.metric_attrs or {})
         if error_type is not None:
             attrs[semconv.ERROR_TYPE] = error_type
-        elapsed = time.perf_counter() - run.start
-        if usage is None:
-            inst.metrics.add(attrs, elapsed, run.first_chunk_s)
-        else:
-            inst.metrics.add(attrs, elapsed, run.first_chunk_s, usage.input_tokens, usage.output_tokens)
+        inst.metrics.add(attrs, time.perf_counter() - run.start, run.first_chunk_s, usage)
 
     @_guarded("on_llm_end")
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
