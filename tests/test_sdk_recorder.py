@@ -104,3 +104,21 @@ def test_uninstrument_restores_the_tracer_providers_flush_and_shutdown() -> None
     llmmeter.uninstrument()
     assert all(h is not o for h, o in zip(hooked, originals, strict=True))
     assert (TracerProvider.__dict__["force_flush"], TracerProvider.__dict__["shutdown"]) == originals
+
+
+def test_the_recorder_thread_outlives_a_failure_outside_the_queues(client, instrumented, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def broken() -> None:
+        raise RuntimeError("a meter provider that fails outside any queued item")
+
+    monkeypatch.setattr(recorder, "drain_metrics", broken)
+    plain = InMemorySpanExporter()
+    processor = export_to(plain)
+    try:
+        for expected in (1, 2):  # the second call is ended by the same thread, after the failure
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            deadline = time.monotonic() + 5
+            while len(_llm(plain)) < expected and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(_llm(plain)) == expected
+    finally:
+        stop_export(processor)

@@ -9,10 +9,13 @@ queues the rest. The span is created with the start time and parent taken on the
 the end time taken there; the points go to the same histograms with the same attributes. The queue is
 worked off by whichever comes first:
 
-- the recorder thread, every ``DRAIN_SECONDS``, in slices of ``SLICE_SECONDS`` with a pause between slices,
-  so it never holds the GIL for long while the app waits for it (an LLM app spends most of its time
-  waiting on the network: the work is done in that idle time; the thread is not woken per call, which
-  would cost more than it saves);
+- the recorder thread, every ``DRAIN_SECONDS``, all at once. An LLM app spends most of its time waiting on
+  the network, so the work is done in that idle time. One burst per interval hands the GIL over as rarely as
+  possible: a handover costs the thread that waits for it a wake-up, and slicing the work to hand the GIL back
+  sooner (1 ms slices, 0.1 ms slices) added more latency per call, and more CPU, than it saved. Like any
+  Python thread (the OpenTelemetry SDK's batch span processor exporting is another), a long burst gives the GIL
+  to a waiting app thread after the interpreter's switch interval (``sys.getswitchinterval()``, 5 ms). The
+  thread is not woken per call, which would cost more than it saves;
 - ``TracerProvider.force_flush()`` / ``shutdown()`` of the OpenTelemetry SDK (``instrument()`` hooks both, so
   an app that flushes before exit or before a serverless freeze exports every LLM span of calls that
   returned), and ``llmmeter.flush()``;
@@ -30,7 +33,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -45,9 +47,7 @@ from llmmeter import semconv
 
 logger = logging.getLogger("llmmeter")
 
-DRAIN_SECONDS = 0.1  # how often the recorder thread looks at the queues (the longest an item waits, when idle)
-SLICE_SECONDS = 0.001  # the recorder thread works this long, then pauses so a waiting app thread gets the GIL
-SLICE_PAUSE_SECONDS = 0.0005
+DRAIN_SECONDS = 0.1  # how often the recorder thread works off the queues (the longest an item waits, when idle)
 MAX_QUEUED = 2048  # per queue; past it the calling thread helps
 _DRAIN_INSTRUMENT = "llmmeter.internal.drain"  # observes nothing: its callback only drains the queues
 
@@ -78,9 +78,8 @@ class _Queue(Generic[T]):
         elif _drainer is None:
             _start_drainer()
 
-    def run(self, limit: int = -1, until: float = 0.0) -> int:
-        """Process up to ``limit`` items (all when negative), stopping once ``perf_counter()`` passes ``until``
-        (when given); returns how many were taken."""
+    def run(self, limit: int = -1) -> int:
+        """Process up to ``limit`` items (all when negative); returns how many were taken."""
         items, process = self._items, self._process
         done = 0
         while done != limit:
@@ -93,8 +92,6 @@ class _Queue(Generic[T]):
                 process(item)
             except Exception:  # a broken span processor or meter provider must not stop the queue
                 _warn_once(f"could not {self._what}")
-            if until and time.perf_counter() > until:
-                break
         return done
 
     def __len__(self) -> int:
@@ -262,15 +259,12 @@ def unhook_flush() -> None:
 
 def _run() -> None:
     pause = threading.Event().wait
-    clock = time.perf_counter
     while True:
-        until = clock() + SLICE_SECONDS
-        _work.run(until=until)
-        queues = [metrics.queue for metrics in list(_live)]
-        for queue in queues:
-            queue.run(until=until)
-        more = len(_work) > 0 or any(len(queue) > 0 for queue in queues)
-        pause(SLICE_PAUSE_SECONDS if more else DRAIN_SECONDS)
+        pause(DRAIN_SECONDS)
+        try:
+            drain()
+        except Exception:  # the queues catch per item; this thread must outlive anything else
+            _warn_once("work off the queues")
 
 
 def _start_drainer() -> None:
