@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from typing import Any
 
 import openai
@@ -16,7 +17,7 @@ import llmmeter
 from llmmeter import recorder
 from llmmeter_collector.fakeprovider import FakeProvider
 from tests.conftest import export_to, stop_export
-from tests.sdk_support import only_span, points
+from tests.sdk_support import instrumented_with, only_span, points
 
 MSG = [{"role": "user", "content": "hello there"}]
 
@@ -122,3 +123,23 @@ def test_the_recorder_thread_outlives_a_failure_outside_the_queues(client, instr
             assert len(_llm(plain)) == expected
     finally:
         stop_export(processor)
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_a_response_the_app_dropped_is_freed_unless_its_content_is_still_to_be_rendered(client, spans, capture) -> None:  # type: ignore[no-untyped-def]
+    setup = instrumented_with(capture_content=capture)
+    next(setup)
+    try:
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        kept = weakref.ref(reply)
+        del reply
+        # Without capture its usage was read during the call: nothing keeps it alive for the garbage collector to
+        # promote. With capture the recorder renders its output later, and only then lets it go.
+        assert (kept() is not None) is capture
+        llmmeter.flush()
+        assert kept() is None
+        span = only_span(spans)
+        assert span["gen_ai.usage.input_tokens"] == 12  # the fake provider's usage
+        assert ("gen_ai.output.messages" in span) is capture
+    finally:
+        next(setup, None)

@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry import context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from llmmeter import recorder, semconv
+from llmmeter import options, recorder, semconv
 from llmmeter.attribution import current_attributes
 from llmmeter.recorder import LateAttributes
 from llmmeter.retries import Attempts
@@ -211,11 +211,23 @@ class Invocation:
         recorder.end_span_now(span, attrs, status, end_ns, self.request)
 
     def end_later(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
-        """End from an SDK response read off the call path: ``read(invocation, result)`` calls ``end``.
+        """End from an SDK response: ``read(invocation, result)`` calls ``end``.
 
-        The end time is taken now. Only for a complete response object the SDK gave the app (not a stream).
+        Only for a complete response object the SDK gave the app (not a stream). Without content capture the
+        response is read now: a few fields, about 2 µs, and the response's objects are not kept alive until
+        the recorder runs (an app making hundreds of calls a second would otherwise have them promoted by
+        the garbage collector, whose full collections then come more often). With content capture the
+        output's rendering and redaction are done off the call path; the end time is taken now.
         """
         if self._ended:
+            return
+        if not options.current.capture_content:
+            try:
+                read(self, result)
+            except Exception as exc:
+                log_once("response.read", exc)
+            if not self._ended:
+                self.end(usage=None)
             return
         self._ended = True
         self._elapsed = time.perf_counter() - self._start

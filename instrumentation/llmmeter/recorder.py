@@ -4,10 +4,10 @@ off the call path.
 The OpenTelemetry SDK spends tens of microseconds creating and ending a span (sampling, attribute cleaning, a
 ``ReadableSpan`` copy, span processors) and ~10 µs per histogram point (attribute hashing, locks, exemplar
 sampling); a call records up to four points, and its prompt is fingerprinted (and redacted when captured).
-On the call path llmmeter only takes the times, the parent context and a snapshot of the request, and
-queues the rest. The span is created with the start time and parent taken on the call path and ended with
-the end time taken there; the points go to the same histograms with the same attributes. The queue is
-worked off by whichever comes first:
+On the call path llmmeter only takes the times, the parent context, a snapshot of the request and the
+response's ids and usage (``Invocation.end_later``), and queues the rest. The span is created with the start
+time and parent taken on the call path and ended with the end time taken there; the points go to the same
+histograms with the same attributes. The queue is worked off by whichever comes first:
 
 - the recorder thread, every ``DRAIN_SECONDS``, all at once. An LLM app spends most of its time waiting on
   the network, so the work is done in that idle time. One burst per interval hands the GIL over as rarely as
