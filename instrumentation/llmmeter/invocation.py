@@ -112,7 +112,8 @@ class Invocation:
 
     __slots__ = (
         "_elapsed", "_end_ns", "_ended", "_inst", "_late", "_metric_attrs", "_name", "_off_path", "_parent",
-        "_start", "_start_attrs", "_start_ns", "attempts", "first_chunk_s", "request", "span",
+        "_reader", "_result", "_start", "_start_attrs", "_start_ns", "_status", "attempts", "first_chunk_s",
+        "request", "span",
     )  # fmt: skip
 
     def __init__(
@@ -165,7 +166,10 @@ class Invocation:
         self._ended = False
         self.attempts: Attempts | None = None  # set by wrappers that count the SDK's internal retries
         self.request: LateAttributes | None = None  # the request as sent, read into attributes at the end
-        self._end_ns = 0  # set by end_later: the call's end, taken on the call path
+        self._end_ns = 0  # the call's end, taken on the call path (end_later) or when ended
+        self._status: Status | None = None
+        self._reader: Callable[[Invocation, Any], None] | None = None  # end_later's, until the recorder reads
+        self._result: Any = None
         self._elapsed = 0.0
 
     def _start_span(self) -> Span:
@@ -195,20 +199,26 @@ class Invocation:
         if self.first_chunk_s is not None:
             attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_s
         attempts = self.attempts
-        if attempts is not None and attempts.count > 1:
-            attrs[semconv.RETRIES] = attempts.count - 1
+        if attempts is not None:
+            if attempts.count > 1:
+                attrs[semconv.RETRIES] = attempts.count - 1
+            self.attempts = None  # counted: one object less kept until the recorder runs
 
-    def _finish(self, attrs: dict[str, Any], status: Status | None, end_ns: int) -> None:
+    def _finish(self, status: Status | None, end_ns: int) -> None:
+        """End the span with ``self._late``: now when off the call path, else queued (one bound method: each
+        object kept until the recorder runs is one more for the garbage collector to count and promote)."""
+        self._status = status
+        self._end_ns = end_ns
         if self._off_path:
-            self._emit(attrs, status, end_ns)
+            self._emit()
         else:
-            recorder.later(self._emit, attrs, status, end_ns)
+            recorder.later(self._emit)
 
-    def _emit(self, attrs: dict[str, Any], status: Status | None, end_ns: int) -> None:
+    def _emit(self) -> None:
         span = self.span
         if span is None:
             span = self.span = self._start_span()
-        recorder.end_span_now(span, attrs, status, end_ns, self.request)
+        recorder.end_span_now(span, self._late, self._status, self._end_ns, self.request)
 
     def end_later(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
         """End from an SDK response: ``read(invocation, result)`` calls ``end``.
@@ -232,13 +242,16 @@ class Invocation:
         self._ended = True
         self._elapsed = time.perf_counter() - self._start
         self._end_ns = time.time_ns()
-        recorder.later(self._read, read, result)
+        self._reader, self._result = read, result
+        recorder.later(self._read)
 
-    def _read(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
+    def _read(self) -> None:
+        read, result = self._reader, self._result
+        self._reader = self._result = None
         self._ended = False
         self._off_path = True  # already on the recorder's side
         try:
-            read(self, result)
+            read(self, result)  # type: ignore[misc]
         except Exception as exc:
             log_once("response.read", exc)
         if not self._ended:
@@ -276,7 +289,7 @@ class Invocation:
         if usage is None:
             attrs[semconv.USAGE_MISSING] = True
         self._common(attrs, response_model, response_id, usage)
-        self._finish(attrs, None, end_time_ns or self._end_ns or time.time_ns())
+        self._finish(None, end_time_ns or self._end_ns or time.time_ns())
         self._record_metrics(elapsed, usage)
 
     def fail(
@@ -306,7 +319,7 @@ class Invocation:
             attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
         self._common(attrs, response_model, response_id, usage)
         self._metric_attrs[semconv.ERROR_TYPE] = error_type
-        self._finish(attrs, Status(StatusCode.ERROR, str(exc)[:500]), time.time_ns())
+        self._finish(Status(StatusCode.ERROR, str(exc)[:500]), time.time_ns())
         self._record_metrics(elapsed, usage)
 
     def _record_metrics(self, elapsed: float, usage: TokenUsage | None) -> None:

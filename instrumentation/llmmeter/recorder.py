@@ -126,13 +126,16 @@ def end_span_now(
     span.end(end_time_ns)
 
 
-_Work = tuple[Callable[..., None], tuple[Any, ...]]
-_work: _Queue[_Work] = _Queue(lambda item: item[0](*item[1]), "end a span")
+def _call(fn: Callable[[], None]) -> None:
+    fn()
 
 
-def later(fn: Callable[..., None], *args: Any) -> None:
-    """Run ``fn(*args)`` off the call path (it ends a span: a flush runs it first)."""
-    _work.put((fn, args))
+_work: _Queue[Callable[[], None]] = _Queue(_call, "end a span")
+
+
+def later(fn: Callable[[], None]) -> None:
+    """Run ``fn()`` off the call path (it ends a span: a flush runs it first)."""
+    _work.put(fn)
 
 
 def drain_spans() -> None:
