@@ -18,10 +18,11 @@ the block's CPU: at 1.7 ms a call, about 6% of a 500-call block's work) per call
 Per chunk: streams of ``--chunks`` chunks; (added per stream - added per call) / chunks.
 Spans go to a real ``BatchSpanProcessor`` whose exporter drops them, metrics to a real ``MeterProvider`` with a
 ``PeriodicExportingMetricReader`` whose exporter drops them: recording is counted, network export is not.
-Memory: ``--calls`` instrumented calls in-process, RSS after 10k and after all of them. Writes nothing.
+Memory: ``--calls`` instrumented calls in-process, RSS and pymalloc blocks in use (``sys.getallocatedblocks()``)
+after 10k and after all of them, each after a flush and a full collection. Writes nothing.
 
-Usage: python bench/instrumentation_overhead.py [--rounds 20] [--block 500] [--chunks 1000] [--stream-block 10]
-       [--calls 100000]
+Usage: python bench/instrumentation_overhead.py [--rounds 20] [--block 500] [--chunks 1000] [--stream-rounds 60]
+       [--stream-block 2] [--calls 100000]
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def _measure(where: str, client: openai.OpenAI, args: argparse.Namespace, header
             pass
 
     bare, inst = _interleaved(call, args.rounds, args.block)
-    sbare, sinst = _interleaved(stream, args.rounds, args.stream_block)
+    sbare, sinst = _interleaved(stream, args.stream_rounds, args.stream_block)
     med = statistics.median
 
     def p90(samples: list[float]) -> float:
@@ -179,7 +180,9 @@ def _measure(where: str, client: openai.OpenAI, args: argparse.Namespace, header
     ]  # fmt: skip
 
 
-def _memory(calls: int) -> tuple[float, float]:
+def _memory(calls: int) -> tuple[tuple[float, int], tuple[float, int]]:
+    """(RSS MB, pymalloc blocks in use) after 10k calls and after ``calls``: RSS includes what the allocator
+    keeps from earlier peaks; the blocks in use are what the process still holds."""
     client = _in_process_client(1)
     llmmeter.instrument(configure_export=False)
     with llmmeter.attributes(feature="bench"):
@@ -187,13 +190,14 @@ def _memory(calls: int) -> tuple[float, float]:
             client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
         llmmeter.flush()
         gc.collect()
-        after_warmup = _rss_mb()
+        after_warmup = _rss_mb(), sys.getallocatedblocks()
         for _ in range(calls - 10_000):
             client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
         llmmeter.flush()
         gc.collect()
+        after_all = _rss_mb(), sys.getallocatedblocks()
     llmmeter.uninstrument()
-    return after_warmup, _rss_mb()
+    return after_warmup, after_all
 
 
 def main() -> None:
@@ -201,7 +205,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--block", type=int, default=500)
     parser.add_argument("--chunks", type=int, default=1000)
-    parser.add_argument("--stream-block", type=int, default=10)
+    # A stream records one span for its 1000 chunks: short blocks, many rounds, pair the streams closely.
+    parser.add_argument("--stream-rounds", type=int, default=60)
+    parser.add_argument("--stream-block", type=int, default=2)
     parser.add_argument("--calls", type=int, default=100_000)
     args = parser.parse_args()
     provider = TracerProvider()
@@ -220,7 +226,7 @@ def main() -> None:
         server.terminate()
         server.wait()
     rows += _measure("in-process", _in_process_client(args.chunks), args, {})
-    warm, end = _memory(args.calls)
+    memory = _memory(args.calls)
 
     print("medians; latency added = median over rounds of (instrumented block - bare block), the issue's figure;")
     print("pooled = median of all instrumented - median of all bare; p90 added likewise, pooled;")
@@ -233,8 +239,12 @@ def main() -> None:
             f"{what:<38}{b * 1e6:>9.1f}µs{i * 1e6:>12.1f}µs{added * 1e6:>15.2f}{pooled * 1e6:>9.2f}{tail}"
             f"{cpu * 1e6:>11.2f}  {unit:<9} <= {target}"
         )
-    print(f"{'RSS after 10k calls':<26}{warm:>10.1f} MB")
-    print(f"{'RSS after ' + str(args.calls // 1000) + 'k calls':<26}{end:>10.1f} MB  growth {end - warm:+.1f} MB")
+    (warm, warm_blocks), (end, end_blocks) = memory
+    after = f"after {args.calls // 1000}k calls"
+    print(f"{'RSS after 10k calls':<32}{warm:>10.1f} MB")
+    print(f"{'RSS ' + after:<32}{end:>10.1f} MB  growth {end - warm:+.1f} MB")
+    print(f"{'heap blocks after 10k calls':<32}{warm_blocks:>10}")
+    print(f"{'heap blocks ' + after:<32}{end_blocks:>10}     growth {end_blocks - warm_blocks:+} blocks")
 
 
 if __name__ == "__main__":
