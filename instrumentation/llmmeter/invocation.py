@@ -101,9 +101,10 @@ class TokenUsage:
 class Invocation:
     """One GenAI call's span; call ``end`` or ``fail`` (or ``end_later``) exactly once.
 
-    On the call path only the times, the parent context and what the span starts with are taken; the span
-    is created (with that start time and parent), given the request's and response's attributes and ended,
-    and the metric points are recorded, off the call path (``llmmeter.recorder``). The span is therefore not
+    On the call path only the times, the parent context, what the span starts with and the response's ids and
+    usage are taken; the span is created (with that start time and parent), given the request's attributes
+    (and captured content) and ended, and the metric points are recorded, off the call path
+    (``llmmeter.recorder``). The span is therefore not
     the current span while the SDK call runs: spans the SDK or an HTTP instrumentation opens inside the call
     are its siblings, under the same parent. ``on_call_path=False`` (spans recorded by hand, after the fact or
     around the app's own code): the span is created now, current for nested calls, and ended on the caller's
