@@ -9,9 +9,9 @@ Same process, real ``openai`` SDK, interleaved blocks of bare and instrumented c
 - in-process: the SDK over an ``httpx`` mock transport (no socket, far less noise).
 
 Latency added = how much longer the calling thread waits: per round, the median instrumented call minus the
-median bare call of the blocks run just before it, then the median over rounds (pairing adjacent blocks keeps
-a shared host's slow drifts, which move both, out of the difference); "pooled" is the median of all
-instrumented calls minus the median of all bare calls, for comparison.
+median bare call of the block run just before or after it (the order alternates), then the median over rounds
+(pairing adjacent blocks keeps a shared host's slow drifts, which move both, out of the difference); "pooled" is
+the median of all instrumented calls minus the median of all bare calls, for comparison.
 CPU added = process CPU time (every thread, so the recorder thread that ends spans and records metric points
 off the call path is counted; what it still owes at the end of a block is done then, untimed, and counted in
 the block's CPU: at 1.7 ms a call, about 6% of a 500-call block's work) per call, instrumented - bare.
@@ -21,7 +21,7 @@ Spans go to a real ``BatchSpanProcessor`` whose exporter drops them, metrics to 
 Memory: ``--calls`` instrumented calls in-process, RSS and pymalloc blocks in use (``sys.getallocatedblocks()``)
 after 10k and after all of them, each after a flush and a full collection. Writes nothing.
 
-Usage: python bench/instrumentation_overhead.py [--rounds 20] [--block 500] [--chunks 1000] [--stream-rounds 60]
+Usage: python bench/instrumentation_overhead.py [--rounds 40] [--block 500] [--chunks 1000] [--stream-rounds 60]
        [--stream-block 2] [--calls 100000]
 """
 
@@ -136,14 +136,17 @@ class _Samples:
 
 
 def _interleaved(fn: Callable[[], None], rounds: int, block: int) -> tuple[_Samples, _Samples]:
+    """``rounds`` pairs of adjacent blocks, bare first in even rounds and instrumented first in odd ones (so
+    neither always runs second, e.g. always after a toggle of the patches)."""
     bare, inst = _Samples(), _Samples()
-    for _ in range(rounds):
-        llmmeter.uninstrument()
-        fn()
-        bare.block(fn, block)
-        llmmeter.instrument(configure_export=False)
-        fn()
-        inst.block(fn, block)
+    for round_ in range(rounds):
+        for instrumented in (False, True) if round_ % 2 == 0 else (True, False):
+            if instrumented:
+                llmmeter.instrument(configure_export=False)
+            else:
+                llmmeter.uninstrument()
+            fn()
+            (inst if instrumented else bare).block(fn, block)
     llmmeter.uninstrument()
     return bare, inst
 
@@ -202,7 +205,7 @@ def _memory(calls: int) -> tuple[tuple[float, int], tuple[float, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--block", type=int, default=500)
     parser.add_argument("--chunks", type=int, default=1000)
     # A stream records one span for its 1000 chunks: short blocks, many rounds, pair the streams closely.
