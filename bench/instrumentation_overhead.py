@@ -12,6 +12,8 @@ Latency added = how much longer the calling thread waits: per round, the median 
 median bare call of the block run just before or after it (the order alternates), then the median over rounds
 (pairing adjacent blocks keeps a shared host's slow drifts, which move both, out of the difference); "pooled" is
 the median of all instrumented calls minus the median of all bare calls, for comparison.
+Caller CPU added = the calling thread's CPU time per call, instrumented - bare, paired like the latency:
+llmmeter's work on the call path (on a quiet host the latency added is about this).
 CPU added = process CPU time (every thread, so the recorder thread that ends spans and records metric points
 off the call path is counted; what it still owes at the end of a block is done then, untimed, and counted in
 the block's CPU: at 1.7 ms a call, about 6% of a 500-call block's work) per call, instrumented - bare.
@@ -121,9 +123,10 @@ class _Samples:
         self.latency: list[float] = []  # seconds per operation
         self.medians: list[float] = []  # median seconds per operation, one value per block
         self.cpu: list[float] = []  # process CPU seconds per operation, one value per block
+        self.caller_cpu: list[float] = []  # the calling thread's CPU seconds per operation, one value per block
 
     def block(self, fn: Callable[[], None], n: int) -> None:
-        cpu = time.process_time()
+        cpu, caller_cpu = time.process_time(), time.thread_time()
         latency = []
         for _ in range(n):
             t0 = time.perf_counter()
@@ -131,6 +134,7 @@ class _Samples:
             latency.append(time.perf_counter() - t0)
         self.latency += latency
         self.medians.append(statistics.median(latency))
+        self.caller_cpu.append((time.thread_time() - caller_cpu) / n)
         recorder.drain()  # what the recorder thread still owes for this block is counted in it
         self.cpu.append((time.process_time() - cpu) / n)
 
@@ -166,20 +170,23 @@ def _measure(where: str, client: openai.OpenAI, args: argparse.Namespace, header
     def p90(samples: list[float]) -> float:
         return statistics.quantiles(samples, n=10)[-1]
 
-    def paired(inst: _Samples, bare: _Samples) -> float:
-        return med(i - b for i, b in zip(inst.medians, bare.medians, strict=True))
+    def paired(inst: list[float], bare: list[float]) -> float:
+        return med(i - b for i, b in zip(inst, bare, strict=True))
 
-    added = paired(inst, bare)
+    added = paired(inst.medians, bare.medians)
     pooled = med(inst.latency) - med(bare.latency)
     cpu_added = med(inst.cpu) - med(bare.cpu)
-    per_chunk = (paired(sinst, sbare) - added) / args.chunks
+    caller = paired(inst.caller_cpu, bare.caller_cpu)
+    per_chunk = (paired(sinst.medians, sbare.medians) - added) / args.chunks
+    caller_chunk = (paired(sinst.caller_cpu, sbare.caller_cpu) - caller) / args.chunks
     cpu_chunk = ((med(sinst.cpu) - med(sbare.cpu)) - cpu_added) / args.chunks
     p90_added = p90(inst.latency) - p90(bare.latency)
     return [
         (f"{where}: non-streaming call", med(bare.latency), med(inst.latency), added, pooled, p90_added,
-         cpu_added, "µs/call", 50),
+         caller, cpu_added, "µs/call", 50),
         (f"{where}: stream of {args.chunks} chunks", med(sbare.latency), med(sinst.latency), per_chunk,
-         ((med(sinst.latency) - med(sbare.latency)) - pooled) / args.chunks, None, cpu_chunk, "µs/chunk", 2),
+         ((med(sinst.latency) - med(sbare.latency)) - pooled) / args.chunks, None, caller_chunk, cpu_chunk,
+         "µs/chunk", 2),
     ]  # fmt: skip
 
 
@@ -233,14 +240,15 @@ def main() -> None:
 
     print("medians; latency added = median over rounds of (instrumented block - bare block), the issue's figure;")
     print("pooled = median of all instrumented - median of all bare; p90 added likewise, pooled;")
-    print("CPU added = every thread of the process, the recorder's included")
+    print("caller CPU added = the calling thread's CPU, paired like the latency; CPU added = every thread of the")
+    print("process, the recorder's included")
     header = f"{'what':<38}{'bare':>11}{'instrumented':>14}{'latency added':>15}{'pooled':>9}{'p90 added':>11}"
-    print(f"{header}{'CPU added':>11}  unit      target")
-    for what, b, i, added, pooled, p90_added, cpu, unit, target in rows:
+    print(f"{header}{'caller CPU':>12}{'CPU added':>11}  unit      target")
+    for what, b, i, added, pooled, p90_added, caller, cpu, unit, target in rows:
         tail = f"{p90_added * 1e6:>11.2f}" if p90_added is not None else f"{'':>11}"
         print(
             f"{what:<38}{b * 1e6:>9.1f}µs{i * 1e6:>12.1f}µs{added * 1e6:>15.2f}{pooled * 1e6:>9.2f}{tail}"
-            f"{cpu * 1e6:>11.2f}  {unit:<9} <= {target}"
+            f"{caller * 1e6:>12.2f}{cpu * 1e6:>11.2f}  {unit:<9} <= {target}"
         )
     (warm, warm_blocks), (end, end_blocks) = memory
     after = f"after {args.calls // 1000}k calls"
