@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import weakref
 from typing import Any
@@ -143,3 +144,33 @@ def test_a_response_the_app_dropped_is_freed_unless_its_content_is_still_to_be_r
         assert ("gen_ai.output.messages" in span) is capture
     finally:
         next(setup, None)
+
+
+def test_a_flush_waits_for_the_span_the_recorder_thread_is_ending() -> None:
+    taken, release = threading.Event(), threading.Event()
+    ended: list[bool] = []
+
+    def slow_end() -> None:  # a span whose end is slow (a synchronous export), taken by the recorder thread
+        taken.set()
+        release.wait(5)
+        ended.append(True)
+
+    recorder.later(slow_end)
+    assert taken.wait(5)  # the recorder thread holds it: the queue is empty
+    seen_at_return: list[list[bool]] = []
+    flusher = threading.Thread(target=lambda: (recorder.drain_spans(), seen_at_return.append(list(ended))))
+    flusher.start()
+    flusher.join(0.3)
+    assert flusher.is_alive() and not seen_at_return  # the flush (force_flush before exit) waits for it ...
+    release.set()
+    flusher.join(5)
+    assert seen_at_return == [[True]]  # ... and returns once it has ended: an exporter shut down next gets it
+
+
+def test_a_flush_from_inside_a_queued_item_does_not_wait_for_itself() -> None:
+    # A span processor whose on_end flushes the provider runs inside the item that ends the span.
+    flushed: list[float] = []
+    recorder.later(lambda: (recorder.drain_spans(), flushed.append(time.monotonic())))
+    start = time.monotonic()
+    recorder.drain_spans()
+    assert len(flushed) == 1 and flushed[0] - start < recorder.FLUSH_WAIT_SECONDS / 2

@@ -18,7 +18,8 @@ histograms with the same attributes. The queue is worked off by whichever comes 
   thread is not woken per call, which would cost more than it saves;
 - ``TracerProvider.force_flush()`` / ``shutdown()`` of the OpenTelemetry SDK (``instrument()`` hooks both, so
   an app that flushes before exit or before a serverless freeze exports every LLM span of calls that
-  returned), and ``llmmeter.flush()``;
+  returned; a flush also waits for a span the recorder thread is ending at that moment), and
+  ``llmmeter.flush()``;
 - a metric reader collecting (an observable instrument's callback runs at the start of every collection,
   so an export or ``InMemoryMetricReader.get_metrics_data()`` sees every call made before it);
 - the call path itself once a queue holds ``MAX_QUEUED`` items (a process too busy to give the recorder
@@ -62,13 +63,21 @@ def _warn_once(what: str) -> None:
         logger.warning("llmmeter: %s (ignored)", what, exc_info=True)
 
 
+FLUSH_WAIT_SECONDS = 30.0  # a flush waits this long at most for items other threads are processing
+_local = threading.local()  # .processing: items this thread is processing now (a flush from inside one)
+
+
 class _Queue(Generic[T]):
-    """Items to process off the call path. Thread-safe: each item is taken exactly once, by any thread."""
+    """Items to process off the call path. Thread-safe: each item is taken exactly once, by any thread, and
+    ``flush`` returns only once every item queued before it has been processed, including one another thread
+    (the recorder) took just before."""
 
     def __init__(self, process: Callable[[T], None], what: str) -> None:
         self._items: deque[T] = deque()
         self._process = process
         self._what = what
+        self._busy = 0  # items taken and not yet processed
+        self._idle = threading.Condition(threading.Lock())
 
     def put(self, item: T) -> None:
         items = self._items
@@ -80,25 +89,47 @@ class _Queue(Generic[T]):
 
     def run(self, limit: int = -1) -> int:
         """Process up to ``limit`` items (all when negative); returns how many were taken."""
-        items, process = self._items, self._process
+        items, process, idle = self._items, self._process, self._idle
         done = 0
         while done != limit:
-            try:
-                item = items.popleft()
-            except IndexError:
-                break
+            with idle:  # taken and counted as one step: a flush never sees an empty queue with an item in flight
+                try:
+                    item = items.popleft()
+                except IndexError:
+                    break
+                self._busy += 1
             done += 1
+            _local.processing = getattr(_local, "processing", 0) + 1
             try:
                 process(item)
             except Exception:  # a broken span processor or meter provider must not stop the queue
                 _warn_once(f"could not {self._what}")
+            finally:
+                _local.processing -= 1
+                with idle:
+                    self._busy -= 1
+                    if not self._busy:
+                        idle.notify_all()
         return done
+
+    def flush(self) -> None:
+        """Process every queued item, then wait for those other threads are processing (not when called from
+        inside an item: that thread's own item cannot finish first)."""
+        self.run()
+        if getattr(_local, "processing", 0):
+            return
+        with self._idle:
+            if not self._idle.wait_for(lambda: not self._busy, FLUSH_WAIT_SECONDS):
+                logger.warning("llmmeter: %d items still being processed after %.0f s", self._busy, FLUSH_WAIT_SECONDS)
 
     def __len__(self) -> int:
         return len(self._items)
 
     def clear(self) -> None:
+        """Forget every queued item (a forked child: the threads processing items did not survive the fork)."""
         self._items.clear()
+        self._busy = 0
+        self._idle = threading.Condition(threading.Lock())
 
 
 # --- spans ---------------------------------------------------------------------------------------------
@@ -139,8 +170,8 @@ def later(fn: Callable[[], None]) -> None:
 
 
 def drain_spans() -> None:
-    """End every queued span now."""
-    _work.run()
+    """End every queued span now (and wait for those the recorder thread is ending)."""
+    _work.flush()
 
 
 # --- metric points ---------------------------------------------------------------------------------------
@@ -202,7 +233,7 @@ _lock = threading.Lock()
 
 def drain_metrics() -> None:
     for metrics in list(_live):
-        metrics.queue.run()
+        metrics.queue.flush()
 
 
 def drain() -> None:
