@@ -63,8 +63,12 @@ def _warn_once(what: str) -> None:
         logger.warning("llmmeter: %s (ignored)", what, exc_info=True)
 
 
-FLUSH_WAIT_SECONDS = 30.0  # a flush waits this long at most for items other threads are processing
+FLUSH_WAIT_SECONDS = 5.0  # a flush waits this long at most for items other threads are processing
 _local = threading.local()  # .processing: items this thread is processing now (a flush from inside one)
+
+
+def _processing() -> int:
+    return int(getattr(_local, "processing", 0))
 
 
 class _Queue(Generic[T]):
@@ -99,7 +103,7 @@ class _Queue(Generic[T]):
                     break
                 self._busy += 1
             done += 1
-            _local.processing = getattr(_local, "processing", 0) + 1
+            _local.processing = _processing() + 1
             try:
                 process(item)
             except Exception:  # a broken span processor or meter provider must not stop the queue
@@ -112,15 +116,16 @@ class _Queue(Generic[T]):
                         idle.notify_all()
         return done
 
-    def flush(self) -> None:
-        """Process every queued item, then wait for those other threads are processing (not when called from
-        inside an item: that thread's own item cannot finish first)."""
+    def flush(self, wait: bool = True) -> None:
+        """Process every queued item, then (``wait``) wait for those other threads are processing; not when
+        called from inside an item: that thread's own item cannot finish first."""
         self.run()
-        if getattr(_local, "processing", 0):
+        if not wait or _processing() > 0:
             return
         with self._idle:
             if not self._idle.wait_for(lambda: not self._busy, FLUSH_WAIT_SECONDS):
-                logger.warning("llmmeter: %d items still being processed after %.0f s", self._busy, FLUSH_WAIT_SECONDS)
+                logger.warning("llmmeter: could not %s within %.0f s: another thread is still at it (flushed without)",
+                               self._what, FLUSH_WAIT_SECONDS)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._items)
@@ -169,9 +174,9 @@ def later(fn: Callable[[], None]) -> None:
     _work.put(fn)
 
 
-def drain_spans() -> None:
-    """End every queued span now (and wait for those the recorder thread is ending)."""
-    _work.flush()
+def drain_spans(wait: bool = True) -> None:
+    """End every queued span now (and, with ``wait``, wait for those another thread is ending)."""
+    _work.flush(wait)
 
 
 # --- metric points ---------------------------------------------------------------------------------------
@@ -231,15 +236,15 @@ _drainer: threading.Thread | None = None
 _lock = threading.Lock()
 
 
-def drain_metrics() -> None:
+def drain_metrics(wait: bool = True) -> None:
     for metrics in list(_live):
-        metrics.queue.flush()
+        metrics.queue.flush(wait)
 
 
-def drain() -> None:
-    """End every queued span, then record every queued metric point."""
-    drain_spans()
-    drain_metrics()
+def drain(wait: bool = True) -> None:
+    """End every queued span, then record every queued metric point (``wait``: see ``_Queue.flush``)."""
+    drain_spans(wait)
+    drain_metrics(wait)
 
 
 def _on_collect(options: CallbackOptions) -> Iterable[Observation]:
@@ -296,7 +301,7 @@ def _run() -> None:
     while True:
         pause(DRAIN_SECONDS)
         try:
-            drain()
+            drain(wait=False)  # no one waits on this thread: nothing to wait for
         except Exception:  # the queues catch per item; this thread must outlive anything else
             _warn_once("work off the queues")
 
