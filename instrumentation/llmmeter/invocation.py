@@ -104,11 +104,10 @@ class Invocation:
     On the call path only the times, the parent context, what the span starts with and the response's ids and
     usage are taken; the span is created (with that start time and parent), given the request's attributes
     (and captured content) and ended, and the metric points are recorded, off the call path
-    (``llmmeter.recorder``). The span is therefore not
-    the current span while the SDK call runs: spans the SDK or an HTTP instrumentation opens inside the call
-    are its siblings, under the same parent. ``on_call_path=False`` (spans recorded by hand, after the fact or
-    around the app's own code): the span is created now, current for nested calls, and ended on the caller's
-    thread.
+    (``llmmeter.recorder``). The span is therefore not the current span while the SDK call runs: spans the
+    SDK or an HTTP instrumentation opens inside the call are its siblings, under the same parent.
+    ``on_call_path=False`` (spans recorded by hand, after the fact or around the app's own code): the span is
+    created now, current for nested calls, and ended on the caller's thread.
     """
 
     __slots__ = (
@@ -233,12 +232,7 @@ class Invocation:
         if self._ended:
             return
         if not options.current.capture_content:
-            try:
-                read(self, result)
-            except Exception as exc:
-                log_once("response.read", exc)
-            if not self._ended:
-                self.end(usage=None)
+            self._read_into_end(read, result)
             return
         self._ended = True
         self._elapsed = time.perf_counter() - self._start
@@ -251,8 +245,12 @@ class Invocation:
         self._reader = self._result = None
         self._ended = False
         self._off_path = True  # already on the recorder's side
+        self._read_into_end(read, result)  # type: ignore[arg-type]
+
+    def _read_into_end(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
+        """``read(self, result)``, which calls ``end``; an unreadable response ends the span without usage."""
         try:
-            read(self, result)  # type: ignore[misc]
+            read(self, result)
         except Exception as exc:
             log_once("response.read", exc)
         if not self._ended:

@@ -10,6 +10,7 @@ usage as far as reported), or failed (error, plus usage as far as reported).
 from __future__ import annotations
 
 import inspect
+import itertools
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -77,11 +78,7 @@ def _observed(
             if first is _END:
                 end_stream(invocation, accumulator, None, False)
                 return
-            try:
-                observe(first, invocation)
-            except Exception as exc:
-                log_once("stream.observe", exc)
-            yield first
+            items = itertools.chain((first,), items)
         for item in items:
             try:
                 observe(item, invocation)
