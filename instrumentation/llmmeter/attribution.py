@@ -17,7 +17,7 @@ from opentelemetry import context
 
 from llmmeter import semconv
 
-_KEY = context.create_key("llmmeter.attributes")
+KEY = context.create_key("llmmeter.attributes")  # the merged attributes in effect (a dict, never changed)
 _EMPTY: Mapping[str, str] = {}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def current_attributes() -> Mapping[str, str]:
     """The span attributes that attribution in the current context adds to a GenAI span."""
-    value = context.get_value(_KEY)
+    value = context.get_value(KEY)
     return cast(Mapping[str, str], value) if value is not None else _EMPTY
 
 
@@ -75,7 +75,7 @@ class attributes:
 
     def __enter__(self) -> attributes:
         merged = {**current_attributes(), **self._attrs}
-        self._tokens.append(context.attach(context.set_value(_KEY, merged)))
+        self._tokens.append(context.attach(context.set_value(KEY, merged)))
         return self
 
     def __exit__(
@@ -117,7 +117,7 @@ class _Scope:
 
     def __enter__(self) -> None:
         merged = {**current_attributes(), **self._attrs}
-        self._token = context.attach(context.set_value(_KEY, merged))
+        self._token = context.attach(context.set_value(KEY, merged))
 
     def __exit__(self, *exc: object) -> None:
         context.detach(self._token)

@@ -97,11 +97,13 @@ def apply_guard(shape: Shape, instance: Any, kwargs: dict[str, Any]) -> tuple[di
 
 def start(inst: Instruments, shape: Shape, instance: Any, kwargs: dict[str, Any], requested: str | None) -> Invocation:
     """Start the span for a call about to be made with ``kwargs``."""
-    attrs = dict(shape.server(instance))
-    if requested is not None:
-        attrs[semconv.REQUESTED_MODEL] = requested
     invocation = Invocation(
-        inst, shape.operation, shape.provider(instance), model_name(kwargs.get(shape.model_key)), attrs
+        inst,
+        shape.operation,
+        shape.provider(instance),
+        model_name(kwargs.get(shape.model_key)),
+        {} if requested is None else {semconv.REQUESTED_MODEL: requested},
+        server=shape.server(instance),
     )
     invocation.request = SentRequest(shape, instance, kwargs, options.current)
     return invocation
@@ -126,7 +128,7 @@ def _begin(
         if shape.prepare is not None:
             kwargs = shape.prepare(kwargs)
         invocation = start(inst, shape, instance, kwargs, requested)
-        invocation.attempts = retries.Attempts(trace.get_current_span())
+        invocation.attempts = retries.Attempts(trace.get_current_span(invocation.parent))
         return invocation, kwargs
     except Exception as exc:
         log_once(shape.name + ".start", exc)

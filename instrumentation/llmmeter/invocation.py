@@ -16,7 +16,7 @@ from opentelemetry import context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmmeter import options, recorder, semconv
-from llmmeter.attribution import current_attributes
+from llmmeter.attribution import KEY as ATTRIBUTION_KEY
 from llmmeter.recorder import LateAttributes
 from llmmeter.retries import Attempts
 from llmmeter.semconv import GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL
@@ -98,22 +98,36 @@ class TokenUsage:
         return attrs
 
 
+# What ``end``/``fail`` were given, read off the call path: response model, response id, finish reasons,
+# usage, extra span attributes, the SDK's retries, and for a failure (error.type, HTTP status, message).
+_Outcome = tuple[
+    "str | None",
+    "str | None",
+    "Sequence[str] | None",
+    "TokenUsage | None",
+    "Mapping[str, Any] | None",
+    int,
+    "tuple[str, int | None, str] | None",
+]
+
+
 class Invocation:
     """One GenAI call's span; call ``end`` or ``fail`` (or ``end_later``) exactly once.
 
-    On the call path only the times, the parent context, what the span starts with and the response's ids and
-    usage are taken; the span is created (with that start time and parent), given the request's attributes
-    (and captured content) and ended, and the metric points are recorded, off the call path
-    (``llmmeter.recorder``). The span is therefore not the current span while the SDK call runs: spans the
-    SDK or an HTTP instrumentation opens inside the call are its siblings, under the same parent.
+    On the call path only the times, the parent context, the request (``request``) and what the response
+    reported (ids, finish reasons, usage, as given to ``end``/``fail``) are kept; the span is created (with the
+    start time and parent taken on the call path), given its attributes (and captured content) and ended, and
+    the metric points are recorded, off the call path (``llmmeter.recorder``). The span is therefore not the
+    current span while the SDK call runs: spans the SDK or an HTTP instrumentation opens inside the call are
+    its siblings, under the same parent.
     ``on_call_path=False`` (spans recorded by hand, after the fact or around the app's own code): the span is
     created now, current for nested calls, and ended on the caller's thread.
     """
 
     __slots__ = (
-        "_elapsed", "_end_ns", "_ended", "_inst", "_late", "_metric_attrs", "_name", "_off_path", "_parent",
-        "_reader", "_result", "_start", "_start_attrs", "_start_ns", "_status", "attempts", "first_chunk_s",
-        "request", "span",
+        "_attribution", "_elapsed", "_end_ns", "_ended", "_inst", "_late", "_off_path", "_operation", "_outcome",
+        "_provider", "_reader", "_request_model", "_result", "_server", "_start", "_start_ns", "attempts",
+        "first_chunk_s", "parent", "request", "span",
     )  # fmt: skip
 
     def __init__(
@@ -124,40 +138,31 @@ class Invocation:
         request_model: str,
         attributes: dict[str, Any],
         *,
+        server: Mapping[str, Any] | None = None,
         start_time_ns: int | None = None,
         on_call_path: bool = True,
     ) -> None:
         """``attributes``: what is known before the call (taken over: the caller must not reuse the dict).
 
+        ``server``: ``server.address`` / ``server.port`` (shared, not changed), else taken from ``attributes``.
         The span starts with what a sampler needs (operation, provider, request model, server address and
         port, as the conventions ask); the other attributes and the context's attribution are added when it
         ends.
         """
-        start_attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: operation, GEN_AI_PROVIDER_NAME: provider}
-        metric_attrs: dict[str, Any] = {
-            GEN_AI_OPERATION_NAME: operation,
-            GEN_AI_PROVIDER_NAME: provider,
-            GEN_AI_REQUEST_MODEL: request_model,
-        }
-        if request_model:
-            start_attrs[GEN_AI_REQUEST_MODEL] = request_model
-        for key in _SAMPLER_KEYS:
-            value = attributes.pop(key, None)
-            if value is not None:
-                start_attrs[key] = metric_attrs[key] = value
-        attribution = current_attributes()
-        if attribution:
-            attributes.update(attribution)
+        if server is None:
+            server = {key: attributes.pop(key) for key in _SAMPLER_KEYS if key in attributes}
         parent = context.get_current()
         run = parent.get(_LLM_RUN_KEY)
         if run is not None:
             run.covered = True  # type: ignore[attr-defined]
         self._inst = inst
+        self._operation = operation
+        self._provider = provider
+        self._request_model = request_model
+        self._server = server
         self._late = attributes
-        self._metric_attrs = metric_attrs
-        self._name = f"{operation} {request_model}" if request_model else operation
-        self._start_attrs = start_attrs
-        self._parent = parent
+        self._attribution: Mapping[str, str] | None = parent.get(ATTRIBUTION_KEY)  # type: ignore[assignment]
+        self.parent = parent
         self._start_ns = start_time_ns or time.time_ns()
         self._off_path = not on_call_path  # True: the span is made, and ends, on the current thread
         self.span: Span | None = None if on_call_path else self._start_span()
@@ -167,15 +172,19 @@ class Invocation:
         self.attempts: Attempts | None = None  # set by wrappers that count the SDK's internal retries
         self.request: LateAttributes | None = None  # the request as sent, read into attributes at the end
         self._end_ns = 0  # the call's end, taken on the call path (end_later) or when ended
-        self._status: Status | None = None
+        self._elapsed = 0.0
+        self._outcome: _Outcome | None = None
         self._reader: Callable[[Invocation, Any], None] | None = None  # end_later's, until the recorder reads
         self._result: Any = None
-        self._elapsed = 0.0
 
     def _start_span(self) -> Span:
-        return self._inst.tracer.start_span(
-            self._name, self._parent, SpanKind.CLIENT, self._start_attrs, start_time=self._start_ns
-        )
+        attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: self._operation, GEN_AI_PROVIDER_NAME: self._provider}
+        model = self._request_model
+        if model:
+            attrs[GEN_AI_REQUEST_MODEL] = model
+        attrs.update(self._server)
+        name = f"{self._operation} {model}" if model else self._operation
+        return self._inst.tracer.start_span(name, self.parent, SpanKind.CLIENT, attrs, start_time=self._start_ns)
 
     @property
     def ended(self) -> bool:
@@ -185,40 +194,6 @@ class Invocation:
         """Mark a streamed chunk; the first one sets time to first chunk."""
         if self.first_chunk_s is None:
             self.first_chunk_s = time.perf_counter() - self._start
-
-    def _common(
-        self, attrs: dict[str, Any], response_model: str | None, response_id: str | None, usage: TokenUsage | None
-    ) -> None:
-        if response_model:
-            attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
-            self._metric_attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
-        if response_id:
-            attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
-        if usage is not None:
-            usage.add_to(attrs)
-        if self.first_chunk_s is not None:
-            attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_s
-        attempts = self.attempts
-        if attempts is not None:
-            if attempts.count > 1:
-                attrs[semconv.RETRIES] = attempts.count - 1
-            self.attempts = None  # counted: one object less kept until the recorder runs
-
-    def _finish(self, status: Status | None, end_ns: int) -> None:
-        """End the span with ``self._late``: now when off the call path, else queued (one bound method: each
-        object kept until the recorder runs is one more for the garbage collector to count and promote)."""
-        self._status = status
-        self._end_ns = end_ns
-        if self._off_path:
-            self._emit()
-        else:
-            recorder.later(self._emit)
-
-    def _emit(self) -> None:
-        span = self.span
-        if span is None:
-            span = self.span = self._start_span()
-        recorder.end_span_now(span, self._late, self._status, self._end_ns, self.request)
 
     def end_later(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
         """End from an SDK response: ``read(invocation, result)`` calls ``end``.
@@ -269,27 +244,20 @@ class Invocation:
     ) -> None:
         """End successfully with what the response reported. ``usage=None`` marks the usage as missing.
 
-        ``end_time_ns`` / ``duration_s`` are for spans recorded after the fact (``llmmeter.record``).
+        ``finish_reasons``, ``usage`` and ``attributes`` are read when the span is ended off the call path:
+        the caller must not change them afterwards. ``end_time_ns`` / ``duration_s`` are for spans recorded
+        after the fact (``llmmeter.record``).
         """
         if self._ended:
             return
         self._ended = True
         if duration_s is not None:
-            elapsed = duration_s
-        elif self._end_ns:
-            elapsed = self._elapsed
-        else:
-            elapsed = time.perf_counter() - self._start
-        attrs = self._late
-        if attributes:
-            attrs.update(attributes)
-        if finish_reasons:
-            attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = list(finish_reasons)
-        if usage is None:
-            attrs[semconv.USAGE_MISSING] = True
-        self._common(attrs, response_model, response_id, usage)
-        self._finish(None, end_time_ns or self._end_ns or time.time_ns())
-        self._record_metrics(elapsed, usage)
+            self._elapsed = duration_s
+        elif not self._end_ns:
+            self._elapsed = time.perf_counter() - self._start
+        self._end_ns = end_time_ns or self._end_ns or time.time_ns()
+        self._outcome = (response_model, response_id, finish_reasons, usage, attributes, self._retries(), None)
+        self._finish()
 
     def fail(
         self,
@@ -307,19 +275,86 @@ class Invocation:
         if self._ended:
             return
         self._ended = True
-        elapsed = time.perf_counter() - self._start
-        error_type = type(exc).__qualname__
-        attrs = self._late
-        if attributes:
-            attrs.update(attributes)
-        attrs[semconv.ERROR_TYPE] = error_type
-        status_code = http_status(exc)
-        if status_code is not None:
-            attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
-        self._common(attrs, response_model, response_id, usage)
-        self._metric_attrs[semconv.ERROR_TYPE] = error_type
-        self._finish(Status(StatusCode.ERROR, str(exc)[:500]), time.time_ns())
-        self._record_metrics(elapsed, usage)
+        self._elapsed = time.perf_counter() - self._start
+        self._end_ns = time.time_ns()
+        error = (type(exc).__qualname__, http_status(exc), str(exc)[:500])
+        self._outcome = (response_model, response_id, None, usage, attributes, self._retries(), error)
+        self._finish()
 
-    def _record_metrics(self, elapsed: float, usage: TokenUsage | None) -> None:
-        self._inst.metrics.add(self._metric_attrs, elapsed, self.first_chunk_s, usage)
+    def _retries(self) -> int:
+        """The SDK's retries, counted now: the counter is released (one object less kept until the recorder)."""
+        attempts = self.attempts
+        if attempts is None:
+            return 0
+        self.attempts = None
+        return attempts.count - 1 if attempts.count > 1 else 0
+
+    def _finish(self) -> None:
+        """End now when off the call path, else queue the end (one bound method: each object kept until the
+        recorder runs is one more for the garbage collector to count and promote)."""
+        if self._off_path:
+            self._emit()
+        else:
+            recorder.later(self._emit)
+
+    def _emit(self) -> None:
+        """Create (if needed) and end the span with every attribute, then record the call's metric points."""
+        response_model, response_id, finish_reasons, usage, extra, retried, error = self._outcome  # type: ignore[misc]
+        attrs = self._late
+        if self._attribution:
+            attrs.update(self._attribution)
+        if extra:
+            attrs.update(extra)
+        status = None
+        if error is not None:
+            error_type, status_code, message = error
+            attrs[semconv.ERROR_TYPE] = error_type
+            if status_code is not None:
+                attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
+            status = Status(StatusCode.ERROR, message)
+        else:
+            if finish_reasons:
+                attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = list(finish_reasons)
+            if usage is None:
+                attrs[semconv.USAGE_MISSING] = True
+        if response_model:
+            attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+        if response_id:
+            attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
+        if usage is not None:
+            usage.add_to(attrs)
+        first_chunk_s = self.first_chunk_s
+        if first_chunk_s is not None:
+            attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = first_chunk_s
+        if retried:
+            attrs[semconv.RETRIES] = retried
+        span = self.span
+        made_now = span is None
+        if span is None:
+            span = self.span = self._start_span()
+        try:
+            recorder.end_span_now(span, attrs, status, self._end_ns, self.request)
+        finally:  # a broken span processor must not cost the metric points
+            self._record_metrics(made_now, response_model, error, usage)
+
+    def _record_metrics(
+        self,
+        made_now: bool,
+        response_model: str | None,
+        error: tuple[str, int | None, str] | None,
+        usage: TokenUsage | None,
+    ) -> None:
+        metric_attrs: dict[str, Any] = {
+            GEN_AI_OPERATION_NAME: self._operation,
+            GEN_AI_PROVIDER_NAME: self._provider,
+            GEN_AI_REQUEST_MODEL: self._request_model,
+            **self._server,
+        }
+        if response_model:
+            metric_attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+        if error is not None:
+            metric_attrs[semconv.ERROR_TYPE] = error[0]
+        if made_now:  # off the call path already: straight into the histograms
+            self._inst.metrics.record(metric_attrs, self._elapsed, self.first_chunk_s, usage)
+        else:  # a span recorded by hand: its points wait in the queue like the rest
+            self._inst.metrics.add(metric_attrs, self._elapsed, self.first_chunk_s, usage)

@@ -221,6 +221,29 @@ class CallMetrics:
 
     def _record(self, point: _Point) -> None:
         attrs, duration_s, ttfc_s, input_tokens, output_tokens = point
+        self._points(attrs, duration_s, ttfc_s, input_tokens, output_tokens)
+
+    def record(
+        self,
+        attributes: Mapping[str, Any],
+        duration_s: float,
+        time_to_first_chunk_s: float | None = None,
+        usage: ReportedUsage | None = None,
+    ) -> None:
+        """Record one call's points now, on the caller's thread (the recorder's, off the call path)."""
+        if usage is None:
+            self._points(attributes, duration_s, time_to_first_chunk_s, None, None)
+        else:
+            self._points(attributes, duration_s, time_to_first_chunk_s, usage.input_tokens, usage.output_tokens)
+
+    def _points(
+        self,
+        attrs: Mapping[str, Any],
+        duration_s: float,
+        ttfc_s: float | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+    ) -> None:
         self.duration.record(duration_s, attrs)
         if ttfc_s is not None:
             self.time_to_first_chunk.record(ttfc_s, attrs)

@@ -78,7 +78,7 @@ class _HelperManager(wrapt.ObjectProxy):
             invocation = self._self_begin()
             if invocation is None:
                 return None, None
-            invocation.attempts = retries.Attempts(trace.get_current_span())
+            invocation.attempts = retries.Attempts(trace.get_current_span(invocation.parent))
             return invocation, retries.enter(invocation.attempts)
         except Exception as exc:
             log_once(STREAM_HELPER.name + ".start", exc)

@@ -29,7 +29,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmmeter import semconv, telemetry
-from llmmeter.attribution import _KEY as _ATTRIBUTION_KEY  # the context key llmmeter.attributes() uses
+from llmmeter.attribution import KEY as _ATTRIBUTION_KEY  # the context key llmmeter.attributes() uses
 from llmmeter.attribution import current_attributes
 from llmmeter.invocation import LlmRun, TokenUsage, llm_run_context, log_once
 from llmmeter.langchain import metadata as lc_metadata
