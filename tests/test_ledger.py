@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -99,3 +100,49 @@ def test_writers_setting_is_checked() -> None:
     assert Settings.from_env({"LLMMETER_WRITERS": "3"}).writers == 3
     with pytest.raises(ConfigError, match="LLMMETER_WRITERS must be at least 1"):
         Settings.from_env({"LLMMETER_WRITERS": "0"})
+
+
+def test_a_batch_postgres_rolls_back_as_a_deadlock_is_written_again(database_url: str, pg_schema: str) -> None:
+    """Another writer holds one of the batch's calls uncommitted and then waits for one the batch inserted:
+    Postgres rolls the batch back as a deadlock, and the write runs it again instead of failing the export."""
+    storage.migrate(database_url, pg_schema)
+    now = time.time_ns()
+    first, second = _call(1, now), _call(2, now)
+    ledger, other = storage.Ledger(database_url, pg_schema), storage.Ledger(database_url, pg_schema)
+    ledger.write([_call(9, now)])  # partitions made, connection open
+    conn = other._connection()
+    conn.execute("SET deadlock_timeout = '20s'")  # the batch's session detects the deadlock: it is the victim
+    conn.commit()
+    result: list[object] = []
+    writer = threading.Thread(target=lambda: result.append(_write_or_error(ledger, [first, second])))
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(storage._COPY_SQL) as copy:
+                copy.write(storage.copy_rows([second]))
+            cur.execute(storage._INSERT_SQL)  # holds `second`, uncommitted
+            writer.start()  # inserts `first`, then waits for `second`
+            with psycopg.connect(database_url, autocommit=True) as watch:
+                deadline = time.monotonic() + 10
+                waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                while not watch.execute(waiting).fetchone()[0]:  # type: ignore[index]
+                    assert time.monotonic() < deadline, "the batch never waited for the other writer"
+                    time.sleep(0.01)
+            cur.execute("DELETE FROM llm_calls_staging")
+            with cur.copy(storage._COPY_SQL) as copy:
+                copy.write(storage.copy_rows([first]))
+            cur.execute(storage._INSERT_SQL)  # waits for the batch's `first`: a deadlock, the batch is rolled back
+        writer.join(30)
+    finally:
+        ledger.close()
+        other.close()
+    assert result == [[]]  # run again after the other writer committed: both calls were already there
+    with storage.connect(database_url, pg_schema) as check:
+        assert check.execute("SELECT count(*) FROM llm_calls").fetchone() == (3,)
+        assert check.execute("SELECT sum(calls) FROM llm_rollup_minute").fetchone() == (3,)
+
+
+def _write_or_error(ledger: storage.Ledger, calls: list[LlmCall]) -> object:
+    try:
+        return ledger.write(calls)
+    except Exception as exc:
+        return exc

@@ -21,7 +21,7 @@ import psycopg
 
 from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.spool import Spool, SpoolFull
-from llmmeter_collector.storage import Ledger, copy_rows
+from llmmeter_collector.storage import ROLLED_BACK, Ledger, copy_rows
 
 logger = logging.getLogger("llmmeter.collector")
 
@@ -41,7 +41,10 @@ _Item = tuple[Sequence[LlmCall], "bytes | None", "Future[list[LlmCall]]"]
 
 
 def _unreachable(exc: BaseException) -> bool:
-    """A failure to reach Postgres (worth spooling), as opposed to a bug or a constraint violation."""
+    """A failure to reach Postgres (worth spooling), as opposed to a bug, a constraint violation, or a
+    transaction Postgres rolled back (a deadlock: psycopg counts it as an ``OperationalError`` too)."""
+    if isinstance(exc, ROLLED_BACK):
+        return False
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError)
 
 

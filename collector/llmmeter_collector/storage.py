@@ -66,6 +66,7 @@ _STAGED = ", ".join("timestamptz 'epoch' + ts_us * interval '1 microsecond'" if 
 _INSERT_SQL = f"""
 WITH ins AS (
     INSERT INTO llm_calls ({", ".join(CALL_COLUMNS)}) SELECT {_STAGED} FROM llm_calls_staging
+    ORDER BY ts_us, trace_id, span_id
     ON CONFLICT DO NOTHING
     RETURNING ts, {_ROLLUP_DIMS}, user_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
               reasoning_tokens, cost_usd, duration_s
@@ -98,6 +99,12 @@ JOIN llm_calls c ON c.ts = timestamptz 'epoch' + s.ts_us * interval '1 microseco
 WHERE c.xmin = pg_current_xact_id()::xid
 """
 
+
+MAX_ROLLBACK_RETRIES = 3  # a batch Postgres rolls back as a deadlock / serialization failure is run again
+# SQLSTATE class 40: Postgres undid the whole transaction (psycopg files these under OperationalError)
+ROLLED_BACK = (
+    psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+)  # fmt: skip
 
 # The writer must notice a dead or unreachable Postgres in seconds (then it spools or refuses), not hang.
 WRITER_TIMEOUTS: dict[str, Any] = {
@@ -305,9 +312,16 @@ class Ledger:
         """Raise unless Postgres answers on the writer's connection."""
         self._connection().execute("SELECT 1")
 
-    def write(self, calls: Sequence[LlmCall], rows: bytes | None = None, *, _retry: bool = True) -> list[LlmCall]:
+    def write(
+        self, calls: Sequence[LlmCall], rows: bytes | None = None, *, _retry: bool = True, _rollbacks: int = 0
+    ) -> list[LlmCall]:
         """Insert calls (``rows``: their ``copy_rows``, when already made) and update rollups in one transaction.
-        Returns the calls that were new."""
+        Returns the calls that were new.
+
+        Calls are inserted in key order and rollup rows are upserted in key order, so writers (of this and of
+        other collectors) sharing the database wait for each other instead of deadlocking; a transaction that
+        Postgres still rolls back as a deadlock or serialization failure is run again, up to
+        ``MAX_ROLLBACK_RETRIES`` times (it was undone whole, and every write is idempotent)."""
         if not calls:
             return []
         days = {_EPOCH + timedelta(days=d) for d in {c.start_ns // _NS_PER_DAY for c in calls}}
@@ -327,6 +341,12 @@ class Ledger:
             # retention.py (maybe in another collector) dropped a partition cached here: create it again
             self._partitions -= days
             return self.write(calls, rows, _retry=False)
+        except ROLLED_BACK:
+            if conn.broken:
+                self._conn = None
+            if _rollbacks >= MAX_ROLLBACK_RETRIES:
+                raise
+            return self.write(calls, rows, _retry=_retry, _rollbacks=_rollbacks + 1)
         except psycopg.Error:
             if conn.broken:
                 self._conn = None
