@@ -14,12 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import trace
-
 from llmmeter import guard, options, retries, semconv
 from llmmeter.content import Prompt, prompt_attributes
 from llmmeter.guard import BudgetExceeded
 from llmmeter.invocation import Invocation, http_status, log_once
+from llmmeter.server import Endpoint
 from llmmeter.telemetry import Instruments
 
 Wrapper = Callable[[Callable[..., Any], Any, Any, Any], Any]
@@ -29,7 +28,8 @@ Wrapper = Callable[[Callable[..., Any], Any, Any, Any], Any]
 class Shape:
     """How to instrument one SDK method.
 
-    ``server(instance)`` returns ``server.address`` / ``server.port`` (the span starts with them);
+    ``endpoint(instance)`` returns the provider name and ``server.address`` / ``server.port`` (the span starts
+    with them; cached per client);
     ``request(instance, kwargs)`` the request's other attributes and ``prompt(kwargs)`` the prompt to
     fingerprint/capture, both read off the call path from a ``SentRequest``; ``respond(invocation, result)``
     ends the invocation from the SDK's result (or wraps a stream that will) and returns what the app
@@ -39,8 +39,7 @@ class Shape:
 
     name: str
     operation: str
-    provider: Callable[[Any], str]
-    server: Callable[[Any], Mapping[str, Any]]
+    endpoint: Callable[[Any], Endpoint]
     request: Callable[[Any, Mapping[str, Any]], dict[str, Any]]
     respond: Callable[[Invocation, Any], Any]
     prompt: Callable[[Mapping[str, Any]], Prompt | None] | None = None
@@ -82,7 +81,7 @@ def apply_guard(shape: Shape, instance: Any, kwargs: dict[str, Any]) -> tuple[di
         if not guard.active():
             return kwargs, None
         requested = model_name(kwargs.get(shape.model_key))
-        chosen = guard.check(shape.provider(instance), requested)
+        chosen = guard.check(shape.endpoint(instance)[0], requested)
     except BudgetExceeded:
         raise
     except Exception as exc:
@@ -97,13 +96,14 @@ def apply_guard(shape: Shape, instance: Any, kwargs: dict[str, Any]) -> tuple[di
 
 def start(inst: Instruments, shape: Shape, instance: Any, kwargs: dict[str, Any], requested: str | None) -> Invocation:
     """Start the span for a call about to be made with ``kwargs``."""
+    provider, server = shape.endpoint(instance)
     invocation = Invocation(
         inst,
         shape.operation,
-        shape.provider(instance),
+        provider,
         model_name(kwargs.get(shape.model_key)),
         {} if requested is None else {semconv.REQUESTED_MODEL: requested},
-        server=shape.server(instance),
+        server=server,
     )
     invocation.request = SentRequest(shape, instance, kwargs, options.current)
     return invocation
@@ -123,30 +123,31 @@ def fail(invocation: Invocation, exc: BaseException, where: str) -> None:
 def _begin(
     inst: Instruments, shape: Shape, instance: Any, kwargs: dict[str, Any]
 ) -> tuple[Invocation | None, dict[str, Any]]:
-    kwargs, requested = apply_guard(shape, instance, kwargs)  # BudgetExceeded propagates to the app
+    requested = None
+    if guard.active():
+        kwargs, requested = apply_guard(shape, instance, kwargs)  # BudgetExceeded propagates to the app
     try:
         if shape.prepare is not None:
             kwargs = shape.prepare(kwargs)
         invocation = start(inst, shape, instance, kwargs, requested)
-        invocation.attempts = retries.Attempts(trace.get_current_span(invocation.parent))
+        invocation.attempts = retries.Attempts(invocation.parent)
         return invocation, kwargs
     except Exception as exc:
         log_once(shape.name + ".start", exc)
         return None, kwargs
 
 
-def _respond(shape: Shape, invocation: Invocation, result: Any) -> Any:
-    try:
-        return shape.respond(invocation, result)
-    except Exception as exc:
-        log_once(shape.name + ".end", exc)
-        with contextlib.suppress(Exception):
-            invocation.end(usage=None)
-        return result
+def _unread(shape: Shape, invocation: Invocation, result: Any, exc: Exception) -> Any:
+    """``shape.respond`` failed: the span ends without usage and the app gets the SDK's result."""
+    log_once(shape.name + ".end", exc)
+    with contextlib.suppress(Exception):
+        invocation.end(usage=None)
+    return result
 
 
 def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
     """A wrapt wrapper for a sync SDK method."""
+    respond = shape.respond
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         invocation, kwargs = _begin(inst, shape, instance, kwargs)
@@ -160,13 +161,17 @@ def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
             raise
         finally:
             retries.leave(token)
-        return _respond(shape, invocation, result)
+        try:
+            return respond(invocation, result)
+        except Exception as exc:
+            return _unread(shape, invocation, result, exc)
 
     return wrapper
 
 
 def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
     """A wrapt wrapper for an async SDK method (returns a coroutine, as the original does)."""
+    respond = shape.respond
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         invocation, kwargs = _begin(inst, shape, instance, kwargs)
@@ -180,6 +185,9 @@ def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
             raise
         finally:
             retries.leave(token)
-        return _respond(shape, invocation, result)
+        try:
+            return respond(invocation, result)
+        except Exception as exc:
+            return _unread(shape, invocation, result, exc)
 
     return wrapper

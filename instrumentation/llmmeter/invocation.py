@@ -207,7 +207,12 @@ class Invocation:
         if self._ended:
             return
         if not options.current.capture_content:
-            self._read_into_end(read, result)
+            try:
+                read(self, result)
+            except Exception as exc:
+                log_once("response.read", exc)
+            if not self._ended:
+                self.end(usage=None)
             return
         self._ended = True
         self._elapsed = time.perf_counter() - self._start

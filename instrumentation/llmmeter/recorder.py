@@ -169,9 +169,8 @@ def _call(fn: Callable[[], None]) -> None:
 _work: _Queue[Callable[[], None]] = _Queue(_call, "end a span")
 
 
-def later(fn: Callable[[], None]) -> None:
-    """Run ``fn()`` off the call path (it ends a span: a flush runs it first)."""
-    _work.put(fn)
+later: Callable[[Callable[[], None]], None] = _work.put
+"""``later(fn)``: run ``fn()`` off the call path (it ends a span: a flush runs it first)."""
 
 
 def drain_spans(wait: bool = True) -> None:

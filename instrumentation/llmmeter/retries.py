@@ -16,8 +16,8 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.trace import Span
+from opentelemetry import context, trace
+from opentelemetry.context import Context
 
 from llmmeter.semconv import BILLABLE
 
@@ -25,11 +25,11 @@ from llmmeter.semconv import BILLABLE
 class Attempts:
     """HTTP attempts made so far by one instrumented call."""
 
-    __slots__ = ("count", "outer")
+    __slots__ = ("count", "parent")
 
-    def __init__(self, outer: Span | None = None) -> None:
+    def __init__(self, parent: Context | None = None) -> None:
         self.count = 0
-        self.outer = outer  # the span that was current when the call started (llmmeter's span's parent)
+        self.parent = parent  # the context current when the call started (llmmeter's span's parent)
 
     @property
     def retries(self) -> int:
@@ -52,8 +52,11 @@ def counting_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwar
     attempts = _CURRENT.get()
     if attempts is not None:
         attempts.count += 1
-        if attempts.count == 1 and attempts.outer is not None:
-            current = trace.get_current_span()
-            if current is not attempts.outer and current.is_recording():  # a span the SDK opened itself
-                current.set_attribute(BILLABLE, False)
+        parent = attempts.parent
+        if attempts.count == 1 and parent is not None:
+            now = context.get_current()
+            if now is not parent:  # the context changed since the call started: did the SDK open a span?
+                current = trace.get_current_span(now)
+                if current is not trace.get_current_span(parent) and current.is_recording():
+                    current.set_attribute(BILLABLE, False)
     return wrapped(*args, **kwargs)

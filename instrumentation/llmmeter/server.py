@@ -1,7 +1,11 @@
-"""``server.address`` and ``server.port`` of the endpoint a provider client talks to, parsed once per URL."""
+"""``server.address`` and ``server.port`` of the endpoint a provider client talks to, parsed once per URL, and
+each client's endpoint (provider name and server attributes) worked out once per client and base URL."""
 
 from __future__ import annotations
 
+import contextlib
+import weakref
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,15 +34,42 @@ def server_attributes(url: Any) -> dict[str, Any]:
     return attrs
 
 
-_NONE: dict[str, Any] = {}
+Endpoint = tuple[str, Mapping[str, Any]]  # (gen_ai.provider.name, server.address/server.port), shared
 
 
-def resource_server(resource: Any) -> dict[str, Any]:
-    """The server of an openai/anthropic resource (``client.chat.completions``, ``client.messages``...): its
-    client's ``_base_url`` field (the ``base_url`` property of recent SDKs runs an import per read), else the
-    public property. Shared: copy before changing it."""
+class Endpoints:
+    """Each client's ``Endpoint``, kept while the client lives and its base URL is the same object (an app
+    that sets a new base URL gets a new endpoint). The client is held weakly: a cache must not keep an SDK
+    client and its connection pool alive."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref[Any], Any, Endpoint]] = {}
+
+    def get(self, client: Any, url: Any) -> Endpoint | None:
+        entry = self._entries.get(id(client))
+        if entry is not None and entry[1] is url and entry[0]() is client:
+            return entry[2]
+        return None
+
+    def put(self, client: Any, url: Any, endpoint: Endpoint) -> Endpoint:
+        entries = self._entries
+        if len(entries) >= _MAX_CACHED:
+            entries.clear()
+        with contextlib.suppress(TypeError):  # not weakly referenceable (a stand-in client): not cached
+            entries[id(client)] = (weakref.ref(client), url, endpoint)
+        return endpoint
+
+
+def base_url_endpoint(resource: Any, endpoints: Endpoints, provider: Any) -> Endpoint:
+    """The endpoint of an openai/anthropic resource (``client.chat.completions``, ``client.messages``...) from
+    its client's ``_base_url`` field (the ``base_url`` property of recent SDKs runs an import per read), else
+    the public property; ``provider(client)`` names the provider. Only on a cache miss: see each SDK's
+    ``endpoint``."""
     client = getattr(resource, "_client", None)
     url = getattr(client, "_base_url", None)
-    if url is None:
-        url = getattr(client, "base_url", None)
-    return _NONE if url is None else server_attributes(url)
+    if url is None:  # an SDK without the field: not cached, the property may return a new URL
+        public = getattr(client, "base_url", None)
+        return provider(client), {} if public is None else server_attributes(public)
+    return endpoints.put(client, url, (provider(client), server_attributes(url)))

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import wrapt
-from opentelemetry import trace
 
 from llmmeter import retries, semconv
 from llmmeter.anthropic import response as rsp
@@ -20,7 +19,6 @@ from llmmeter.anthropic.stream import MessageAccumulator
 from llmmeter.calls import Shape, Wrapper, apply_guard, async_wrapper, fail, start, sync_wrapper
 from llmmeter.invocation import Invocation, log_once
 from llmmeter.raw_response import respond_raw
-from llmmeter.server import resource_server
 from llmmeter.streaming import AsyncStream, SyncStream, end_helper_stream
 from llmmeter.telemetry import Instruments
 
@@ -42,8 +40,7 @@ def _respond(invocation: Invocation, result: Any) -> Any:
 MESSAGES = Shape(
     name="anthropic.messages",
     operation=semconv.OP_CHAT,
-    provider=rsp.provider_of,
-    server=resource_server,
+    endpoint=rsp.endpoint,
     request=rsp.request_attributes,
     respond=_respond,
     prompt=rsp.prompt,
@@ -51,8 +48,7 @@ MESSAGES = Shape(
 STREAM_HELPER = Shape(
     name="anthropic.messages.stream",
     operation=semconv.OP_CHAT,
-    provider=rsp.provider_of,
-    server=resource_server,
+    endpoint=rsp.endpoint,
     request=rsp.stream_request_attributes,
     respond=_respond,
     prompt=rsp.prompt,
@@ -78,7 +74,7 @@ class _HelperManager(wrapt.ObjectProxy):
             invocation = self._self_begin()
             if invocation is None:
                 return None, None
-            invocation.attempts = retries.Attempts(trace.get_current_span(invocation.parent))
+            invocation.attempts = retries.Attempts(invocation.parent)
             return invocation, retries.enter(invocation.attempts)
         except Exception as exc:
             log_once(STREAM_HELPER.name + ".start", exc)

@@ -42,8 +42,7 @@ def _shape(name: str, operation: str, request: Callable[..., dict[str, Any]], re
     return Shape(
         name=name,
         operation=operation,
-        provider=rsp.provider_of,
-        server=rsp.server_of,
+        endpoint=rsp.endpoint,
         request=request,
         respond=respond,
         prompt=rsp.prompt if operation == semconv.OP_GENERATE_CONTENT else None,

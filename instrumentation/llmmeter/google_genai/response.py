@@ -8,7 +8,7 @@ from typing import Any
 from llmmeter import options, semconv
 from llmmeter.content import Message, Prompt, output_attributes, text_part, tool_call_part, tool_response_part
 from llmmeter.invocation import Invocation, TokenUsage
-from llmmeter.server import server_attributes
+from llmmeter.server import Endpoint, Endpoints, server_attributes
 
 _CONFIG_PARAMS = (
     ("max_output_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
@@ -43,11 +43,19 @@ def model_of(value: Any) -> str:
     return name.rsplit("/", 1)[-1] if name.startswith(("models/", "publishers/", "projects/")) else name
 
 
-def server_of(models: Any) -> dict[str, Any]:
-    """``server.address`` / ``server.port`` of a ``Models`` / ``AsyncModels`` client (shared: copy to change)."""
-    http_options = getattr(getattr(models, "_api_client", None), "_http_options", None)
-    base_url = getattr(http_options, "base_url", None)
-    return server_attributes(base_url) if isinstance(base_url, str) else {}
+_ENDPOINTS = Endpoints()
+
+
+def endpoint(models: Any) -> Endpoint:
+    """Provider and ``server.address`` / ``server.port`` of a ``Models`` / ``AsyncModels`` client, cached per
+    API client and base URL."""
+    client = getattr(models, "_api_client", None)
+    base_url = getattr(getattr(client, "_http_options", None), "base_url", None)
+    hit = _ENDPOINTS.get(client, base_url)
+    if hit is not None:
+        return hit
+    server = server_attributes(base_url) if isinstance(base_url, str) else {}
+    return _ENDPOINTS.put(client, base_url, (provider_of(models), server))
 
 
 def request_attributes(models: Any, kwargs: Mapping[str, Any], stream: bool) -> dict[str, Any]:

@@ -19,9 +19,10 @@ from llmmeter.invocation import Invocation, log_once
 from llmmeter.openai import response as rsp
 from llmmeter.openai.stream import ChatAccumulator, ResponsesAccumulator
 from llmmeter.raw_response import respond_raw
-from llmmeter.server import resource_server
 from llmmeter.streaming import Accumulator, AsyncStream, SyncStream, end_helper_stream
 from llmmeter.telemetry import Instruments
+
+_PARSED, _STREAM, _ASYNC_STREAM, _RAW = range(4)
 
 
 def _responder(
@@ -32,15 +33,34 @@ def _responder(
     from openai._legacy_response import LegacyAPIResponse
     from openai._response import APIResponse, AsyncAPIResponse
 
+    kinds: dict[type, int] = {}  # what each result type is, worked out once (a type check per call costs more)
+
+    def kind_of(cls: type) -> int:
+        if issubclass(cls, openai.Stream):
+            kind = _STREAM
+        elif issubclass(cls, openai.AsyncStream):
+            kind = _ASYNC_STREAM
+        elif issubclass(cls, LegacyAPIResponse | APIResponse | AsyncAPIResponse):
+            kind = _RAW
+        else:
+            kind = _PARSED
+        if len(kinds) > 256:  # parsed generics make one type per response format: bounded by the app's code
+            kinds.clear()
+        kinds[cls] = kind
+        return kind
+
     def respond(invocation: Invocation, result: Any) -> Any:
-        if isinstance(result, openai.Stream):
+        kind = kinds.get(type(result))
+        if kind is None:
+            kind = kind_of(type(result))
+        if kind == _PARSED:
+            invocation.end_later(end, result)
+            return result
+        if kind == _STREAM:
             return SyncStream(result, invocation, accumulator())
-        if isinstance(result, openai.AsyncStream):
+        if kind == _ASYNC_STREAM:
             return AsyncStream(result, invocation, accumulator())
-        if isinstance(result, LegacyAPIResponse | APIResponse | AsyncAPIResponse):
-            return respond_raw(result, invocation, respond)
-        invocation.end_later(end, result)
-        return result
+        return respond_raw(result, invocation, respond)
 
     return respond
 
@@ -62,8 +82,7 @@ def _shapes() -> dict[str, Shape]:
     chat = Shape(
         name="openai.chat",
         operation=semconv.OP_CHAT,
-        provider=rsp.provider_of,
-        server=resource_server,
+        endpoint=rsp.endpoint,
         request=rsp.request_attributes,
         respond=chat_respond,
         prompt=rsp.chat_prompt,
@@ -74,8 +93,7 @@ def _shapes() -> dict[str, Shape]:
         "responses": Shape(
             name="openai.responses",
             operation=semconv.OP_CHAT,
-            provider=rsp.provider_of,
-            server=resource_server,
+            endpoint=rsp.endpoint,
             request=rsp.request_attributes,
             respond=_responder(rsp.end_response, ResponsesAccumulator),
             prompt=rsp.responses_prompt,
@@ -83,8 +101,7 @@ def _shapes() -> dict[str, Shape]:
         "completions": Shape(
             name="openai.completions",
             operation=semconv.OP_TEXT_COMPLETION,
-            provider=rsp.provider_of,
-            server=resource_server,
+            endpoint=rsp.endpoint,
             request=rsp.request_attributes,
             respond=_responder(rsp.end_completion, ChatAccumulator),
             prompt=rsp.completions_prompt,
@@ -93,8 +110,7 @@ def _shapes() -> dict[str, Shape]:
         "embeddings": Shape(
             name="openai.embeddings",
             operation=semconv.OP_EMBEDDINGS,
-            provider=rsp.provider_of,
-            server=resource_server,
+            endpoint=rsp.endpoint,
             request=rsp.embeddings_request_attributes,
             respond=_responder(rsp.end_embeddings, ChatAccumulator),
         ),

@@ -8,6 +8,7 @@ from typing import Any
 from llmmeter import options, semconv
 from llmmeter.content import Message, Prompt, output_attributes, text_part, tool_call_part, tool_response_part
 from llmmeter.invocation import Invocation, TokenUsage
+from llmmeter.server import Endpoint, Endpoints, base_url_endpoint
 
 _REQUEST_PARAMS = {
     "max_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
@@ -30,10 +31,19 @@ def get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def provider_of(resource: Any) -> str:
+def _provider_of(client: Any) -> str:
     """``azure.ai.openai`` for Azure OpenAI clients, ``openai`` otherwise."""
-    name = type(getattr(resource, "_client", None)).__name__
-    return semconv.PROVIDER_AZURE_OPENAI if "Azure" in name else semconv.PROVIDER_OPENAI
+    return semconv.PROVIDER_AZURE_OPENAI if "Azure" in type(client).__name__ else semconv.PROVIDER_OPENAI
+
+
+_ENDPOINTS = Endpoints()
+
+
+def endpoint(resource: Any) -> Endpoint:
+    """Provider and server of a resource (``client.chat.completions``...), cached per client."""
+    client = getattr(resource, "_client", None)
+    hit = _ENDPOINTS.get(client, getattr(client, "_base_url", None))
+    return hit if hit is not None else base_url_endpoint(resource, _ENDPOINTS, _provider_of)
 
 
 def request_attributes(instance: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
