@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import weakref
 from collections.abc import Iterator
 
 import httpx2
@@ -191,6 +192,21 @@ def test_azure_client_is_its_own_provider(fake, instrumented, spans) -> None:  #
     azure = openai.AzureOpenAI(azure_endpoint=fake.url, api_key="x", api_version="2024-10-21")
     azure.chat.completions.create(model="my-deployment", messages=MSG)
     assert only_span(spans)["gen_ai.provider.name"] == "azure.ai.openai"
+
+
+def test_server_follows_a_changed_base_url_and_a_dropped_client_is_freed(fake, instrumented, spans) -> None:  # type: ignore[no-untyped-def]
+    client = openai.OpenAI(base_url=fake.openai_base_url, api_key="x")
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    with FakeProvider() as other:
+        client.base_url = other.openai_base_url  # type: ignore[assignment]
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        ports = [s.attributes["server.port"] for s in llm_spans(spans)]  # type: ignore[index]
+        assert ports == [fake.port, other.port]
+    freed = weakref.ref(client)
+    llmmeter.flush()
+    del client
+    gc.collect()
+    assert freed() is None  # llmmeter's per-client cache does not keep a client (and its connections) alive
 
 
 def test_async_create_stream_and_retries(aclient, instrumented, spans, fake) -> None:  # type: ignore[no-untyped-def]
