@@ -36,7 +36,8 @@ def stream_usage() -> Iterator[None]:
 
 
 def test_chat_create_span_usage_and_metrics(client, instrumented, spans, metric_reader, fake) -> None:  # type: ignore[no-untyped-def]
-    headers = usage_header(input_tokens=1200, output_tokens=300, cached_tokens=1000, reasoning_tokens=50)
+    headers = usage_header(input_tokens=1200, output_tokens=300, cached_tokens=1000, reasoning_tokens=50,
+                           cache_creation_input_tokens=80, audio_input_tokens=30, audio_output_tokens=20)  # fmt: skip
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     result = client.chat.completions.create(
         model="gpt-4.1-nano", messages=[{"role": "user", "content": "weather in Paris?"}], tools=tools,
@@ -49,6 +50,9 @@ def test_chat_create_span_usage_and_metrics(client, instrumented, spans, metric_
     assert attrs["gen_ai.usage.input_tokens"] == 1200 and attrs["gen_ai.usage.output_tokens"] == 300
     assert attrs["gen_ai.usage.cache_read.input_tokens"] == 1000
     assert attrs["gen_ai.usage.reasoning.output_tokens"] == 50
+    assert attrs["gen_ai.usage.cache_creation.input_tokens"] == 80
+    assert attrs["llmmeter.usage.audio.input_tokens"] == 30 and attrs["llmmeter.usage.audio.output_tokens"] == 20
+    assert "llmmeter.usage.cache_creation_1h.input_tokens" not in attrs
     assert attrs["gen_ai.request.temperature"] == 0.2 and attrs["gen_ai.request.max_tokens"] == 400
     assert attrs["openai.request.service_tier"] == "flex" and attrs["openai.response.service_tier"] == "flex"
     assert attrs["llmmeter.tool.definitions"] == 1 and attrs["llmmeter.tool.calls"] == 1

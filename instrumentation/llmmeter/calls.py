@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmmeter import guard, options, retries, semconv
+from llmmeter import guard, options, semconv
 from llmmeter.content import Prompt, prompt_attributes
 from llmmeter.guard import BudgetExceeded
 from llmmeter.invocation import Invocation, http_status, log_once
+from llmmeter.retries import enter, leave
 from llmmeter.server import Endpoint
 from llmmeter.telemetry import Instruments
 
@@ -33,7 +34,8 @@ class Shape:
     ``request(instance, kwargs)`` the request's other attributes and ``prompt(kwargs)`` the prompt to
     fingerprint/capture, both read off the call path from a ``SentRequest``; ``respond(invocation, result)``
     ends the invocation from the SDK's result (or wraps a stream that will) and returns what the app
-    receives; ``prepare(kwargs)`` may adjust the request (only ``stream_usage``); ``model_key`` names the
+    receives; ``prepare(kwargs)`` may adjust a streaming request (``stream=True``: only ``stream_usage``);
+    ``model_key`` names the
     argument that holds the requested model.
     """
 
@@ -127,11 +129,9 @@ def _begin(
     if guard.active():
         kwargs, requested = apply_guard(shape, instance, kwargs)  # BudgetExceeded propagates to the app
     try:
-        if shape.prepare is not None:
+        if shape.prepare is not None and kwargs.get("stream") is True:
             kwargs = shape.prepare(kwargs)
-        invocation = start(inst, shape, instance, kwargs, requested)
-        invocation.attempts = retries.Attempts(invocation.parent)
-        return invocation, kwargs
+        return start(inst, shape, instance, kwargs, requested), kwargs
     except Exception as exc:
         log_once(shape.name + ".start", exc)
         return None, kwargs
@@ -153,14 +153,14 @@ def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
         invocation, kwargs = _begin(inst, shape, instance, kwargs)
         if invocation is None:
             return wrapped(*args, **kwargs)
-        token = retries.enter(invocation.attempts)  # type: ignore[arg-type]
+        token = enter(invocation)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
             raise
         finally:
-            retries.leave(token)
+            leave(token)
         try:
             return respond(invocation, result)
         except Exception as exc:
@@ -177,14 +177,14 @@ def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
         invocation, kwargs = _begin(inst, shape, instance, kwargs)
         if invocation is None:
             return await wrapped(*args, **kwargs)
-        token = retries.enter(invocation.attempts)  # type: ignore[arg-type]
+        token = enter(invocation)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
             raise
         finally:
-            retries.leave(token)
+            leave(token)
         try:
             return respond(invocation, result)
         except Exception as exc:

@@ -75,7 +75,10 @@ _USAGE_KEYS = (
 
 @dataclass(slots=True)
 class TokenUsage:
-    """Usage as the GenAI conventions count it: input includes cached tokens, output includes reasoning."""
+    """Usage as the GenAI conventions count it: input includes cached tokens, output includes reasoning.
+
+    The field order is part of the interface: hot paths construct it positionally.
+    """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -111,7 +114,7 @@ _Outcome = tuple[
 ]
 
 
-class Invocation:
+class Invocation(Attempts):
     """One GenAI call's span; call ``end`` or ``fail`` (or ``end_later``) exactly once.
 
     On the call path only the times, the parent context, the request (``request``) and what the response
@@ -126,8 +129,8 @@ class Invocation:
 
     __slots__ = (
         "_attribution", "_elapsed", "_end_ns", "_ended", "_inst", "_late", "_off_path", "_operation", "_outcome",
-        "_provider", "_reader", "_request_model", "_result", "_server", "_start", "_start_ns", "attempts",
-        "first_chunk_s", "parent", "request", "span",
+        "_provider", "_reader", "_request_model", "_result", "_server", "_start", "_start_ns", "first_chunk_s",
+        "request", "span",
     )  # fmt: skip
 
     def __init__(
@@ -169,7 +172,7 @@ class Invocation:
         self._start = time.perf_counter()
         self.first_chunk_s: float | None = None
         self._ended = False
-        self.attempts: Attempts | None = None  # set by wrappers that count the SDK's internal retries
+        self.count = 0  # HTTP attempts, counted by the SDK wrappers that ``retries.enter`` the invocation
         self.request: LateAttributes | None = None  # the request as sent, read into attributes at the end
         self._end_ns = 0  # the call's end, taken on the call path (end_later) or when ended
         self._elapsed = 0.0
@@ -287,12 +290,9 @@ class Invocation:
         self._finish()
 
     def _retries(self) -> int:
-        """The SDK's retries, counted now: the counter is released (one object less kept until the recorder)."""
-        attempts = self.attempts
-        if attempts is None:
-            return 0
-        self.attempts = None
-        return attempts.count - 1 if attempts.count > 1 else 0
+        """The retries the SDK made (attempts counted after ``retries.enter(invocation)``)."""
+        count = self.count
+        return count - 1 if count > 1 else 0
 
     def _finish(self) -> None:
         """End now when off the call path, else queue the end (one bound method: each object kept until the

@@ -39,12 +39,9 @@ class Attempts:
 _CURRENT: ContextVar[Attempts | None] = ContextVar("llmmeter_attempts", default=None)
 
 
-def enter(attempts: Attempts) -> Token[Attempts | None]:
-    return _CURRENT.set(attempts)
-
-
-def leave(token: Token[Attempts | None]) -> None:
-    _CURRENT.reset(token)
+enter: Callable[[Attempts], Token[Attempts | None]] = _CURRENT.set
+"""``enter(attempts)``: count the attempts made from here on into ``attempts``; returns a token for ``leave``."""
+leave: Callable[[Token[Attempts | None]], None] = _CURRENT.reset
 
 
 def counting_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:

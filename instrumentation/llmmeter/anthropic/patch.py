@@ -74,8 +74,7 @@ class _HelperManager(wrapt.ObjectProxy):
             invocation = self._self_begin()
             if invocation is None:
                 return None, None
-            invocation.attempts = retries.Attempts(invocation.parent)
-            return invocation, retries.enter(invocation.attempts)
+            return invocation, retries.enter(invocation)
         except Exception as exc:
             log_once(STREAM_HELPER.name + ".start", exc)
             return None, None

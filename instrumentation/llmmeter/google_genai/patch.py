@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from llmmeter import retries, semconv
+from llmmeter import semconv
 from llmmeter.calls import Shape, Wrapper, async_wrapper, sync_wrapper
 from llmmeter.google_genai import response as rsp
 from llmmeter.google_genai.stream import GenerateAccumulator
@@ -29,8 +29,7 @@ def _respond_stream(invocation: Invocation, result: Any) -> Any:
     if hasattr(result, "__anext__"):
         return AsyncStream(result, invocation, GenerateAccumulator())
     # The request is sent on the first next(): count its attempts there.
-    attempts = invocation.attempts or retries.Attempts()
-    return SyncStream(result, invocation, GenerateAccumulator(), attempts=attempts)
+    return SyncStream(result, invocation, GenerateAccumulator(), attempts=invocation)
 
 
 def _respond_embed(invocation: Invocation, result: Any) -> Any:

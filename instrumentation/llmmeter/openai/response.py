@@ -147,14 +147,15 @@ def chat_usage(usage: Any) -> TokenUsage | None:
         return None
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     completion_details = getattr(usage, "completion_tokens_details", None)
-    return TokenUsage(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        cache_read_tokens=getattr(prompt_details, "cached_tokens", None),
-        cache_write_tokens=getattr(prompt_details, "cache_write_tokens", None) or None,
-        input_audio_tokens=getattr(prompt_details, "audio_tokens", None),
-        reasoning_tokens=getattr(completion_details, "reasoning_tokens", None),
-        output_audio_tokens=getattr(completion_details, "audio_tokens", None),
+    return TokenUsage(  # positional (this runs on the call path): the fields in TokenUsage's order
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        getattr(prompt_details, "cached_tokens", None),  # cache read
+        getattr(prompt_details, "cache_write_tokens", None) or None,  # cache write
+        None,  # 1-hour cache write: Anthropic only
+        getattr(completion_details, "reasoning_tokens", None),
+        getattr(prompt_details, "audio_tokens", None),
+        getattr(completion_details, "audio_tokens", None),
     )
 
 
