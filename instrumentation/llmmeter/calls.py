@@ -49,27 +49,22 @@ class Shape:
     model_key: str = "model"
 
 
-class SentRequest:
-    """A call's request as sent, read into span attributes when the span ends (off the call path).
+class SentRequest(tuple[Shape, Any, dict[str, Any], options.Options]):
+    """A call's request as sent, read into span attributes when the span ends (off the call path):
+    ``SentRequest((shape, instance, kwargs, options))`` (a tuple: made on the call path without a Python frame).
 
-    Taken when the call starts: a shallow copy of the arguments in which every list is copied too, so an
-    app that appends the reply to its ``messages`` list after the call (the usual chat loop) does not
-    change what was sent.
+    ``kwargs`` is taken when the call starts (``start``): a shallow copy of the arguments in which every list
+    is copied too, so an app that appends the reply to its ``messages`` list after the call (the usual chat
+    loop) does not change what was sent.
     """
 
-    __slots__ = ("_instance", "_kwargs", "_options", "_shape")
-
-    def __init__(self, shape: Shape, instance: Any, kwargs: Mapping[str, Any], opts: options.Options) -> None:
-        self._shape = shape
-        self._instance = instance
-        self._kwargs = {key: value.copy() if type(value) is list else value for key, value in kwargs.items()}
-        self._options = opts
+    __slots__ = ()
 
     def attributes(self) -> dict[str, Any]:
-        shape, kwargs = self._shape, self._kwargs
-        attrs = shape.request(self._instance, kwargs)
+        shape, instance, kwargs, opts = self
+        attrs = shape.request(instance, kwargs)
         if shape.prompt is not None:
-            attrs.update(prompt_attributes(shape.prompt(kwargs), self._options))
+            attrs.update(prompt_attributes(shape.prompt(kwargs), opts))
         return attrs
 
 
@@ -99,15 +94,20 @@ def apply_guard(shape: Shape, instance: Any, kwargs: dict[str, Any]) -> tuple[di
 def start(inst: Instruments, shape: Shape, instance: Any, kwargs: dict[str, Any], requested: str | None) -> Invocation:
     """Start the span for a call about to be made with ``kwargs``."""
     provider, server = shape.endpoint(instance)
+    model = kwargs.get(shape.model_key)
     invocation = Invocation(
         inst,
         shape.operation,
         provider,
-        model_name(kwargs.get(shape.model_key)),
+        model if type(model) is str else model_name(model),
         {} if requested is None else {semconv.REQUESTED_MODEL: requested},
         server=server,
     )
-    invocation.request = SentRequest(shape, instance, kwargs, options.current)
+    copy = dict(kwargs)  # the arguments as sent (inlined: this runs on every call): lists copied too
+    for key, value in kwargs.items():
+        if type(value) is list:
+            copy[key] = value.copy()
+    invocation.request = SentRequest((shape, instance, copy, options.current))
     return invocation
 
 

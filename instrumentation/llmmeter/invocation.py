@@ -17,8 +17,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmmeter import options, recorder, semconv
 from llmmeter.attribution import KEY as ATTRIBUTION_KEY
-from llmmeter.recorder import LateAttributes
-from llmmeter.retries import Attempts
+from llmmeter.recorder import LateAttributes, later
+from llmmeter.retries import Attempts, current_context
 from llmmeter.semconv import GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL
 from llmmeter.telemetry import Instruments
 
@@ -154,7 +154,7 @@ class Invocation(Attempts):
         """
         if server is None:
             server = {key: attributes.pop(key) for key in _SAMPLER_KEYS if key in attributes}
-        parent = context.get_current()
+        parent = current_context()
         run = parent.get(_LLM_RUN_KEY)
         if run is not None:
             run.covered = True  # type: ignore[attr-defined]
@@ -221,7 +221,7 @@ class Invocation(Attempts):
         self._elapsed = time.perf_counter() - self._start
         self._end_ns = time.time_ns()
         self._reader, self._result = read, result
-        recorder.later(self._read)
+        later(self._read)
 
     def _read(self) -> None:
         read, result = self._reader, self._result
@@ -264,8 +264,12 @@ class Invocation(Attempts):
         elif not self._end_ns:
             self._elapsed = time.perf_counter() - self._start
         self._end_ns = end_time_ns or self._end_ns or time.time_ns()
-        self._outcome = (response_model, response_id, finish_reasons, usage, attributes, self._retries(), None)
-        self._finish()
+        retried = self.count - 1 if self.count > 1 else 0  # HTTP attempts after the first
+        self._outcome = (response_model, response_id, finish_reasons, usage, attributes, retried, None)
+        if self._off_path:
+            self._emit()
+        else:  # one bound method queued: each object kept until the recorder runs is one more for the garbage
+            later(self._emit)  # collector to count and promote
 
     def fail(
         self,
@@ -286,21 +290,12 @@ class Invocation(Attempts):
         self._elapsed = time.perf_counter() - self._start
         self._end_ns = time.time_ns()
         error = (type(exc).__qualname__, http_status(exc), str(exc)[:500])
-        self._outcome = (response_model, response_id, None, usage, attributes, self._retries(), error)
-        self._finish()
-
-    def _retries(self) -> int:
-        """The retries the SDK made (attempts counted after ``retries.enter(invocation)``)."""
-        count = self.count
-        return count - 1 if count > 1 else 0
-
-    def _finish(self) -> None:
-        """End now when off the call path, else queue the end (one bound method: each object kept until the
-        recorder runs is one more for the garbage collector to count and promote)."""
+        retried = self.count - 1 if self.count > 1 else 0
+        self._outcome = (response_model, response_id, None, usage, attributes, retried, error)
         if self._off_path:
             self._emit()
         else:
-            recorder.later(self._emit)
+            later(self._emit)
 
     def _emit(self) -> None:
         """Create (if needed) and end the span with every attribute, then record the call's metric points."""

@@ -22,6 +22,25 @@ from opentelemetry.context import Context
 from llmmeter.semconv import BILLABLE
 
 
+def _context_getter() -> Callable[[], Context]:
+    """``opentelemetry.context.get_current`` without its two Python frames (it runs twice per call): the
+    runtime context's own ``ContextVar.get`` when the runtime is the default ``ContextVarsRuntimeContext``
+    (``OTEL_PYTHON_CONTEXT`` may select another, which then gets the API call)."""
+    try:
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+        runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+        var = getattr(runtime, "_current_context", None)
+        if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar):
+            return var.get
+    except ImportError:
+        pass
+    return context.get_current
+
+
+current_context = _context_getter()
+
+
 class Attempts:
     """HTTP attempts made so far by one instrumented call."""
 
@@ -51,7 +70,7 @@ def counting_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwar
         attempts.count += 1
         parent = attempts.parent
         if attempts.count == 1 and parent is not None:
-            now = context.get_current()
+            now = current_context()
             if now is not parent:  # the context changed since the call started: did the SDK open a span?
                 current = trace.get_current_span(now)
                 if current is not trace.get_current_span(parent) and current.is_recording():

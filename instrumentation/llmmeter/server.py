@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,19 +42,15 @@ class Endpoints:
     that sets a new base URL gets a new endpoint). The client is held weakly: a cache must not keep an SDK
     client and its connection pool alive."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[weakref.ref[Any], Any, Endpoint]] = {}
-
-    def get(self, client: Any, url: Any) -> Endpoint | None:
-        entry = self._entries.get(id(client))
-        if entry is not None and entry[1] is url and entry[0]() is client:
-            return entry[2]
-        return None
+        # id(client) -> (weak reference to the client, its base URL, its endpoint). A hit is an entry whose URL
+        # is the client's and whose reference gives the client back (the id was not reused): see ``hit``.
+        self.entries: dict[int, tuple[weakref.ref[Any], Any, Endpoint]] = {}
 
     def put(self, client: Any, url: Any, endpoint: Endpoint) -> Endpoint:
-        entries = self._entries
+        entries = self.entries
         if len(entries) >= _MAX_CACHED:
             entries.clear()
         with contextlib.suppress(TypeError):  # not weakly referenceable (a stand-in client): not cached
@@ -62,14 +58,22 @@ class Endpoints:
         return endpoint
 
 
-def base_url_endpoint(resource: Any, endpoints: Endpoints, provider: Any) -> Endpoint:
-    """The endpoint of an openai/anthropic resource (``client.chat.completions``, ``client.messages``...) from
-    its client's ``_base_url`` field (the ``base_url`` property of recent SDKs runs an import per read), else
-    the public property; ``provider(client)`` names the provider. Only on a cache miss: see each SDK's
-    ``endpoint``."""
-    client = getattr(resource, "_client", None)
-    url = getattr(client, "_base_url", None)
-    if url is None:  # an SDK without the field: not cached, the property may return a new URL
-        public = getattr(client, "base_url", None)
-        return provider(client), {} if public is None else server_attributes(public)
-    return endpoints.put(client, url, (provider(client), server_attributes(url)))
+def base_url_endpoints(provider: Callable[[Any], str]) -> Callable[[Any], Endpoint]:
+    """``endpoint(resource)`` for an openai/anthropic resource (``client.chat.completions``, ``client.messages``...):
+    the server from its client's ``_base_url`` field (the ``base_url`` property of recent SDKs runs an import
+    per read), else the public property; ``provider(client)`` names the provider. Cached per client."""
+    endpoints = Endpoints()
+    entries = endpoints.entries
+
+    def endpoint(resource: Any) -> Endpoint:
+        client = getattr(resource, "_client", None)
+        url = getattr(client, "_base_url", None)
+        entry = entries.get(id(client))
+        if entry is not None and entry[1] is url and entry[0]() is client:
+            return entry[2]
+        if url is None:  # an SDK without the field: not cached, the property may return a new URL each time
+            public = getattr(client, "base_url", None)
+            return provider(client), {} if public is None else server_attributes(public)
+        return endpoints.put(client, url, (provider(client), server_attributes(url)))
+
+    return endpoint

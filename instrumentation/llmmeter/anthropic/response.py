@@ -8,7 +8,7 @@ from typing import Any
 from llmmeter import options, semconv
 from llmmeter.content import Message, Prompt, output_attributes, text_part, tool_call_part, tool_response_part
 from llmmeter.invocation import Invocation, TokenUsage
-from llmmeter.server import Endpoint, Endpoints, base_url_endpoint
+from llmmeter.server import base_url_endpoints
 
 _REQUEST_PARAMS = {
     "max_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
@@ -28,14 +28,7 @@ def _provider_of(client: Any) -> str:
     return semconv.PROVIDER_ANTHROPIC
 
 
-_ENDPOINTS = Endpoints()
-
-
-def endpoint(resource: Any) -> Endpoint:
-    """Provider and server of ``client.messages`` (and the beta resource), cached per client."""
-    client = getattr(resource, "_client", None)
-    hit = _ENDPOINTS.get(client, getattr(client, "_base_url", None))
-    return hit if hit is not None else base_url_endpoint(resource, _ENDPOINTS, _provider_of)
+endpoint = base_url_endpoints(_provider_of)  # provider and server of a resource, cached per client
 
 
 def request_attributes(instance: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from llmmeter import options, semconv
 from llmmeter.content import Message, Prompt, output_attributes, text_part, tool_call_part, tool_response_part
 from llmmeter.invocation import Invocation, TokenUsage
-from llmmeter.server import Endpoint, Endpoints, base_url_endpoint
+from llmmeter.server import base_url_endpoints
 
 _REQUEST_PARAMS = {
     "max_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
@@ -36,14 +36,7 @@ def _provider_of(client: Any) -> str:
     return semconv.PROVIDER_AZURE_OPENAI if "Azure" in type(client).__name__ else semconv.PROVIDER_OPENAI
 
 
-_ENDPOINTS = Endpoints()
-
-
-def endpoint(resource: Any) -> Endpoint:
-    """Provider and server of a resource (``client.chat.completions``...), cached per client."""
-    client = getattr(resource, "_client", None)
-    hit = _ENDPOINTS.get(client, getattr(client, "_base_url", None))
-    return hit if hit is not None else base_url_endpoint(resource, _ENDPOINTS, _provider_of)
+endpoint = base_url_endpoints(_provider_of)  # provider and server of a resource, cached per client
 
 
 def request_attributes(instance: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,7 +190,9 @@ def end_chat(invocation: Invocation, result: Any) -> None:
     attrs: dict[str, Any] = {}
     if tool_calls:
         attrs[semconv.TOOL_CALLS] = tool_calls
-    _tier(result, attrs)
+    tier = getattr(result, "service_tier", None)  # _tier(), inlined: the call path
+    if tier and type(tier) is str:
+        attrs[semconv.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER] = tier
     opts = options.current
     if opts.capture_content:
         outputs = []
