@@ -174,3 +174,30 @@ def test_a_flush_from_inside_a_queued_item_does_not_wait_for_itself() -> None:
     start = time.monotonic()
     recorder.drain_spans()
     assert len(flushed) == 1 and flushed[0] - start < recorder.FLUSH_WAIT_SECONDS / 2
+
+
+def test_draining_metrics_while_another_thread_instruments_does_not_fail() -> None:
+    """The recorder thread drains every instrument()'s metric queue while the app may be instrumenting again."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    meter = MeterProvider().get_meter("race")
+    histogram = meter.create_histogram("race")
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 1.0
+
+    def drain() -> None:
+        while time.monotonic() < stop:
+            try:
+                recorder.drain_metrics(wait=False)
+            except Exception as exc:
+                errors.append(exc)
+                return
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    made = 0
+    while drainer.is_alive():
+        recorder.CallMetrics(meter, histogram, histogram, histogram)  # and dropped: weakly held, removed again
+        made += 1
+    drainer.join()
+    assert made > 100 and errors == []

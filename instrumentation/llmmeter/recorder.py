@@ -202,7 +202,8 @@ class CallMetrics:
         self.duration = duration
         self.time_to_first_chunk = time_to_first_chunk
         self.queue: _Queue[_Point] = _Queue(self._record, "record GenAI metrics")
-        _live.add(self)
+        with _lock:  # the recorder thread may be iterating the set
+            _live.add(self)
         _watch(meter)
 
     def add(
@@ -258,8 +259,15 @@ _drainer: threading.Thread | None = None
 _lock = threading.Lock()
 
 
+def _live_metrics() -> list[CallMetrics]:
+    """Every instrument()'s metrics, taken under the lock: another thread may be adding one (a WeakSet's
+    iteration fails if its size changes)."""
+    with _lock:
+        return list(_live)
+
+
 def drain_metrics(wait: bool = True) -> None:
-    for metrics in list(_live):
+    for metrics in _live_metrics():
         metrics.queue.flush(wait)
 
 
@@ -343,7 +351,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()  # a fork while another thread held it would leave it locked forever
     _drainer = None  # the thread did not survive the fork: the child's first call starts its own
     _work.clear()
-    for metrics in list(_live):
+    for metrics in _live_metrics():
         metrics.queue.clear()
 
 
