@@ -4,6 +4,8 @@ budget guard wiring."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 
@@ -91,6 +93,8 @@ def test_fingerprint_stable_keyed_and_whitespace_normalised(fake, spans, monkeyp
 
     prompt = Prompt(messages=[Message("user", [text_part("What is the capital?")])])
     assert compute(prompt, b"deployment-key") == keyed  # same in every process: a keyed hash, no salt
+    documented = hmac.new(b"deployment-key", b"user\x1fWhat is the capital?\x1e", hashlib.sha256)
+    assert keyed == documented.hexdigest()[:16]  # HMAC-SHA256 of role, text, separators (README)
 
 
 def test_record_manual_span_with_attribution(spans, metric_reader) -> None:  # type: ignore[no-untyped-def]

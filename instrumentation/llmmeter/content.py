@@ -67,9 +67,18 @@ def _texts(prompt: Prompt) -> Iterable[str]:
                 yield message.role + "\x1f" + " ".join(content.split())
 
 
+_keyed: dict[bytes, hmac.HMAC] = {}  # key -> HMAC with the key already absorbed (copied per prompt: cheaper)
+
+
 def fingerprint(prompt: Prompt, key: bytes) -> str:
-    """Keyed hash of the prompt's roles and texts, whitespace-normalised; stable across processes."""
-    mac = hmac.new(key, b"", hashlib.sha256)
+    """Keyed hash (HMAC-SHA256) of the prompt's roles and texts, whitespace-normalised; stable across
+    processes."""
+    base = _keyed.get(key)
+    if base is None:
+        if len(_keyed) >= 8:  # keys come from instrument(): a handful at most
+            _keyed.clear()
+        base = _keyed[key] = hmac.new(key, b"", hashlib.sha256)
+    mac = base.copy()
     for text in _texts(prompt):
         mac.update(text.encode("utf-8", "surrogatepass"))
         mac.update(b"\x1e")
