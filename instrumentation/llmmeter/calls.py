@@ -35,8 +35,7 @@ class Shape:
     fingerprint/capture, both read off the call path from a ``SentRequest``; ``respond(invocation, result)``
     ends the invocation from the SDK's result (or wraps a stream that will) and returns what the app
     receives; ``prepare(kwargs)`` may adjust a streaming request (``stream=True``: only ``stream_usage``);
-    ``model_key`` names the
-    argument that holds the requested model.
+    ``model_key`` names the argument that holds the requested model.
     """
 
     name: str

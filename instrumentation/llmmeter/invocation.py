@@ -198,18 +198,19 @@ class Invocation(Attempts):
         if self.first_chunk_s is None:
             self.first_chunk_s = time.perf_counter() - self._start
 
-    def end_later(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
-        """End from an SDK response: ``read(invocation, result)`` calls ``end``.
+    def end_later(self, read: Callable[[Invocation, Any], None], result: Any, *, now: bool = False) -> None:
+        """End from an SDK response: ``read(invocation, result)`` calls ``end``; an unreadable response ends
+        the span without usage.
 
-        Only for a complete response object the SDK gave the app (not a stream). Without content capture the
-        response is read now: a few fields, about 2 µs, and the response's objects are not kept alive until
-        the recorder runs (an app making hundreds of calls a second would otherwise have them promoted by
-        the garbage collector, whose full collections then come more often). With content capture the
-        output's rendering and redaction are done off the call path; the end time is taken now.
+        Only for a complete response object the SDK gave the app (not a stream). Without content capture (or
+        with ``now``) the response is read now: a few fields, about 2 µs, and the response's objects are not
+        kept alive until the recorder runs (an app making hundreds of calls a second would otherwise have them
+        promoted by the garbage collector, whose full collections then come more often). With content capture
+        the output's rendering and redaction are done off the call path; the end time is taken now.
         """
         if self._ended:
             return
-        if not options.current.capture_content:
+        if now or not options.current.capture_content:
             try:
                 read(self, result)
             except Exception as exc:
@@ -228,16 +229,7 @@ class Invocation(Attempts):
         self._reader = self._result = None
         self._ended = False
         self._off_path = True  # already on the recorder's side
-        self._read_into_end(read, result)  # type: ignore[arg-type]
-
-    def _read_into_end(self, read: Callable[[Invocation, Any], None], result: Any) -> None:
-        """``read(self, result)``, which calls ``end``; an unreadable response ends the span without usage."""
-        try:
-            read(self, result)
-        except Exception as exc:
-            log_once("response.read", exc)
-        if not self._ended:
-            self.end(usage=None)
+        self.end_later(read, result, now=True)  # type: ignore[arg-type]
 
     def end(
         self,
