@@ -201,3 +201,15 @@ def test_draining_metrics_while_another_thread_instruments_does_not_fail() -> No
         made += 1
     drainer.join()
     assert made > 100 and errors == []
+
+
+def test_the_recorder_thread_wakes_less_often_when_calls_are_few() -> None:
+    """Every wake-up takes the GIL from the app: ten a second only while calls keep coming, one a second idle."""
+    busy, idle = recorder.DRAIN_SECONDS, recorder.IDLE_DRAIN_SECONDS
+    assert recorder.next_interval(busy, 60) == busy  # 600 calls/s: every 0.1 s, 60 items a burst
+    assert recorder.next_interval(busy, 0) == idle  # nothing queued: once a second
+    assert recorder.next_interval(idle, 6) == idle  # a stream every 160 ms: its spans end within a second
+    rate = 40  # calls/s: woken for about DRAIN_BATCH of them
+    interval = recorder.next_interval(busy, int(rate * busy))
+    assert interval == pytest.approx(recorder.DRAIN_BATCH / rate)
+    assert recorder.next_interval(interval, int(rate * interval)) == pytest.approx(interval)  # and stays there

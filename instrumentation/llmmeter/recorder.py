@@ -9,13 +9,17 @@ response's ids and usage (``Invocation.end_later``), and queues the rest. The sp
 time and parent taken on the call path and ended with the end time taken there; the points go to the same
 histograms with the same attributes. The queue is worked off by whichever comes first:
 
-- the recorder thread, every ``DRAIN_SECONDS``, all at once. An LLM app spends most of its time waiting on
-  the network, so the work is done in that idle time. One burst per interval hands the GIL over as rarely as
-  possible: a handover costs the thread that waits for it a wake-up, and slicing the work to hand the GIL back
-  sooner (1 ms slices, 0.1 ms slices) added more latency per call, and more CPU, than it saved. Like any
-  Python thread (the OpenTelemetry SDK's batch span processor exporting is another), a long burst gives the GIL
-  to a waiting app thread after the interpreter's switch interval (``sys.getswitchinterval()``, 5 ms). The
-  thread is not woken per call, which would cost more than it saves;
+- the recorder thread, all at once, every ``DRAIN_SECONDS`` while calls keep coming and less often (up to
+  ``IDLE_DRAIN_SECONDS``) when they are few: it aims at ``DRAIN_BATCH`` items per wake-up. An LLM app spends
+  most of its time waiting on the network, so the work is done in that idle time. One burst per interval hands
+  the GIL over as rarely as possible: a handover costs the thread that waits for it a wake-up, and slicing the
+  work to hand the GIL back sooner (1 ms slices, 0.1 ms slices, or a slice whenever a call starts its request)
+  added more latency per call, and more CPU, than it saved. A wake-up also runs the recorder's code cold (about
+  0.5 ms for a single item after a long stream), hence fewer wake-ups when there is little to do (and none ten
+  times a second in an idle app). Like any Python thread (the OpenTelemetry SDK's batch span processor
+  exporting is another), a long burst gives the GIL to a waiting app thread after the interpreter's switch
+  interval (``sys.getswitchinterval()``, 5 ms). The thread is not woken per call, which would cost more than
+  it saves;
 - ``TracerProvider.force_flush()`` / ``shutdown()`` of the OpenTelemetry SDK (``instrument()`` hooks both, so
   an app that flushes before exit or before a serverless freeze exports every LLM span of calls that
   returned; a flush also waits for a span the recorder thread is ending at that moment), and
@@ -48,7 +52,9 @@ from llmmeter import semconv
 
 logger = logging.getLogger("llmmeter")
 
-DRAIN_SECONDS = 0.1  # how often the recorder thread works off the queues (the longest an item waits, when idle)
+DRAIN_SECONDS = 0.1  # the recorder thread's shortest interval (calls keep coming)
+IDLE_DRAIN_SECONDS = 1.0  # its longest (few calls, or none): the longest a queued item waits
+DRAIN_BATCH = 16  # items per wake-up it aims at, between those two intervals
 MAX_QUEUED = 2048  # per queue; past it the calling thread helps
 _DRAIN_INSTRUMENT = "llmmeter.internal.drain"  # observes nothing: its callback only drains the queues
 
@@ -326,11 +332,23 @@ def unhook_flush() -> None:
 # --- the recorder thread ---------------------------------------------------------------------------------
 
 
+def next_interval(interval: float, queued: int) -> float:
+    """The recorder thread's next pause, after ``queued`` items came in during ``interval`` seconds: long
+    enough for about ``DRAIN_BATCH`` items at that rate, within ``DRAIN_SECONDS``..``IDLE_DRAIN_SECONDS``."""
+    return min(IDLE_DRAIN_SECONDS, max(DRAIN_SECONDS, interval * DRAIN_BATCH / max(queued, 1)))
+
+
+def _queued() -> int:
+    return len(_work) + sum(len(metrics.queue) for metrics in _live_metrics())
+
+
 def _run() -> None:
     pause = threading.Event().wait
+    interval = DRAIN_SECONDS
     while True:
-        pause(DRAIN_SECONDS)
+        pause(interval)
         try:
+            interval = next_interval(interval, _queued())
             drain(wait=False)  # no one waits on this thread: nothing to wait for
         except Exception:  # the queues catch per item; this thread must outlive anything else
             _warn_once("work off the queues")
