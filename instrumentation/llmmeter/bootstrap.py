@@ -87,6 +87,7 @@ def instrument(
         threads.patch()
         recorder.hook_flush()
         _threads_patched = True
+    recorder.restart()
 
 
 def uninstrument() -> None:

@@ -342,11 +342,22 @@ def _queued() -> int:
     return len(_work) + sum(len(metrics.queue) for metrics in _live_metrics())
 
 
+_restart = threading.Event()  # set by ``restart``: the thread starts over at ``DRAIN_SECONDS``
+
+
+def restart() -> None:
+    """Have the recorder thread work every ``DRAIN_SECONDS`` again from now (``instrument()``: calls are about to
+    come, and the pause it chose while nothing was instrumented may be up to ``IDLE_DRAIN_SECONDS``)."""
+    _restart.set()
+
+
 def _run() -> None:
-    pause = threading.Event().wait
     interval = DRAIN_SECONDS
     while True:
-        pause(interval)
+        if _restart.wait(interval):
+            _restart.clear()
+            interval = DRAIN_SECONDS
+            continue
         try:
             interval = next_interval(interval, _queued())
             drain(wait=False)  # no one waits on this thread: nothing to wait for
@@ -365,8 +376,9 @@ def _start_drainer() -> None:
 
 def _after_fork_in_child() -> None:
     # The parent ends and records what was queued before the fork; the child must not do it twice.
-    global _drainer, _lock
+    global _drainer, _lock, _restart
     _lock = threading.Lock()  # a fork while another thread held it would leave it locked forever
+    _restart = threading.Event()
     _drainer = None  # the thread did not survive the fork: the child's first call starts its own
     _work.clear()
     for metrics in _live_metrics():
