@@ -346,7 +346,6 @@ class Invocation(Attempts):
             metric_attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
         if error is not None:
             metric_attrs[semconv.ERROR_TYPE] = error[0]
-        if made_now:  # off the call path already: straight into the histograms
-            self._inst.metrics.record(metric_attrs, self._elapsed, self.first_chunk_s, usage)
-        else:  # a span recorded by hand: its points wait in the queue like the rest
-            self._inst.metrics.add(metric_attrs, self._elapsed, self.first_chunk_s, usage)
+        # Made now: off the call path already, straight into the histograms. A span recorded by hand: its points
+        # wait in the queue like the rest.
+        self._inst.metrics.add(metric_attrs, self._elapsed, self.first_chunk_s, usage, now=made_now)

@@ -218,38 +218,22 @@ class CallMetrics:
         duration_s: float,
         time_to_first_chunk_s: float | None = None,
         usage: ReportedUsage | None = None,
+        *,
+        now: bool = False,
     ) -> None:
-        """Queue one call's points (``attributes`` must not be changed afterwards)."""
+        """Queue one call's points (``attributes`` must not be changed afterwards), or with ``now`` record them
+        on the caller's thread (the recorder's, already off the call path)."""
         input_tokens = output_tokens = None
         if usage is not None:
             input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
-        self.queue.put((attributes, duration_s, time_to_first_chunk_s, input_tokens, output_tokens))
+        point = (attributes, duration_s, time_to_first_chunk_s, input_tokens, output_tokens)
+        if now:
+            self._record(point)
+        else:
+            self.queue.put(point)
 
     def _record(self, point: _Point) -> None:
         attrs, duration_s, ttfc_s, input_tokens, output_tokens = point
-        self._points(attrs, duration_s, ttfc_s, input_tokens, output_tokens)
-
-    def record(
-        self,
-        attributes: Mapping[str, Any],
-        duration_s: float,
-        time_to_first_chunk_s: float | None = None,
-        usage: ReportedUsage | None = None,
-    ) -> None:
-        """Record one call's points now, on the caller's thread (the recorder's, off the call path)."""
-        if usage is None:
-            self._points(attributes, duration_s, time_to_first_chunk_s, None, None)
-        else:
-            self._points(attributes, duration_s, time_to_first_chunk_s, usage.input_tokens, usage.output_tokens)
-
-    def _points(
-        self,
-        attrs: Mapping[str, Any],
-        duration_s: float,
-        ttfc_s: float | None,
-        input_tokens: int | None,
-        output_tokens: int | None,
-    ) -> None:
         self.duration.record(duration_s, attrs)
         if ttfc_s is not None:
             self.time_to_first_chunk.record(ttfc_s, attrs)
