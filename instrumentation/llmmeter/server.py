@@ -46,7 +46,7 @@ class Endpoints:
 
     def __init__(self) -> None:
         # id(client) -> (weak reference to the client, its base URL, its endpoint). A hit is an entry whose URL
-        # is the client's and whose reference gives the client back (the id was not reused): see ``hit``.
+        # is the client's current one and whose reference gives the client back (the id was not reused).
         self.entries: dict[int, tuple[weakref.ref[Any], Any, Endpoint]] = {}
 
     def put(self, client: Any, url: Any, endpoint: Endpoint) -> Endpoint:
