@@ -256,8 +256,7 @@ class Invocation(Attempts):
         elif not self._end_ns:
             self._elapsed = time.perf_counter() - self._start
         self._end_ns = end_time_ns or self._end_ns or time.time_ns()
-        retried = self.count - 1 if self.count > 1 else 0  # HTTP attempts after the first
-        self._outcome = (response_model, response_id, finish_reasons, usage, attributes, retried, None)
+        self._outcome = (response_model, response_id, finish_reasons, usage, attributes, self.retries, None)
         if self._off_path:
             self._emit()
         else:  # one bound method queued: each object kept until the recorder runs is one more for the garbage
@@ -282,8 +281,7 @@ class Invocation(Attempts):
         self._elapsed = time.perf_counter() - self._start
         self._end_ns = time.time_ns()
         error = (type(exc).__qualname__, http_status(exc), str(exc)[:500])
-        retried = self.count - 1 if self.count > 1 else 0
-        self._outcome = (response_model, response_id, None, usage, attributes, retried, error)
+        self._outcome = (response_model, response_id, None, usage, attributes, self.retries, error)
         if self._off_path:
             self._emit()
         else:

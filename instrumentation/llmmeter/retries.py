@@ -42,13 +42,12 @@ current_context = _context_getter()
 
 
 class Attempts:
-    """HTTP attempts made so far by one instrumented call."""
+    """HTTP attempts made so far by one instrumented call (``llmmeter.invocation.Invocation`` is one: it sets
+    ``count`` to 0 and ``parent`` to the context current when the call started, its span's parent)."""
 
     __slots__ = ("count", "parent")
-
-    def __init__(self, parent: Context | None = None) -> None:
-        self.count = 0
-        self.parent = parent  # the context current when the call started (llmmeter's span's parent)
+    count: int
+    parent: Context | None
 
     @property
     def retries(self) -> int:

@@ -190,9 +190,7 @@ def end_chat(invocation: Invocation, result: Any) -> None:
     attrs: dict[str, Any] = {}
     if tool_calls:
         attrs[semconv.TOOL_CALLS] = tool_calls
-    tier = getattr(result, "service_tier", None)  # _tier(), inlined: the call path
-    if tier and type(tier) is str:
-        attrs[semconv.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER] = tier
+    _tier(result, attrs)
     opts = options.current
     if opts.capture_content:
         outputs = []
