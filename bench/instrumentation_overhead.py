@@ -22,6 +22,9 @@ Spans go to a real ``BatchSpanProcessor`` whose exporter drops them, metrics to 
 ``PeriodicExportingMetricReader`` whose exporter drops them: recording is counted, network export is not.
 Memory: ``--calls`` instrumented calls in-process, RSS and pymalloc blocks in use (``sys.getallocatedblocks()``)
 after 10k and after all of them, each after a flush and a full collection. Writes nothing.
+Host reference: the CPU model and the best of 5 runs of a fixed pure-Python loop (``_reference_ms``), at the start
+and at the end. Every figure here is CPU time of Python code, so it scales with the host: compare runs by their
+reference (the README gives it with its figures).
 
 Usage: python bench/instrumentation_overhead.py [--rounds 40] [--block 500] [--chunks 1000] [--stream-rounds 30]
        [--stream-block 8] [--calls 100000]
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import socket
 import statistics
@@ -85,6 +89,30 @@ def _chunk(i: int, last: bool) -> bytes:
         "choices": [{"index": 0, "delta": {"content": f" w{i}"}, "finish_reason": "stop" if last else None}],
     }  # fmt: skip
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _reference_ms() -> float:
+    """Best of 5 runs of a fixed pure-Python workload (a 1M-iteration loop of attribute and dict work, the kind
+    of code the SDK and llmmeter run), in ms: how fast this host runs Python right now."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        d: dict[int, int] = {}
+        for i in range(1_000_000):
+            d[i & 1023] = d.get(i & 255, 0) + i
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 def _in_process_client(chunks: int) -> openai.OpenAI:
@@ -234,6 +262,7 @@ def main() -> None:
     reader = PeriodicExportingMetricReader(_DropMetrics(), export_interval_millis=60_000)
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
+    reference_start = _reference_ms()
     rows = []
     server, port = _fake_server()
     try:
@@ -245,7 +274,10 @@ def main() -> None:
         server.wait()
     rows += _measure("in-process", _in_process_client(args.chunks), args, {})
     memory = _memory(args.calls)
+    reference_end = _reference_ms()
 
+    print(f"host: {_cpu_model()}, {os.cpu_count()} CPUs; reference loop {reference_start:.1f} ms at the start,")
+    print(f"{reference_end:.1f} ms at the end (lower is faster; the figures below scale with it)")
     print("medians; latency added = median over rounds of (instrumented block - bare block), the issue's figure;")
     print("pooled = median of all instrumented - median of all bare; p90 added likewise, pooled;")
     print("caller CPU added = the calling thread's CPU, paired like the latency; CPU added = every thread of the")
