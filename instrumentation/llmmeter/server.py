@@ -42,15 +42,22 @@ class Endpoints:
     that sets a new base URL gets a new endpoint). The client is held weakly: a cache must not keep an SDK
     client and its connection pool alive."""
 
-    __slots__ = ("entries",)
+    __slots__ = ("_entries",)
 
     def __init__(self) -> None:
         # id(client) -> (weak reference to the client, its base URL, its endpoint). A hit is an entry whose URL
         # is the client's current one and whose reference gives the client back (the id was not reused).
-        self.entries: dict[int, tuple[weakref.ref[Any], Any, Endpoint]] = {}
+        self._entries: dict[int, tuple[weakref.ref[Any], Any, Endpoint]] = {}
+
+    def get(self, client: Any, url: Any) -> Endpoint | None:
+        """``client``'s endpoint if cached for this base URL (the same object), else None."""
+        entry = self._entries.get(id(client))
+        if entry is not None and entry[1] is url and entry[0]() is client:
+            return entry[2]
+        return None
 
     def put(self, client: Any, url: Any, endpoint: Endpoint) -> Endpoint:
-        entries = self.entries
+        entries = self._entries
         if len(entries) >= _MAX_CACHED:
             entries.clear()
         with contextlib.suppress(TypeError):  # not weakly referenceable (a stand-in client): not cached
@@ -63,14 +70,13 @@ def base_url_endpoints(provider: Callable[[Any], str]) -> Callable[[Any], Endpoi
     the server from its client's ``_base_url`` field (the ``base_url`` property of recent SDKs runs an import
     per read), else the public property; ``provider(client)`` names the provider. Cached per client."""
     endpoints = Endpoints()
-    entries = endpoints.entries
 
     def endpoint(resource: Any) -> Endpoint:
         client = getattr(resource, "_client", None)
         url = getattr(client, "_base_url", None)
-        entry = entries.get(id(client))
-        if entry is not None and entry[1] is url and entry[0]() is client:
-            return entry[2]
+        cached = endpoints.get(client, url)
+        if cached is not None:
+            return cached
         if url is None:  # an SDK without the field: not cached, the property may return a new URL each time
             public = getattr(client, "base_url", None)
             return provider(client), {} if public is None else server_attributes(public)

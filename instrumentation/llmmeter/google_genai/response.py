@@ -51,9 +51,9 @@ def endpoint(models: Any) -> Endpoint:
     API client and base URL."""
     client = getattr(models, "_api_client", None)
     base_url = getattr(getattr(client, "_http_options", None), "base_url", None)
-    entry = _ENDPOINTS.entries.get(id(client))
-    if entry is not None and entry[1] is base_url and entry[0]() is client:
-        return entry[2]
+    cached = _ENDPOINTS.get(client, base_url)
+    if cached is not None:
+        return cached
     server = server_attributes(base_url) if isinstance(base_url, str) else {}
     return _ENDPOINTS.put(client, base_url, (provider_of(models), server))
 
