@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+import time_machine
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -21,6 +23,24 @@ import llmmeter
 from llmmeter_collector.config import Settings
 from llmmeter_collector.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
+
+
+# Instants where calendar logic breaks: a month's first hour, its last hour, a Monday 00:00 UTC, a year's last
+# hour. tests/test_calendar.py pins each; `LLMMETER_TEST_CLOCK=<one of them> make pytest` runs the suite there.
+CALENDAR_EDGES = (
+    "2027-02-01T00:20:00+00:00",
+    "2026-11-30T23:40:00+00:00",
+    "2026-12-28T00:00:00+00:00",
+    "2026-12-31T23:30:00+00:00",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """LLMMETER_TEST_CLOCK=<ISO instant>: the test process starts at that instant (the clock then ticks), so the
+    suite can be run at a calendar edge. Before collection, so module-level ``now`` values are moved too."""
+    clock = os.environ.get("LLMMETER_TEST_CLOCK")
+    if clock:
+        time_machine.travel(datetime.fromisoformat(clock), tick=True).start()
 
 
 class _Router(SpanProcessor):

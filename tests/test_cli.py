@@ -4,6 +4,7 @@ export, and exit codes (0 ok, 1 collector error, 2 usage)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import stat
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import time_machine
 from click.testing import CliRunner
 
 from llmmeter_collector import datagen
@@ -20,6 +22,8 @@ from llmmeter_collector.cli import cli
 from llmmeter_collector.cli.status import budget_colour
 from llmmeter_collector.service import BackgroundCollector
 from llmmeter_collector.storage import Ledger
+
+from .conftest import CALENDAR_EDGES
 
 
 @pytest.fixture(autouse=True)
@@ -89,23 +93,48 @@ def test_url_and_key_precedence_is_flag_then_env_then_file(_config_file: Path, m
     assert result.exit_code == 1 and "http://127.0.0.1:9" in result.output
 
 
-def test_status_shows_budget_bars_and_the_month_end_forecast(collector: BackgroundCollector) -> None:
-    calls = _seed(collector)
-    month_start = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    month = sum((c.cost.total for c in calls if c.cost and c.start_ns >= month_start.timestamp() * 1e9), Decimal(0))
-    assert month > 0
-    limit = (month / Decimal("0.9")).quantize(Decimal("0.01"))  # 90 % used: a warning
-    created = httpx.post(collector.url + "/api/v1/budgets", json={"name": "monthly-total", "limit_usd": str(limit)})
-    assert created.status_code in (200, 201), created.text
-    result = CliRunner().invoke(cli, ["status", "--url", collector.url], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    assert "monthly-total" in result.output and "█" in result.output
-    assert " 90." in result.output or " 89." in result.output  # utilisation in percent
-    assert "Month-end forecast:" in result.output
-    data = json.loads(CliRunner().invoke(cli, ["status", "--url", collector.url, "--json"]).output)
-    assert [b["name"] for b in data["budgets"]] == ["monthly-total"]
-    assert Decimal(data["forecast"]["spent_usd"]) == month
-    assert Decimal(data["forecast"]["expected_usd"]) >= month
+def _seed_this_month(collector: BackgroundCollector, count: int = 40) -> list:  # type: ignore[type-arg]
+    """``count`` priced calls spread over the part of this month that has passed, however little: the month's
+    spend is never zero, even in its first minutes."""
+    core = collector.collector
+    now = datetime.now(timezone.utc)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    step = (now - month_start) / (count + 1)
+    calls = []
+    for i, call in enumerate(datagen.calls(count, now=now, days=1, seed=11), start=1):
+        start = month_start + step * i
+        call = dataclasses.replace(call, start_ns=int(start.timestamp() * 1e9), end_ns=int(start.timestamp() * 1e9))
+        call.cost = core.catalog.price(call)
+        calls.append(call)
+    ledger = Ledger(core.dsn, core.schema)
+    ledger.write(calls)
+    ledger.close()
+    return calls
+
+
+@pytest.mark.parametrize("clock", CALENDAR_EDGES)
+def test_status_shows_budget_bars_and_the_month_end_forecast(collector: BackgroundCollector, clock: str) -> None:
+    with time_machine.travel(datetime.fromisoformat(clock), tick=True):
+        calls = _seed(collector) + _seed_this_month(collector)
+        month_start = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        month = sum(
+            (c.cost.total for c in calls if c.cost and c.start_ns >= month_start.timestamp() * 1e9), Decimal(0)
+        )
+        assert month > Decimal("0.05")  # a limit of dollars and cents that the rounding barely moves
+        limit = (month / Decimal("0.9")).quantize(Decimal("0.01"))  # about 90 % used: a warning
+        created = httpx.post(collector.url + "/api/v1/budgets", json={"name": "monthly-total", "limit_usd": str(limit)})
+        assert created.status_code in (200, 201), created.text
+        result = CliRunner().invoke(cli, ["status", "--url", collector.url], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "monthly-total" in result.output and "█" in result.output
+        assert f"{month / limit * 100:5.1f}%" in result.output  # the month's spend over the limit, in percent
+        assert "Month-end forecast:" in result.output
+        data = json.loads(CliRunner().invoke(cli, ["status", "--url", collector.url, "--json"]).output)
+        assert [b["name"] for b in data["budgets"]] == ["monthly-total"]
+        assert Decimal(data["budgets"][0]["spent_usd"]) == month
+        assert data["budgets"][0]["period_start"][:10] == month_start.date().isoformat()
+        assert Decimal(data["forecast"]["spent_usd"]) == month
+        assert Decimal(data["forecast"]["expected_usd"]) >= month
 
 
 def test_budget_colours_change_at_80_and_100_percent() -> None:
