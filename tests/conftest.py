@@ -24,7 +24,6 @@ from llmmeter_collector.config import Settings
 from llmmeter_collector.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
 
-
 # Instants where calendar logic breaks: a month's first hour, its last hour, a Monday 00:00 UTC, a year's last
 # hour. tests/test_calendar.py pins each; `LLMMETER_TEST_CLOCK=<one of them> make pytest` runs the suite there.
 CALENDAR_EDGES = (

@@ -117,9 +117,7 @@ def test_status_shows_budget_bars_and_the_month_end_forecast(collector: Backgrou
     with time_machine.travel(datetime.fromisoformat(clock), tick=True):
         calls = _seed(collector) + _seed_this_month(collector)
         month_start = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        month = sum(
-            (c.cost.total for c in calls if c.cost and c.start_ns >= month_start.timestamp() * 1e9), Decimal(0)
-        )
+        month = sum((c.cost.total for c in calls if c.cost and c.start_ns >= month_start.timestamp() * 1e9), Decimal(0))
         assert month > Decimal("0.05")  # a limit of dollars and cents that the rounding barely moves
         limit = (month / Decimal("0.9")).quantize(Decimal("0.01"))  # about 90 % used: a warning
         created = httpx.post(collector.url + "/api/v1/budgets", json={"name": "monthly-total", "limit_usd": str(limit)})
