@@ -34,12 +34,35 @@ CALENDAR_EDGES = (
 )
 
 
+class _Clock:
+    """The suite's travel under LLMMETER_TEST_CLOCK, and whether it is on now."""
+
+    travel: time_machine.travel | None = None
+    on = False
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """LLMMETER_TEST_CLOCK=<ISO instant>: the test process starts at that instant (the clock then ticks), so the
     suite can be run at a calendar edge. Before collection, so module-level ``now`` values are moved too."""
+    config.addinivalue_line(
+        "markers", "real_clock: talks to a process with its own clock (Prometheus, a collector subprocess); "
+        "runs at the real time under LLMMETER_TEST_CLOCK"
+    )  # fmt: skip
     clock = os.environ.get("LLMMETER_TEST_CLOCK")
     if clock:
-        time_machine.travel(datetime.fromisoformat(clock), tick=True).start()
+        _Clock.travel = time_machine.travel(datetime.fromisoformat(clock), tick=True)
+        _Clock.travel.start()
+        _Clock.on = True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under LLMMETER_TEST_CLOCK, a ``real_clock`` test (and its module's fixtures) runs at the real time."""
+    if _Clock.travel is None:
+        return
+    real = item.get_closest_marker("real_clock") is not None
+    if real == _Clock.on:
+        (_Clock.travel.stop if real else _Clock.travel.start)()
+        _Clock.on = not real
 
 
 class _Router(SpanProcessor):

@@ -31,6 +31,8 @@ from llmmeter_collector.service import BackgroundCollector
 from .conftest import export_to, stop_export
 from .realprom import Alertmanager, Prometheus
 
+pytestmark = pytest.mark.real_clock  # a real Prometheus and Alertmanager, which keep the real time
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

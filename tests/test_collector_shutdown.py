@@ -16,8 +16,11 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from .test_receiver import CHAT, PROTOBUF, export_request
+
+pytestmark = pytest.mark.real_clock  # collector subprocesses, which keep the real time
 
 
 def _free_port() -> int:

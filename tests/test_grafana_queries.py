@@ -42,7 +42,10 @@ from .grafana_macros import TimeRange, Variable, expand_promql, expand_sql, pane
 from .realprom import Prometheus
 
 # the anthropic SDK warns about dated model ids; the price catalog still prices them
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning"),
+    pytest.mark.real_clock,  # queries a real Prometheus, which keeps the real time
+]
 ROOT = Path(__file__).resolve().parent.parent
 M = Decimal(10) ** 6
 # USD per 1M tokens (input, cached input, output), from openai.com/api/pricing and anthropic.com/pricing
