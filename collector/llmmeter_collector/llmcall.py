@@ -82,6 +82,14 @@ class LlmCall:
     prompt_fingerprint: str = ""
     reported_cost: Decimal | None = None
     cost: Cost | None = None  # None: no price known (stored as NULL, counted as unpriced)
+    scope: str = ""  # the instrumentation scope that traced it (e.g. "llmmeter.openai", "openlit.otel.tracing")
+    # The identity of the provider call (identity.py): spans of one trace with the same key are one call, priced
+    # once. "" when the span says nothing that identifies it. ``completeness`` ranks the usage a span reports.
+    call_key: str = ""
+    completeness: int = 0
+    duplicate_of: str = ""  # set by the ledger: the span id of the billable span of the same call
+    replaces: str = ""  # set by the ledger: the span id of a less complete billable span this one displaced
+    replaced_scope: str = ""  # and that span's instrumentation scope
 
     @property
     def model(self) -> str:

@@ -38,9 +38,9 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 class LabelCap:
     """Remembers the first ``max_values`` values of each label; any later value becomes ``other``."""
 
-    def __init__(self, max_values: int) -> None:
+    def __init__(self, max_values: int, names: Iterable[str] = sc.CALL_LABELS) -> None:
         self._max = max_values
-        self._seen: dict[str, set[str]] = {name: set() for name in sc.CALL_LABELS}
+        self._seen: dict[str, set[str]] = {name: set() for name in names}
         self._lock = threading.Lock()
 
     def __call__(self, name: str, value: str) -> str:
@@ -100,6 +100,8 @@ class CallSeries(Collector):
         buckets = _LATENCY_BUCKETS
         with self._lock:
             for call in calls:
+                if call.duplicate_of or call.replaces:
+                    continue  # a call another span already counted (identity.py)
                 series = self._get((call.provider, call.model, call.project, call.feature, call.operation))
                 series.calls[call.status] = series.calls.get(call.status, 0.0) + 1
                 if call.cost is None:
@@ -201,13 +203,25 @@ class Metrics:
         self.forward_dropped = Counter(
             sc.PROM_FORWARD_DROPPED_SPANS, "Spans that could not be forwarded (queue full or backend down).", registry=r
         )
+        self._scopes = LabelCap(max_label_values, ("scope",))
+        self.duplicate_spans = Counter(
+            sc.PROM_DUPLICATE_SPANS,
+            "Spans of a provider call another span already carries (not priced again), by instrumentation scope.",
+            ("scope",),
+            registry=r,
+        )
         self.price_reloads = Counter(
             sc.PROM_PRICE_RELOADS, "Reloads of the price overrides file, by result.", ("result",), registry=r
         )
 
     def observe(self, calls: Iterable[LlmCall], commit_seconds: float | None = None) -> None:
-        """Count calls that were newly committed (never a retried duplicate)."""
+        """Count calls that were newly committed (never a retried export, never a second span of one call)."""
+        calls = calls if isinstance(calls, list) else list(calls)
         self.calls.observe(calls)
+        for call in calls:  # the span that became a duplicate: this one, or the one it displaced
+            if call.duplicate_of or call.replaces:
+                scope = call.scope if call.duplicate_of else call.replaced_scope
+                self.duplicate_spans.labels(self._scopes("scope", scope or "(none)")).inc()
         if commit_seconds is not None:
             self.commit_seconds.observe(commit_seconds)
 

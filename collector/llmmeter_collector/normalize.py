@@ -37,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from llmmeter_collector import identity
 from llmmeter_collector import semconv as sc
 from llmmeter_collector.llmcall import LlmCall, Usage
 
@@ -392,6 +393,7 @@ def normalize(
         resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             spans = scope_spans.spans
+            scope = scope_spans.scope.name
             first = total
             total += len(spans)
             for i, span in enumerate(spans, first):
@@ -401,13 +403,17 @@ def normalize(
                     out.other_spans += 1
                     continue
                 try:
-                    calls.append(to_call(span, fields, tags, resource, now_ns))
+                    call = to_call(span, fields, tags, resource, now_ns)
                 except InvalidSpan as exc:
                     out.rejected_count += 1
                     if len(out.rejected) < MAX_REJECTED_MESSAGES:
                         out.rejected.append(f"span {span.span_id.hex() or '?'}: {exc}")
                     continue
+                call.scope = scope
+                call.completeness = identity.completeness(fields)
+                calls.append(call)
                 if keep_spans:
                     out.spans.append(span)
     out.total_spans = total
+    identity.assign(calls)
     return out

@@ -143,6 +143,7 @@ PROM_SPOOLED_CALLS: Final = "llmmeter_collector_spooled_calls"  # counter: calls
 PROM_POSTGRES_UP: Final = "llmmeter_collector_postgres_up"  # gauge: 1 when the last write or ping succeeded
 PROM_FORWARDED_SPANS: Final = "llmmeter_collector_forwarded_spans"
 PROM_FORWARD_DROPPED_SPANS: Final = "llmmeter_collector_forward_dropped_spans"
+PROM_DUPLICATE_SPANS: Final = "llmmeter_collector_duplicate_spans"  # counter by scope: a call's second span
 PROM_PRICE_RELOADS: Final = "llmmeter_collector_price_reloads"  # counter by result ("ok" / "error")
 # budgets (label: budget = the budget's name)
 PROM_BUDGET_LIMIT: Final = "llmmeter_budget_limit_usd"

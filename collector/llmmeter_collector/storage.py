@@ -10,6 +10,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from importlib import resources
 from typing import Any
@@ -31,8 +32,10 @@ CALL_COLUMNS = (
     "output_audio_tokens", "usage_missing", "cost_usd",
     *(f"cost_{c}_usd" for c in COST_CLASSES),
     "price_source", "reported_cost_usd", "duration_s", "ttfc_s", "status", "error_type", "retries",
-    "streaming", "batch", "service_tier", "prompt_fingerprint",
+    "streaming", "batch", "service_tier", "prompt_fingerprint", "scope",
 )  # fmt: skip
+# Staged with each call, not stored in llm_calls: its identity (identity.py), which the write enforces.
+_IDENTITY_COLUMNS = ("call_key", "completeness")
 
 _ROLLUP_DIMS = "project, environment, provider, model, feature, operation, status"
 _ROLLUP_SUMS = (
@@ -90,6 +93,89 @@ WITH ins AS (
     RETURNING 1
 )
 SELECT count(*) FROM ins
+"""
+# One priced call per provider call (identity.py). Under a lock per (trace, key), taken in key order so writers
+# sharing the database wait instead of deadlocking, the best staged span of each key is upserted into
+# llm_call_identity when it beats the holder (more usage classes reported, then the lowest span id: the same
+# winner whatever order the spans arrive in). Returned: the holders it displaced.
+_LOCK_KEYS_SQL = """
+SELECT count(pg_advisory_xact_lock(k)) FROM (
+    SELECT DISTINCT hashtextextended(trace_id || ' ' || call_key, 7) AS k
+    FROM llm_calls_staging WHERE call_key <> '' ORDER BY k
+) keys"""
+_IDENTIFY_SQL = """
+WITH cand AS (
+    SELECT DISTINCT ON (trace_id, call_key) trace_id, call_key, span_id, ts_us, completeness
+    FROM llm_calls_staging WHERE call_key <> ''
+    ORDER BY trace_id, call_key, completeness DESC, span_id
+), old AS (
+    SELECT i.trace_id, i.call_key, i.span_id, i.ts FROM llm_call_identity i JOIN cand USING (trace_id, call_key)
+), up AS (
+    INSERT INTO llm_call_identity AS i (trace_id, call_key, span_id, ts, completeness)
+    SELECT trace_id, call_key, span_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', completeness
+    FROM cand ORDER BY trace_id, call_key
+    ON CONFLICT (trace_id, call_key) DO UPDATE
+        SET span_id = EXCLUDED.span_id, ts = EXCLUDED.ts, completeness = EXCLUDED.completeness
+        WHERE EXCLUDED.completeness > i.completeness
+           OR (EXCLUDED.completeness = i.completeness AND EXCLUDED.span_id < i.span_id)
+    RETURNING i.trace_id, i.call_key, i.span_id
+)
+SELECT old.ts, old.trace_id, old.span_id, up.span_id FROM up JOIN old USING (trace_id, call_key)
+WHERE old.span_id <> up.span_id
+"""
+_CALL_LIST = ", ".join(CALL_COLUMNS)
+# Staged spans of a key another span holds: moved to llm_call_duplicates, never priced into a rollup.
+_LOSERS_SQL = f"""
+WITH lose AS (
+    DELETE FROM llm_calls_staging s USING llm_call_identity i
+    WHERE s.call_key <> '' AND i.trace_id = s.trace_id AND i.call_key = s.call_key AND i.span_id <> s.span_id
+    RETURNING s.*, i.span_id AS winner
+), dup AS (
+    INSERT INTO llm_call_duplicates ({_CALL_LIST}, duplicate_of) SELECT {_STAGED}, winner FROM lose
+    ON CONFLICT DO NOTHING
+    RETURNING trace_id, span_id
+)
+SELECT l.trace_id, l.span_id, l.winner, d.span_id IS NOT NULL FROM lose l LEFT JOIN dup d USING (trace_id, span_id)
+"""
+
+
+# A displaced holder: its row moves from llm_calls to llm_call_duplicates and leaves the rollups (subtracted in
+# the same transaction, so rollups always agree with the calls).
+_DISPLACE_SQL = f"""
+WITH d AS (
+    SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::text[]) AS d(ts, trace_id, span_id, winner)
+), gone AS (
+    DELETE FROM llm_calls c USING d WHERE c.ts = d.ts AND c.trace_id = d.trace_id AND c.span_id = d.span_id
+    RETURNING c.*, d.winner
+), dup AS (
+    INSERT INTO llm_call_duplicates ({_CALL_LIST}, duplicate_of) SELECT {_CALL_LIST}, winner FROM gone
+    ON CONFLICT DO NOTHING RETURNING 1
+), g AS (
+    SELECT date_trunc('minute', ts) AS bucket, {_ROLLUP_DIMS},
+           -count(*) AS calls, -count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,
+           -sum(input_tokens) AS input_tokens, -sum(output_tokens) AS output_tokens,
+           -sum(cache_read_tokens) AS cache_read_tokens, -sum(cache_write_tokens) AS cache_write_tokens,
+           -sum(reasoning_tokens) AS reasoning_tokens, -coalesce(sum(cost_usd), 0) AS cost_usd,
+           -sum(duration_s) AS duration_s
+    FROM gone GROUP BY 1, {_ROLLUP_DIMS}
+), m AS ({_rollup_upsert("llm_rollup_minute", "SELECT * FROM g")}
+), h AS ({
+    _rollup_upsert(
+        "llm_rollup_hour",
+        f"SELECT date_trunc('hour', bucket), {_ROLLUP_DIMS}, "
+        + ", ".join(f"sum({c})" for c in _ROLLUP_SUMS)
+        + f" FROM g GROUP BY 1, {_ROLLUP_DIMS}",
+    )
+}
+), u AS (
+    INSERT INTO llm_rollup_user_day (bucket, project, user_id, feature, {", ".join(_USER_SUMS)})
+    SELECT date_trunc('day', ts), project, user_id, feature, -count(*), -count(*) FILTER (WHERE cost_usd IS NULL),
+           -sum(input_tokens), -sum(output_tokens), -coalesce(sum(cost_usd), 0)
+    FROM gone GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (bucket, project, user_id, feature) DO UPDATE SET {_USER_UPDATES}
+    RETURNING 1
+)
+SELECT winner, scope FROM gone
 """
 # When some staged calls were not new: the keys of the rows this transaction inserted.
 _INSERTED_SQL = """
@@ -197,7 +283,7 @@ def _tags_json(tags: dict[str, str]) -> str:
 
 
 _COPY_SQL = "COPY llm_calls_staging ({}) FROM STDIN".format(
-    ", ".join("ts_us" if c == "ts" else c for c in CALL_COLUMNS)
+    ", ".join("ts_us" if c == "ts" else c for c in (*CALL_COLUMNS, *_IDENTITY_COLUMNS))
 )
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -263,8 +349,40 @@ def _row(call: LlmCall) -> tuple[Any, ...]:
         u.input_audio_tokens, u.output_audio_tokens, call.usage_missing,
         cost.total if cost else None, *parts, cost.price_source if cost else "", call.reported_cost,
         call.duration_s, call.ttfc_s, call.status, call.error_type, call.retries, call.streaming,
-        call.batch, call.service_tier, call.prompt_fingerprint,
+        call.batch, call.service_tier, call.prompt_fingerprint, call.scope, call.call_key, call.completeness,
     )  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Identity:
+    """What the identity step of one write decided: duplicates of held calls, and holders displaced."""
+
+    losers: dict[tuple[str, str], tuple[str, bool]]  # (trace, span) -> (winner span, newly stored as duplicate)
+    displaced: dict[tuple[str, str], tuple[str, str]]  # (trace, winner span) -> the displaced span and its scope
+
+    def mark(self, calls: Sequence[LlmCall], new: list[LlmCall]) -> None:
+        """Flag the calls (``duplicate_of``, ``replaces``) and add the newly stored duplicates to ``new``, so
+        the metrics count them as duplicates (and a displacing call is not counted as a second call)."""
+        for call in calls:
+            key = (call.trace_id, call.span_id)
+            loser = self.losers.pop(key, None)
+            if loser is not None:
+                call.duplicate_of = loser[0]
+                if loser[1]:
+                    new.append(call)
+            elif key in self.displaced:
+                call.replaces, call.replaced_scope = self.displaced[key]
+
+
+def _identify(cur: psycopg.Cursor[Any]) -> _Identity:
+    """The identity step of a write, on the staged calls (see ``_IDENTIFY_SQL``)."""
+    cur.execute(_LOCK_KEYS_SQL)
+    displaced = cur.execute(_IDENTIFY_SQL).fetchall()
+    scopes: dict[str, str] = {}
+    if displaced:
+        scopes = dict(cur.execute(_DISPLACE_SQL, [list(col) for col in zip(*displaced, strict=True)]).fetchall())
+    losers = {(r[0], r[1]): (r[2], r[3]) for r in cur.execute(_LOSERS_SQL)}
+    return _Identity(losers, {(r[1], r[3]): (r[2], scopes.get(r[3], "")) for r in displaced})
 
 
 class Ledger:
@@ -285,6 +403,10 @@ class Ledger:
             )
             self._conn.execute("ALTER TABLE llm_calls_staging DROP COLUMN IF EXISTS ts")
             self._conn.execute("ALTER TABLE llm_calls_staging ADD COLUMN IF NOT EXISTS ts_us bigint NOT NULL")
+            self._conn.execute(
+                "ALTER TABLE llm_calls_staging ADD COLUMN IF NOT EXISTS call_key text NOT NULL DEFAULT '',"
+                " ADD COLUMN IF NOT EXISTS completeness smallint NOT NULL DEFAULT 0"
+            )
             self._conn.commit()
         return self._conn
 
@@ -327,13 +449,17 @@ class Ledger:
         days = {_EPOCH + timedelta(days=d) for d in {c.start_ns // _NS_PER_DAY for c in calls}}
         self.ensure_partitions(days)
         conn = self._connection()
+        keyed = any(c.call_key for c in calls)
         try:
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(_COPY_SQL) as copy:
                     copy.write(rows if rows is not None else copy_rows(calls))
+                identity = _identify(cur) if keyed else None
                 row = cur.execute(_INSERT_SQL).fetchone()
-                if row is not None and row[0] == len(calls):
-                    return list(calls)  # every call was new (so none was staged twice either)
+                if row is not None and row[0] == len(calls):  # every call was new (none staged twice either)
+                    if identity is not None:
+                        identity.mark(calls, [])
+                    return list(calls)
                 inserted = {(r[0], r[1], r[2]) for r in cur.execute(_INSERTED_SQL)}
         except psycopg.errors.CheckViolation as exc:
             if not (_retry and "no partition" in str(exc)):
@@ -357,6 +483,8 @@ class Ledger:
             if key in inserted:
                 inserted.discard(key)
                 new.append(call)
+        if identity is not None:
+            identity.mark(calls, new)
         return new
 
     def close(self) -> None:
