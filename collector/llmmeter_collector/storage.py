@@ -94,34 +94,26 @@ WITH ins AS (
 )
 SELECT count(*) FROM ins
 """
-# One priced call per provider call (identity.py). Under a lock per (trace, key), taken in key order so writers
-# sharing the database wait instead of deadlocking, the best staged span of each key is upserted into
-# llm_call_identity when it beats the holder (more usage classes reported, then the lowest span id: the same
-# winner whatever order the spans arrive in). Returned: the holders it displaced.
-_LOCK_KEYS_SQL = """
-SELECT count(pg_advisory_xact_lock(k)) FROM (
-    SELECT DISTINCT hashtextextended(trace_id || ' ' || call_key, 7) AS k
-    FROM llm_calls_staging WHERE call_key <> '' ORDER BY k
-) keys"""
+# One priced call per provider call (identity.py). The best staged span of each key is upserted into
+# llm_call_identity, replacing the holder when it beats it (more usage classes reported, then the lowest span id:
+# the same winner whatever order the spans arrive in). ON CONFLICT locks the key's row (whether it updates it or
+# not) until commit, and rows are upserted in key order, so writers sharing the database wait for each other and
+# see each other's holders. Returned: the holders it displaced (prev_*: the row's values before this update).
 _IDENTIFY_SQL = """
 WITH cand AS (
     SELECT DISTINCT ON (trace_id, call_key) trace_id, call_key, span_id, ts_us, completeness
     FROM llm_calls_staging WHERE call_key <> ''
     ORDER BY trace_id, call_key, completeness DESC, span_id
-), old AS (
-    SELECT i.trace_id, i.call_key, i.span_id, i.ts FROM llm_call_identity i JOIN cand USING (trace_id, call_key)
-), up AS (
-    INSERT INTO llm_call_identity AS i (trace_id, call_key, span_id, ts, completeness)
-    SELECT trace_id, call_key, span_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', completeness
-    FROM cand ORDER BY trace_id, call_key
-    ON CONFLICT (trace_id, call_key) DO UPDATE
-        SET span_id = EXCLUDED.span_id, ts = EXCLUDED.ts, completeness = EXCLUDED.completeness
-        WHERE EXCLUDED.completeness > i.completeness
-           OR (EXCLUDED.completeness = i.completeness AND EXCLUDED.span_id < i.span_id)
-    RETURNING i.trace_id, i.call_key, i.span_id
 )
-SELECT old.ts, old.trace_id, old.span_id, up.span_id FROM up JOIN old USING (trace_id, call_key)
-WHERE old.span_id <> up.span_id
+INSERT INTO llm_call_identity AS i (trace_id, call_key, span_id, ts, completeness)
+SELECT trace_id, call_key, span_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', completeness
+FROM cand ORDER BY trace_id, call_key
+ON CONFLICT (trace_id, call_key) DO UPDATE
+    SET span_id = EXCLUDED.span_id, ts = EXCLUDED.ts, completeness = EXCLUDED.completeness,
+        prev_span_id = i.span_id, prev_ts = i.ts
+    WHERE EXCLUDED.completeness > i.completeness
+       OR (EXCLUDED.completeness = i.completeness AND EXCLUDED.span_id < i.span_id)
+RETURNING i.prev_ts, i.trace_id, i.prev_span_id, i.span_id, i.xmax <> 0 AS updated
 """
 _CALL_LIST = ", ".join(CALL_COLUMNS)
 # Staged spans of a key another span holds: moved to llm_call_duplicates, never priced into a rollup.
@@ -376,8 +368,7 @@ class _Identity:
 
 def _identify(cur: psycopg.Cursor[Any]) -> _Identity:
     """The identity step of a write, on the staged calls (see ``_IDENTIFY_SQL``)."""
-    cur.execute(_LOCK_KEYS_SQL)
-    displaced = cur.execute(_IDENTIFY_SQL).fetchall()
+    displaced = [row[:4] for row in cur.execute(_IDENTIFY_SQL) if row[4]]
     scopes: dict[str, str] = {}
     if displaced:
         scopes = dict(cur.execute(_DISPLACE_SQL, [list(col) for col in zip(*displaced, strict=True)]).fetchall())

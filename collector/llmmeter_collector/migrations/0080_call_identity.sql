@@ -11,6 +11,8 @@ CREATE TABLE llm_call_identity (
     span_id      text        NOT NULL,
     ts           timestamptz NOT NULL,
     completeness smallint    NOT NULL,
+    prev_span_id text,                    -- the holder the last update displaced (read back by that update)
+    prev_ts      timestamptz,
     PRIMARY KEY (trace_id, call_key)
 );
 CREATE INDEX llm_call_identity_ts_idx ON llm_call_identity (ts);
