@@ -54,7 +54,7 @@ class Collector:
         self.schema = settings.database_schema or None
         self.metrics = Metrics(settings.max_label_values, project_labels=settings.metrics_project_labels)
         self.catalog = PriceCatalog(settings.prices_file or None)
-        self.rate_limits = RateLimits.from_env()  # per-project API and ingest limits (ratelimit.py)
+        self.rate_limits = RateLimits.from_env()  # API limit per key, ingest limit per project (ratelimit.py)
         self._ingestor: Ingestor | None = None
         self._pool: ConnectionPool | None = None
         self._keys: KeyStore | None = None
