@@ -30,7 +30,7 @@ def test_an_unrestricted_key_naming_new_projects_is_still_limited(limited: Backg
         assert codes == [200, 200, 200, 429, 429]
         refused = _get(collector.url, roaming, project="yet-another")
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
-        assert "key" in refused.json()["error"]
+        assert refused.json()["error"] == "rate limit exceeded for this key"
         assert _get(collector.url, roaming).status_code == 429  # naming no project does not help either
         assert _get(collector.url, other, project="project-0").status_code == 200  # another key: its own bucket
 
@@ -46,3 +46,14 @@ def test_without_keys_the_client_address_is_limited(limited: BackgroundCollector
     with limited as collector:
         codes = [_get(collector.url, None, project=f"p{i}").status_code for i in range(4)]
         assert codes == [200, 200, 200, 429]
+
+
+def test_requests_without_a_valid_key_are_limited_by_client_address(limited: BackgroundCollector) -> None:
+    """Guessing keys costs a key lookup each time: such requests draw from the client address's bucket."""
+    with limited as collector:
+        valid = collector.collector.keys.create("valid", "viewer")
+        guesses = [_get(collector.url, f"llmm_guess{i}").status_code for i in range(3)]
+        assert guesses == [401, 401, 401]
+        assert _get(collector.url, "llmm_guess-again").status_code == 429
+        assert _get(collector.url, None).status_code == 429  # no key at all: the same bucket
+        assert _get(collector.url, valid).status_code == 200  # a valid key has its own bucket

@@ -76,12 +76,12 @@ class ApiAuth:
         else:
             token = token_from_headers(request.headers)
             if token is None:
-                return _error(
-                    401, "an API key is required: Authorization: Bearer <key>", **{"WWW-Authenticate": "Bearer"}
+                return self._limited(request, _OPEN) or _error(
+                    401, "an API key is required: Authorization: Bearer <key>", **_CHALLENGE
                 )
             principal = await run_in_threadpool(store.verify, token)
-            if principal is None:
-                return _error(401, "the API key is unknown or revoked", **_CHALLENGE)
+            if principal is None:  # guessing keys is limited like any request without one
+                return self._limited(request, _OPEN) or _error(401, "the API key is unknown or revoked", **_CHALLENGE)
             found = principal
         bad = _control_characters(request)
         if bad is not None:
@@ -91,12 +91,18 @@ class ApiAuth:
             if denied is not None:
                 return denied
         request.scope.setdefault("state", {})[_STATE_KEY] = found
+        return self._limited(request, found)
+
+    def _limited(self, request: Request, found: Principal | str) -> Response | None:
+        """A 429 when the caller's bucket (its key, or its client address without a valid key) is empty."""
         limiter = self.collector.rate_limits.api
-        if limiter is not None:
-            wait = limiter.take(_rate_key(request, found))
-            if wait > 0:
-                return _error(429, "rate limit exceeded for this key", **{"Retry-After": retry_after_header(wait)})
-        return None
+        if limiter is None:
+            return None
+        wait = limiter.take(_rate_key(request, found))
+        if wait <= 0:
+            return None
+        who = "key" if isinstance(found, Principal) else "client"
+        return _error(429, f"rate limit exceeded for this {who}", **{"Retry-After": retry_after_header(wait)})
 
 
 def _deny(request: Request, found: Principal) -> Response | None:
