@@ -248,12 +248,13 @@ def test_collector_environment_is_settings_the_collector_reads(services: dict[st
 
 def test_prometheus_config_rules_and_targets_match_the_stack(services: dict[str, Any]) -> None:
     prom = services["prometheus"]
-    config_path = _flag(prom["command"], "config.file")
+    command = " ".join(prom["command"]) if isinstance(prom["command"], list) else prom["command"]
+    config_path = _flag(command, "config.file")
     assert config_path is not None
     repo_config = _repo_path(prom, config_path)
     assert repo_config == ROOT / "prometheus" / "prometheus.yml"
     config = yaml.safe_load(repo_config.read_text())
-    listen = _flag(prom["command"], "web.listen-address") or ":9090"
+    listen = _flag(command, "web.listen-address") or ":9090"
     assert int(listen.rsplit(":", 1)[1]) in _container_ports(prom)
 
     for pattern in config.get("rule_files", []):
@@ -265,8 +266,19 @@ def test_prometheus_config_rules_and_targets_match_the_stack(services: dict[str,
             for target in static["targets"]:
                 jobs[job["job_name"]] = _assert_reaches(services, target, f"scrape job {job['job_name']}", "prometheus")
     assert jobs["llmmeter"] == "collector"
-    path = next(j for j in config["scrape_configs"] if j["job_name"] == "llmmeter").get("metrics_path", "/metrics")
-    assert path == "/metrics"
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "llmmeter")
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    # the scrape sends the token the collector's /metrics requires: the file is written from the same variable
+    token_file = "/etc/prometheus/" + job["authorization"]["credentials_file"]  # relative to the config file
+    written = re.search(rf'printf \S+ "\$\$?(\w+)" > {re.escape(token_file)}\b', command)
+    assert written, f"nothing writes {token_file} in the Prometheus container"
+    assert written.group(1) == "LLMMETER_METRICS_TOKEN"
+    collector_env, prom_env = _environment(services["collector"]), _environment(prom)
+    assert prom_env["LLMMETER_METRICS_TOKEN"] == collector_env["LLMMETER_METRICS_TOKEN"]
+    assert any(str(t).split(":")[0] == str(Path(token_file).parent) for t in prom.get("tmpfs", [])), (
+        "the token must live in a tmpfs, not in the read-only config mount"
+    )
+    assert (ROOT / "prometheus" / "secrets").is_dir()  # the tmpfs mount point inside the bind mount
     for am in config["alerting"]["alertmanagers"]:
         for static in am["static_configs"]:
             for target in static["targets"]:

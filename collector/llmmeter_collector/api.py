@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llmmeter_collector import anomalies, apiauth, calls, forecast, insights
-from llmmeter_collector.keys import KeyStoreError
+from llmmeter_collector.keys import ROLES, KeyStoreError
 from llmmeter_collector.openapi import BadRequest, Operation, Param, document
 
 if TYPE_CHECKING:
@@ -437,6 +437,23 @@ def _call_filter(request: Request, args: dict[str, Any]) -> calls.CallFilter:
     )
 
 
+def _beyond_own_grant(request: Request, role: str, projects: Sequence[str]) -> JSONResponse | None:
+    """A 403 when the key asked for would grant more than the caller's key: a project outside the caller's
+    (an unlimited key is outside any limited one) or a role the caller does not have."""
+    caller = apiauth.principal(request)
+    if caller is None:
+        return None
+    if not apiauth.within(request, [p.strip() for p in projects]):
+        own = ", ".join(caller.projects)
+        return JSONResponse(
+            {"error": f"projects: this key may only create keys limited to its projects ({own})", "field": "projects"},
+            status_code=403,
+        )
+    if role in ROLES and not caller.allows(role):  # an unknown role is the store's 400
+        return JSONResponse({"error": f"role: a {caller.role} key cannot create a {role} key", "field": "role"}, 403)
+    return None
+
+
 def routes(collector: Collector) -> list[Route]:
     """The REST API's routes, mounted by the collector service."""
 
@@ -524,7 +541,9 @@ def routes(collector: Collector) -> list[Route]:
         denied = apiauth.require_admin(request)
         if denied is not None:
             return denied
-        return {"keys": [_key_json(k) for k in collector.keys.list_keys(include_revoked=args["include_revoked"])]}
+        within = apiauth.visible_projects(request)  # a scoped admin lists only keys within its projects
+        found = collector.keys.list_keys(include_revoked=args["include_revoked"], within=within)
+        return {"keys": [_key_json(k) for k in found]}
 
     async def create_key(request: Request) -> Response:
         denied = apiauth.require_admin(request)
@@ -546,6 +565,9 @@ def routes(collector: Collector) -> list[Route]:
         if unknown:
             first = sorted(unknown)[0]
             return JSONResponse({"error": f"{first}: unknown field", "field": first}, status_code=400)
+        refused = _beyond_own_grant(request, role, projects)
+        if refused is not None:
+            return refused
         try:
             token = await run_in_threadpool(collector.keys.create, name, role, projects)
         except KeyStoreError as exc:
@@ -561,7 +583,8 @@ def routes(collector: Collector) -> list[Route]:
         raw = request.path_params["key_id"]
         if not raw.isdigit():
             return JSONResponse({"error": f"key_id: must be a whole number, got {raw!r}", "field": "key_id"}, 400)
-        if not await run_in_threadpool(collector.keys.revoke, int(raw)):
+        within = apiauth.visible_projects(request)  # a scoped admin revokes only keys within its projects
+        if not await run_in_threadpool(collector.keys.revoke, int(raw), within):
             return JSONResponse({"error": f"key_id: no active key with id {raw}", "field": "key_id"}, 404)
         return JSONResponse({"revoked": int(raw)})
 

@@ -9,8 +9,11 @@
     DELETE /api/v1/budgets/{name}     delete an API budget (file budgets are read-only: 409)
     GET    /api/v1/report             the weekly / monthly cost report (``report.py``)
 
-Money is returned as strings. Writes need an admin key when keys are in use (``apiauth``); a key limited
-to projects sees only budgets whose scope lies within its projects.
+Money is returned as strings. Writes need an admin key when keys are in use (``apiauth``). A budget belongs
+to its scope: a key limited to projects sees, creates, replaces and deletes only budgets whose
+``scope.project`` lies within its projects (never a budget of every project). A replacement is checked
+against the stored budget's scope and the new one; another scope's budget answers 404 to GET and DELETE
+and 403 to PUT (its name is taken).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from llmmeter_collector import report
 from llmmeter_collector.budget_status import (
     BudgetEngine,
     delete_api_budget,
+    load_api_budgets,
     save_api_budget,
 )
 
@@ -109,6 +113,14 @@ def routes(collector: Collector) -> list[Route]:
         status = engine.statuses.get(budget.name)
         return {**budget.to_json(), "status": status.to_json() if status else None}
 
+    async def _owned(name: str, projects: tuple[str, ...] | None) -> bool:
+        """Whether every budget named ``name`` (the file's, and the API's as stored in Postgres now, not as
+        last refreshed: another process may have changed it) is one ``projects`` may see; True when none."""
+        if projects is None:
+            return True
+        stored = await run_in_threadpool(load_api_budgets, collector.pool)
+        return all(_may_see(x, projects) for x in (*engine.file_budgets, *stored) if x.name == name)
+
     async def refresh() -> None:
         try:
             await run_in_threadpool(engine.refresh)
@@ -164,9 +176,12 @@ def routes(collector: Collector) -> list[Route]:
             budget = b.parse_budget(data, source="api")
         except b.BudgetError as exc:
             return _error(400, str(exc), exc.field)
+        projects = _visible(request)
+        if not await _owned(name, projects):  # the old scope: the name is taken by another scope's budget
+            return _error(403, f"budget {name!r} belongs to projects outside your key's", "name")
         if any(x.name == name for x in engine.file_budgets):
             return _error(409, f"budget {name!r} is defined in the budgets file (read-only)", "name")
-        if not _may_see(budget, _visible(request)):
+        if not _may_see(budget, projects):  # the new scope
             return _error(403, "the budget's scope.project must lie within your key's projects", "scope.project")
         await run_in_threadpool(save_api_budget, collector.pool, budget)
         await refresh()
@@ -174,11 +189,11 @@ def routes(collector: Collector) -> list[Route]:
 
     async def delete(request: Request) -> Response:
         name = request.path_params["name"]
+        projects = _visible(request)
+        if not await _owned(name, projects):
+            return _error(404, f"no budget named {name!r}")
         if any(x.name == name for x in engine.file_budgets):
             return _error(409, f"budget {name!r} is defined in the budgets file (read-only); edit the file")
-        existing = next((x for x in engine.api_budgets if x.name == name), None)
-        if existing is not None and not _may_see(existing, _visible(request)):
-            return _error(404, f"no budget named {name!r}")
         if not await run_in_threadpool(delete_api_budget, collector.pool, name):
             return _error(404, f"no budget named {name!r}")
         await refresh()

@@ -42,6 +42,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from llmmeter_collector.control_chars import has_control_characters
+
 if TYPE_CHECKING:
     from starlette.routing import Route
 
@@ -195,6 +197,8 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     for item in items:
         if isinstance(item, bool) or not isinstance(item, str | int) or str(item) == "":
             raise BudgetError(where, f"must be a non-empty string or a list of them, got {item!r}")
+        if has_control_characters(str(item)):  # NUL cannot be stored, and no scope value has a reason to hold one
+            raise BudgetError(where, f"must not contain control characters, got {item!r}")
         out.append(str(item))
     return tuple(dict.fromkeys(out))
 

@@ -51,6 +51,8 @@ class Settings:
     archive_url: str = ""  # export a partition before dropping it: a directory or s3://bucket/prefix; empty: off
     archive_format: str = "jsonl"  # "jsonl" (gzip JSON lines) or "parquet" (needs the `archive` extra)
     archive_s3_endpoint: str = ""  # S3-compatible endpoint URL (MinIO, R2, ...); empty: AWS
+    metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>" (401 otherwise)
+    metrics_project_labels: bool = True  # false: spend/token/call metrics carry no project label
     log_level: str = "INFO"
     log_format: str = "text"  # "text" or "json"
 

@@ -5,8 +5,8 @@ Interface (used by the receivers and by the REST API / ``llmmeter keys`` command
     store = KeyStore(pool)                              # a psycopg_pool.ConnectionPool on the ledger
     plaintext = store.create("shop-prod", "ingest", ["shop"])   # shown once; only its SHA-256 is kept
     principal = store.verify(plaintext)                 # Principal(key_id, name, role, projects) | None
-    store.list_keys(include_revoked=False)              # [KeyInfo], never the key
-    store.revoke(key_id)                                # True when an active key was revoked
+    store.list_keys(include_revoked=False, within=None) # [KeyInfo], never the key
+    store.revoke(key_id, within=None)                   # True when an active key was revoked
     store.required()                                    # True when any active key exists (or forced)
     token = token_from_headers(headers)                 # "Authorization: Bearer …" or "x-llmmeter-key"
 
@@ -14,6 +14,10 @@ Roles: ``ingest`` may only send OTLP exports; ``viewer`` may read the REST API; 
 manage keys, prices and budgets (``Principal.allows(role)`` encodes that order). ``projects`` limits a key
 to those projects (empty = all). A key with exactly one project stamps that project on every call it
 exports, whatever the span claims (``Principal.forced_project``).
+
+``within`` (a scoped admin's projects) limits listing and revoking to keys limited to some of those projects:
+never an unlimited key, never one that reaches another project. Names and projects with control characters
+(NUL, ...) are refused.
 
 Verification results (valid or not) are cached for ``cache_seconds`` (default 10 s) per process, so a
 revocation made by another process takes effect within that time; ``revoke`` in this process clears the
@@ -35,6 +39,8 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from llmmeter_collector.control_chars import has_control_characters
+
 ROLES = ("ingest", "viewer", "admin")
 KEY_PREFIX = "llmm_"
 HEADER_KEY = "x-llmmeter-key"
@@ -43,6 +49,14 @@ _MAX_CACHE_ENTRIES = 10_000
 _DB_TIMEOUT_SECONDS = 2.0
 # What each role may do: an admin key may also ingest and read.
 _GRANTS = {"ingest": {"ingest"}, "viewer": {"viewer"}, "admin": {"ingest", "viewer", "admin"}}
+
+
+# A key lies within a set of projects when it is limited to some of them (an unlimited key never does).
+_WITHIN = "(%(within)s::text[] IS NULL OR (cardinality(projects) > 0 AND projects <@ %(within)s::text[]))"
+
+
+def _within(projects: Sequence[str] | None) -> list[str] | None:
+    return None if projects is None else list(projects)
 
 
 class KeyStoreError(ValueError):
@@ -128,9 +142,13 @@ class KeyStore:
             raise KeyStoreError("name: must be 1-200 characters")
         if role not in ROLES:
             raise KeyStoreError(f"role: must be one of {', '.join(ROLES)}, got {role!r}")
+        if has_control_characters(name):
+            raise KeyStoreError("name: must not contain control characters")
         clean = sorted({p.strip() for p in projects})
         if any(not p for p in clean):
             raise KeyStoreError("projects: a project name cannot be empty")
+        if any(has_control_characters(p) or len(p) > 200 for p in clean):
+            raise KeyStoreError("projects: a project name must be 1-200 characters without control characters")
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._pool.connection() as conn:
             exists = conn.execute(
@@ -147,21 +165,25 @@ class KeyStore:
             self._any = None
         return token
 
-    def list_keys(self, include_revoked: bool = False) -> list[KeyInfo]:
-        where = "" if include_revoked else "WHERE revoked_at IS NULL"
+    def list_keys(self, include_revoked: bool = False, within: Sequence[str] | None = None) -> list[KeyInfo]:
+        """Keys, oldest first; ``within``: only keys limited to some of those projects."""
+        where = "TRUE" if include_revoked else "revoked_at IS NULL"
         with self._pool.connection() as conn:
             rows = conn.execute(
                 "SELECT id, name, key_prefix, role, projects, created_at, revoked_at"
-                f" FROM llmmeter_api_keys {where} ORDER BY id"
+                f" FROM llmmeter_api_keys WHERE {where} AND {_WITHIN} ORDER BY id",
+                {"within": _within(within)},
             ).fetchall()
         return [KeyInfo(r[0], r[1], r[2], r[3], tuple(r[4]), r[5], r[6]) for r in rows]
 
-    def revoke(self, key_id: int) -> bool:
-        """Revoke an active key; False when there is no such active key."""
+    def revoke(self, key_id: int, within: Sequence[str] | None = None) -> bool:
+        """Revoke an active key (``within``: only a key limited to some of those projects); False when there
+        is no such active key."""
         with self._pool.connection() as conn:
             row = conn.execute(
-                "UPDATE llmmeter_api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING id",
-                (key_id,),
+                "UPDATE llmmeter_api_keys SET revoked_at = now()"
+                f" WHERE id = %(id)s AND revoked_at IS NULL AND {_WITHIN} RETURNING id",
+                {"id": key_id, "within": _within(within)},
             ).fetchone()
         with self._lock:
             self._cache.clear()

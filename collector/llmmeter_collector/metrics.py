@@ -79,8 +79,9 @@ class _Series:
 class CallSeries(Collector):
     """Spend, tokens, calls and latency per bounded label set, as Prometheus counters and histograms."""
 
-    def __init__(self, cap: LabelCap) -> None:
+    def __init__(self, cap: LabelCap, project_labels: bool = True) -> None:
         self._cap = cap
+        self._project_labels = project_labels  # False: series are summed over projects when scraped
         self._series: dict[tuple[str, ...], _Series] = {}
         self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # raw labels -> capped labels
         self._lock = threading.Lock()
@@ -133,7 +134,7 @@ class CallSeries(Collector):
                     series.tokens[i] += int(row[field] or 0)
 
     def collect(self) -> Iterator[Metric]:
-        labels = list(sc.CALL_LABELS)
+        labels = [name for name in sc.CALL_LABELS if self._project_labels or name != "project"]
         cost = CounterMetricFamily(sc.PROM_COST, "Spend on priced LLM calls, USD.", labels=labels)
         tokens = CounterMetricFamily(sc.PROM_TOKENS, "Tokens used, by token type.", labels=[*labels, "type"])
         calls = CounterMetricFamily(sc.PROM_CALLS, "LLM calls, by status.", labels=[*labels, "status"])
@@ -150,6 +151,8 @@ class CallSeries(Collector):
                  list(s.ttfc.counts), s.ttfc.sum)
                 for key, s in self._series.items()
             ]  # fmt: skip
+        if not self._project_labels:
+            snapshot = _without_project(snapshot)
         for key, by_status, n_unpriced, spent, counts, d_counts, d_sum, t_counts, t_sum in snapshot:
             values = list(key)
             for status, n in by_status.items():
@@ -168,6 +171,27 @@ class CallSeries(Collector):
         yield from (cost, tokens, calls, unpriced, duration, ttfc)
 
 
+def _without_project(snapshot: list[Any]) -> list[Any]:
+    """The snapshot's series summed over the project label, which is dropped from their keys."""
+    at = sc.CALL_LABELS.index("project")
+    merged: dict[tuple[str, ...], list[Any]] = {}
+    for key, by_status, n_unpriced, spent, counts, d_counts, d_sum, t_counts, t_sum in snapshot:
+        short = key[:at] + key[at + 1 :]
+        into = merged.get(short)
+        if into is None:
+            merged[short] = [short, dict(by_status), n_unpriced, spent, counts, d_counts, d_sum, t_counts, t_sum]
+            continue
+        for status, n in by_status.items():
+            into[1][status] = into[1].get(status, 0.0) + n
+        into[2] += n_unpriced
+        into[3] += spent
+        for i, more in ((4, counts), (5, d_counts), (7, t_counts)):
+            into[i] = [a + b for a, b in zip(into[i], more, strict=True)]
+        into[6] += d_sum
+        into[8] += t_sum
+    return [tuple(x) for x in merged.values()]
+
+
 def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
     out, total = [], 0
     for bound, n in zip((*(str(float(b)) for b in _LATENCY_BUCKETS), "+Inf"), counts, strict=True):
@@ -179,9 +203,9 @@ def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
 class Metrics:
     """The collector's Prometheus registry."""
 
-    def __init__(self, max_label_values: int = 200) -> None:
+    def __init__(self, max_label_values: int = 200, *, project_labels: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.calls = CallSeries(LabelCap(max_label_values))
+        self.calls = CallSeries(LabelCap(max_label_values), project_labels)
         r = self.registry
         r.register(self.calls)
         self.spans_received = Counter(sc.PROM_SPANS_RECEIVED, "Spans received, by kind.", ("kind",), registry=r)

@@ -1,10 +1,11 @@
-"""Per-project rate limits: one token bucket per project, for REST API requests and for ingested spans.
+"""Rate limits: token buckets for REST API requests (one per key, or per client address while keys are off:
+never per project named, which a caller could vary at will) and for ingested spans (one per project).
 
 A bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second. A request (or an export of
 ``n`` spans) takes its tokens or is refused with the number of seconds until enough are back, which the
 caller sends as ``Retry-After`` with a 429. Limits are off unless configured:
 
-* ``LLMMETER_API_RATE_LIMIT``  REST requests per second per project (``LLMMETER_API_RATE_BURST``, default 2x)
+* ``LLMMETER_API_RATE_LIMIT``  REST requests per second per key (``LLMMETER_API_RATE_BURST``, default 2x)
 * ``LLMMETER_INGEST_RATE_LIMIT``  ingested spans per second per project (``LLMMETER_INGEST_RATE_BURST``)
 """
 
@@ -24,7 +25,8 @@ _MAX_BUCKETS = 10_000
 
 
 class RateLimiter:
-    """Token buckets keyed by project. Thread-safe; ``clock`` is injectable for tests."""
+    """Token buckets keyed by any string (a key id, a client address, a project). Thread-safe; ``clock`` is
+    injectable for tests."""
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0 or burst <= 0:

@@ -95,7 +95,9 @@ def build(
     unpriced_sql = f"""SELECT provider, model, sum(unpriced_calls) AS calls FROM llm_rollup_hour
                        WHERE bucket >= %(start)s AND bucket < %(end)s{only}
                       GROUP BY provider, model HAVING sum(unpriced_calls) > 0 ORDER BY 3 DESC"""
-    params = {"start": start, "end": end, "prev_start": prev_start, "prev_end": prev_end, "projects": projects}
+    # a list: psycopg sends a tuple as a record, which ``= ANY(...)`` cannot take (every scoped key got 500)
+    visible = None if projects is None else list(projects)
+    params = {"start": start, "end": end, "prev_start": prev_start, "prev_end": prev_end, "projects": visible}
     with pool.connection() as conn:
         total, calls, unpriced, previous = conn.execute(totals_sql, params).fetchone() or (0, 0, 0, 0)
         daily = conn.execute(daily_sql, params).fetchall()

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from llmmeter_collector import api, budgets, storage
-from llmmeter_collector.apiauth import ApiAuth
+from llmmeter_collector.apiauth import ApiAuth, metrics_token_ok
 from llmmeter_collector.cli.prices import routes as price_routes
 from llmmeter_collector.config import Settings
 from llmmeter_collector.embedded import EmbeddedPostgres
@@ -52,9 +52,9 @@ class Collector:
         self.embedded: EmbeddedPostgres | None = None
         self.dsn = settings.database_url
         self.schema = settings.database_schema or None
-        self.metrics = Metrics(settings.max_label_values)
+        self.metrics = Metrics(settings.max_label_values, project_labels=settings.metrics_project_labels)
         self.catalog = PriceCatalog(settings.prices_file or None)
-        self.rate_limits = RateLimits.from_env()  # per-project API and ingest limits (ratelimit.py)
+        self.rate_limits = RateLimits.from_env()  # API limit per key, ingest limit per project (ratelimit.py)
         self._ingestor: Ingestor | None = None
         self._pool: ConnectionPool | None = None
         self._keys: KeyStore | None = None
@@ -183,6 +183,9 @@ class Collector:
         receiver = Receiver(self.pipeline, self.settings.max_body_bytes)
 
         async def prometheus(request: Request) -> Response:
+            if not metrics_token_ok(self.settings.metrics_token, request.headers):
+                return JSONResponse({"error": "/metrics needs Authorization: Bearer <LLMMETER_METRICS_TOKEN>"}, 401,
+                                    headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         async def healthz(request: Request) -> Response:
