@@ -15,6 +15,9 @@ from llmmeter_collector.service import BackgroundCollector
 
 from .test_receiver import CHAT, export_request
 
+# gRPC turns a call's timeout into a deadline on the real clock: under LLMMETER_TEST_CLOCK it must keep that clock
+pytestmark = pytest.mark.real_clock
+
 
 @pytest.fixture
 def channel(collector: BackgroundCollector) -> Iterator[grpc.Channel]:
@@ -111,7 +114,9 @@ def test_a_full_queue_is_unavailable_over_grpc_and_the_queued_export_still_commi
                 )
             )
             first.start()
+            deadline = time.monotonic() + 30
             while pipeline.ingestor.queued_calls < 2:
+                assert time.monotonic() < deadline and not done, f"the first export did not queue: {done}"
                 time.sleep(0.01)
             with pytest.raises(grpc.RpcError) as err:
                 stub.Export(export_request({**CHAT, "llmmeter.feature": "x"}, start_ns=time.time_ns() + 7), timeout=10)
