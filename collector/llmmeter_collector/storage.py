@@ -45,13 +45,6 @@ _ROLLUP_SUMS = (
 _USER_SUMS = ("calls", "unpriced_calls", "input_tokens", "output_tokens", "cost_usd")
 
 
-_SUMS_SQL = """count(*) AS calls, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,
-           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-           sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
-           sum(reasoning_tokens) AS reasoning_tokens, coalesce(sum(cost_usd), 0) AS cost_usd,
-           sum(duration_s) AS duration_s"""
-
-
 def _rollup_upsert(table: str, select: str) -> str:
     updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in _ROLLUP_SUMS)
     return f"""
@@ -63,9 +56,43 @@ def _rollup_upsert(table: str, select: str) -> str:
 
 _USER_UPDATES = ", ".join(f"{c} = llm_rollup_user_day.{c} + EXCLUDED.{c}" for c in _USER_SUMS)
 _STAGED = ", ".join("timestamptz 'epoch' + ts_us * interval '1 microsecond'" if c == "ts" else c for c in CALL_COLUMNS)
-# One statement per batch: insert the staged calls that are new, then add exactly those to the rollups. The
-# per-minute groups are computed once and the hourly rollup is summed from them; the count tells the writer
-# whether every staged call was new (the usual case) without sending their keys back.
+
+
+def _sums(sign: str) -> str:
+    """The rollup sums of a group of calls (``sign`` "-": to take calls back out)."""
+    return f"""{sign}count(*) AS calls, {sign}count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,
+           {sign}sum(input_tokens) AS input_tokens, {sign}sum(output_tokens) AS output_tokens,
+           {sign}sum(cache_read_tokens) AS cache_read_tokens, {sign}sum(cache_write_tokens) AS cache_write_tokens,
+           {sign}sum(reasoning_tokens) AS reasoning_tokens, {sign}coalesce(sum(cost_usd), 0) AS cost_usd,
+           {sign}sum(duration_s) AS duration_s"""
+
+
+def _rollups(source: str, sign: str = "") -> str:
+    """CTEs adding the calls of ``source`` (a CTE with the llm_calls columns) to the minute, hour and user-day
+    rollups, or with ``sign`` "-" taking them out. The per-minute groups are computed once and the hourly rollup
+    is summed from them."""
+    hour = (
+        f"SELECT date_trunc('hour', bucket), {_ROLLUP_DIMS}, "
+        + ", ".join(f"sum({c})" for c in _ROLLUP_SUMS)
+        + f" FROM g GROUP BY 1, {_ROLLUP_DIMS}"
+    )
+    return f"""g AS (
+    SELECT date_trunc('minute', ts) AS bucket, {_ROLLUP_DIMS}, {_sums(sign)} FROM {source} GROUP BY 1, {_ROLLUP_DIMS}
+), m AS ({_rollup_upsert("llm_rollup_minute", "SELECT * FROM g")}
+), h AS ({_rollup_upsert("llm_rollup_hour", hour)}
+), u AS (
+    INSERT INTO llm_rollup_user_day (bucket, project, user_id, feature, {", ".join(_USER_SUMS)})
+    SELECT date_trunc('day', ts), project, user_id, feature, {sign}count(*),
+           {sign}count(*) FILTER (WHERE cost_usd IS NULL), {sign}sum(input_tokens), {sign}sum(output_tokens),
+           {sign}coalesce(sum(cost_usd), 0)
+    FROM {source} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (bucket, project, user_id, feature) DO UPDATE SET {_USER_UPDATES}
+    RETURNING 1
+)"""
+
+
+# One statement per batch: insert the staged calls that are new, then add exactly those to the rollups; the
+# count tells the writer whether every staged call was new (the usual case) without sending their keys back.
 _INSERT_SQL = f"""
 WITH ins AS (
     INSERT INTO llm_calls ({", ".join(CALL_COLUMNS)}) SELECT {_STAGED} FROM llm_calls_staging
@@ -73,25 +100,7 @@ WITH ins AS (
     ON CONFLICT DO NOTHING
     RETURNING ts, {_ROLLUP_DIMS}, user_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
               reasoning_tokens, cost_usd, duration_s
-), g AS (
-    SELECT date_trunc('minute', ts) AS bucket, {_ROLLUP_DIMS}, {_SUMS_SQL} FROM ins GROUP BY 1, {_ROLLUP_DIMS}
-), m AS ({_rollup_upsert("llm_rollup_minute", "SELECT * FROM g")}
-), h AS ({
-    _rollup_upsert(
-        "llm_rollup_hour",
-        f"SELECT date_trunc('hour', bucket), {_ROLLUP_DIMS}, "
-        + ", ".join(f"sum({c})" for c in _ROLLUP_SUMS)
-        + f" FROM g GROUP BY 1, {_ROLLUP_DIMS}",
-    )
-}
-), u AS (
-    INSERT INTO llm_rollup_user_day (bucket, project, user_id, feature, {", ".join(_USER_SUMS)})
-    SELECT date_trunc('day', ts), project, user_id, feature, count(*), count(*) FILTER (WHERE cost_usd IS NULL),
-           sum(input_tokens), sum(output_tokens), coalesce(sum(cost_usd), 0)
-    FROM ins GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (bucket, project, user_id, feature) DO UPDATE SET {_USER_UPDATES}
-    RETURNING 1
-)
+), {_rollups("ins")}
 SELECT count(*) FROM ins
 """
 # One priced call per provider call (identity.py). The best staged span of each key is upserted into
@@ -142,31 +151,7 @@ WITH d AS (
 ), dup AS (
     INSERT INTO llm_call_duplicates ({_CALL_LIST}, duplicate_of) SELECT {_CALL_LIST}, winner FROM gone
     ON CONFLICT DO NOTHING RETURNING 1
-), g AS (
-    SELECT date_trunc('minute', ts) AS bucket, {_ROLLUP_DIMS},
-           -count(*) AS calls, -count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,
-           -sum(input_tokens) AS input_tokens, -sum(output_tokens) AS output_tokens,
-           -sum(cache_read_tokens) AS cache_read_tokens, -sum(cache_write_tokens) AS cache_write_tokens,
-           -sum(reasoning_tokens) AS reasoning_tokens, -coalesce(sum(cost_usd), 0) AS cost_usd,
-           -sum(duration_s) AS duration_s
-    FROM gone GROUP BY 1, {_ROLLUP_DIMS}
-), m AS ({_rollup_upsert("llm_rollup_minute", "SELECT * FROM g")}
-), h AS ({
-    _rollup_upsert(
-        "llm_rollup_hour",
-        f"SELECT date_trunc('hour', bucket), {_ROLLUP_DIMS}, "
-        + ", ".join(f"sum({c})" for c in _ROLLUP_SUMS)
-        + f" FROM g GROUP BY 1, {_ROLLUP_DIMS}",
-    )
-}
-), u AS (
-    INSERT INTO llm_rollup_user_day (bucket, project, user_id, feature, {", ".join(_USER_SUMS)})
-    SELECT date_trunc('day', ts), project, user_id, feature, -count(*), -count(*) FILTER (WHERE cost_usd IS NULL),
-           -sum(input_tokens), -sum(output_tokens), -coalesce(sum(cost_usd), 0)
-    FROM gone GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (bucket, project, user_id, feature) DO UPDATE SET {_USER_UPDATES}
-    RETURNING 1
-)
+), {_rollups("gone", "-")}
 SELECT winner, scope FROM gone
 """
 # When some staged calls were not new: the keys of the rows this transaction inserted.
