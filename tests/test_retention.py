@@ -209,14 +209,21 @@ def test_a_failed_archive_drops_nothing_and_the_next_run_finishes(
 
 def test_one_retention_run_at_a_time(keep_forever: Settings, database_url: str, pg_schema: str) -> None:
     _ingest(keep_forever)
+    args = ["db", "retention", "--days", "90", "--database-url", database_url, "--schema", pg_schema]
     with psycopg.connect(database_url, autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(hashtext('llmmeter.retention'))")
-        result = CliRunner().invoke(
-            cli, ["db", "retention", "--days", "90", "--database-url", database_url, "--schema", pg_schema]
-        )
+        other.execute("SET search_path = t_another_ledger")  # a run on another schema of the server
+        other.execute(f"SELECT pg_advisory_lock({retention.LOCK_KEY_SQL})")
+        with psycopg.connect(database_url, autocommit=True, options=f"-c search_path={pg_schema}") as same:
+            held = same.execute(f"SELECT pg_try_advisory_lock({retention.LOCK_KEY_SQL})").fetchone()
+            assert held == (True,), "another schema's run holds this ledger's retention lock"
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 0, result.output
+            assert "Skipped: another process is running retention" in result.output
+            assert _name(200) in _partition_names(database_url, pg_schema)
+        result = CliRunner().invoke(cli, args)  # only the other schema's run is going on: this one is not held up
         assert result.exit_code == 0, result.output
-        assert "Skipped: another process is running retention" in result.output
-        assert _name(200) in _partition_names(database_url, pg_schema)
+        assert "Skipped" not in result.output
+        assert _name(200) not in _partition_names(database_url, pg_schema)
 
 
 def test_retention_zero_keeps_everything(keep_forever: Settings, database_url: str, pg_schema: str) -> None:

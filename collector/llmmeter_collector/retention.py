@@ -8,7 +8,7 @@ A partition is expired when its whole day ends at or before the cutoff, the star
 a row younger than N days is always kept. Each expired partition is detached (``DETACH PARTITION
 CONCURRENTLY``: ingest is not blocked), archived when an archive target is configured, then dropped. A run
 interrupted between detach and drop leaves a detached table that the next run archives and drops.
-Several collectors on one database: one run at a time (a Postgres advisory lock); the others skip.
+Several collectors on one ledger: one run at a time (a Postgres advisory lock per schema); the others skip.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ logger = logging.getLogger("llmmeter.collector")
 
 _NAME_RE = re.compile(r"^llm_calls_p(\d{8})$")
 _BOUND_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
-_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('llmmeter.retention'))"
-_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('llmmeter.retention'))"
+# One lock per schema: llmmeter schemas sharing a server run their retention independently.
+LOCK_KEY_SQL = "hashtext('llmmeter.retention ' || current_schema())"
+_LOCK_SQL = f"SELECT pg_try_advisory_lock({LOCK_KEY_SQL})"
+_UNLOCK_SQL = f"SELECT pg_advisory_unlock({LOCK_KEY_SQL})"
 
 
 class NoLedger(RuntimeError):
@@ -193,7 +195,7 @@ def run(
         row = conn.execute(_LOCK_SQL).fetchone()
         if not (row and row[0]):
             report = RetentionReport(RetentionPlan(cutoff_for(now or utcnow(), retention_days), [], [], []))
-            report.skipped = "another process is running retention on this database"
+            report.skipped = "another process is running retention on this ledger"
             return report
         try:
             the_plan = plan(conn, retention_days, days_ahead, now)  # under the lock: no other run changes it
