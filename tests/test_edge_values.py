@@ -25,6 +25,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from llmmeter_collector import bounds
 from llmmeter_collector.config import Settings
+from llmmeter_collector.normalize import normalize
 from llmmeter_collector.semconv import PROMPT_FINGERPRINT, SERVICE_TIER_KEYS
 from llmmeter_collector.service import BackgroundCollector
 
@@ -151,10 +152,12 @@ NUMBERS = [
     # named by the convention's attribute for the field, whichever variant was sent
     ({"gen_ai.server.time_to_first_token": float("inf")}, "non_finite_number", f"{TTFC} is inf"),
     ({TTFC: 10.0**9}, "out_of_range", f"{TTFC} is 1e+09 s (limit 604800 s)"),
+    ({TTFC: 10.0**6}, "out_of_range", f"{TTFC} is 1e+06 s (limit 604800 s)"),  # passes the C reader's screen
     ({"gen_ai.usage.cost": "1" * 5000}, "out_of_range", "gen_ai.usage.cost is 5000 characters (limit 40)"),
     ({"gen_ai.usage.cost": float("inf")}, "non_finite_number", "gen_ai.usage.cost is inf"),
     ({"gen_ai.usage.cost": "NaN"}, "non_finite_number", "gen_ai.usage.cost is NaN"),
     ({"gen_ai.usage.cost": 1e300}, "out_of_range", "gen_ai.usage.cost is out of range (limit 1000000 USD)"),
+    ({"gen_ai.usage.cost": 5e6}, "out_of_range", "gen_ai.usage.cost is out of range (limit 1000000 USD)"),
     ({"gen_ai.usage.cost": "1e-999999"}, "out_of_range", "gen_ai.usage.cost has digits below 1e-30"),
 ]
 
@@ -164,6 +167,27 @@ def test_a_non_finite_or_out_of_range_number_rejects_its_span(
     collector: BackgroundCollector, settings: Settings, bad: dict[str, object], reason: str, message: str
 ) -> None:
     _one_bad_among_good(collector, settings, bad, reason, message)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [bad for bad, _, _ in NUMBERS]
+    + [{attribute: "x" * (limit + 1)} for attribute, limit in TOO_LONG]
+    + [
+        {"user.id": "a\x00"},
+        {"llmmeter.tag.k\x00": "v"},
+        {"llmmeter.tag.k": "é" * 40},
+        {"gen_ai.usage.input_tokens": "12"},
+    ],
+)
+def test_the_c_reader_and_the_python_reader_reject_alike(bad: dict[str, object]) -> None:
+    """Protobuf bodies are read in C (which screens values for bounds.py), OTLP/JSON in Python: same verdicts."""
+    request = _export(CHAT, {**CHAT, **bad})
+    in_c = normalize(request, body=request.SerializeToString())
+    in_python = normalize(request)
+    assert in_c.rejected == in_python.rejected
+    assert in_c.reasons == in_python.reasons
+    assert [c.span_id for c in in_c.calls] == [c.span_id for c in in_python.calls]
 
 
 def test_nul_in_a_stored_value_rejects_its_span_and_nothing_reaches_postgres(

@@ -176,45 +176,99 @@ class _Resource(Protocol):
     def environment(self) -> str: ...
 
 
-def check(span: _Span, fields: dict[str, Any], tags: dict[str, str], resource: _Resource) -> None:
+def check(
+    span: _Span, fields: dict[str, Any], tags: dict[str, str], resource: _Resource, screened: bool = False
+) -> None:
     """Raise OutOfBounds naming the first value of this GenAI span that breaks a limit.
 
     ``fields``: normalize's decoded attributes by field; ``tags``: ``llmmeter.tag.*`` without the prefix;
     ``resource``: what the span's resource contributes (service.name, project, environment).
+    ``screened``: the C reader found every value of the export short (``SCREEN_BYTES``), without NUL and every
+    number in [0, MAX_TOKENS] (``_otlp_fields.c``); only the tag count, the two numbers with smaller limits,
+    the resource and the span's own fields are then left. Otherwise a fast path (every value short, plain
+    and in range) in a few C-level passes; the precise per-value checks run only when one of them fails.
     """
-    for field, value in fields.items():
-        if type(value) is str:
-            if field in TOKEN_FIELDS:
-                _tokens(field, value)
-            elif field == "reported_cost":
-                _cost(value)
-            elif field not in _UNSTORED:
-                name, limit = TEXT_LIMITS.get(field, _DEFAULT_TEXT)
-                _text(name or field, value, limit)
-        elif field in TOKEN_FIELDS:
-            _tokens(field, value)
-        elif field == "reported_cost":
-            _cost(value)
-        elif field == "ttfc":
-            _seconds(sc.TTFC_KEYS[0], value)
-    if tags:
+    if not screened:
+        _check_values(fields, tags)
+    else:
         if len(tags) > MAX_TAGS:
-            raise OutOfBounds(VALUE_TOO_LONG, f"{sc.TAG_PREFIX}* has {len(tags)} tags (limit {MAX_TAGS})")
-        for key, value in tags.items():
-            _text(f"tag key {sc.TAG_PREFIX}{key[:40]}", key, MAX_TAG_KEY_CHARS)
-            _text(f"{sc.TAG_PREFIX}{key}", value, MAX_TAG_VALUE_CHARS)
-    if resource.service_name:
-        _text("resource service.name", resource.service_name, MAX_TEXT_CHARS)
-    if resource.project:
-        _text(f"resource {sc.PROJECT}", resource.project, MAX_ATTRIBUTION_CHARS)
-    if resource.environment:
-        _text(f"resource {sc.RESOURCE_ENVIRONMENT_KEYS[0]}", resource.environment, MAX_ENVIRONMENT_CHARS)
+            _check_texts(fields, tags)
+        if (value := fields.get("ttfc")) is not None and not 0 <= value <= MAX_DURATION_S:
+            _ttfc("ttfc", value)
+        if (value := fields.get("reported_cost")) is not None and not 0 <= value <= MAX_COST_USD:
+            _reported_cost("reported_cost", value)
+    if resource is not _checked_resource[0]:  # a resource is shared by its spans: checked once in a row
+        _check_resource(resource)
+        _checked_resource[0] = resource
     parent = len(span.parent_span_id)
     if parent not in PARENT_SPAN_ID_BYTES:
         raise OutOfBounds(INVALID_ID, f"parent_span_id is {parent} bytes (must be 8 or empty)")
     end = span.end_time_unix_nano
     if end and end - span.start_time_unix_nano > MAX_DURATION_S * _NS:
         _seconds("span duration", (end - span.start_time_unix_nano) / _NS)
+
+
+def _check_values(fields: dict[str, Any], tags: dict[str, str]) -> None:
+    texts = list(filter(_is_str, fields.values()))
+    if tags:
+        texts += tags
+        texts += tags.values()
+    joined = "".join(texts)
+    if (
+        (len(joined) > _SHORTEST_LIMIT and max(map(len, texts)) > _SHORTEST_LIMIT)
+        or "\x00" in joined
+        or (not joined.isascii() and _SURROGATE.search(joined))
+        or len(tags) > MAX_TAGS
+    ):
+        _check_texts(fields, tags)
+    for field in fields.keys() & _NUMBERS:
+        value = fields[field]
+        kind = type(value)
+        if (kind is int or kind is float) and 0 <= value <= _NUMBERS[field]:
+            continue  # NaN and the infinities fail this comparison
+        _NUMBER_CHECKS[field](field, value)
+
+
+def _check_texts(fields: dict[str, Any], tags: dict[str, str]) -> None:
+    """Every stored text value against its limit: raises OutOfBounds naming the first that breaks one."""
+    for field, value in fields.items():
+        if type(value) is str and field not in _NUMBERS and field not in _UNSTORED:
+            name, limit = TEXT_LIMITS.get(field, _DEFAULT_TEXT)
+            _text(name or field, value, limit)
+    if len(tags) > MAX_TAGS:
+        raise OutOfBounds(VALUE_TOO_LONG, f"{sc.TAG_PREFIX}* has {len(tags)} tags (limit {MAX_TAGS})")
+    for key, value in tags.items():
+        _text(f"tag key {sc.TAG_PREFIX}{key[:40]}", key, MAX_TAG_KEY_CHARS)
+        _text(f"{sc.TAG_PREFIX}{key}", value, MAX_TAG_VALUE_CHARS)
+
+
+def _check_resource(resource: _Resource) -> None:
+    _text("resource service.name", resource.service_name, MAX_TEXT_CHARS)
+    _text(f"resource {sc.PROJECT}", resource.project, MAX_ATTRIBUTION_CHARS)
+    _text(f"resource {sc.RESOURCE_ENVIRONMENT_KEYS[0]}", resource.environment, MAX_ENVIRONMENT_CHARS)
+
+
+def _ttfc(field: str, value: Any) -> None:
+    _seconds(sc.TTFC_KEYS[0], value)
+
+
+def _reported_cost(field: str, value: Any) -> None:
+    _cost(value)
+
+
+# Numeric fields -> the largest value the fast path lets through, and the precise check for the rest.
+_NUMBERS: dict[str, float] = {
+    **dict.fromkeys(TOKEN_FIELDS, MAX_TOKENS),
+    "ttfc": MAX_DURATION_S,
+    "reported_cost": MAX_COST_USD,
+}
+_NUMBER_CHECKS = {**dict.fromkeys(TOKEN_FIELDS, _tokens), "ttfc": _ttfc, "reported_cost": _reported_cost}
+_is_str = str.__instancecheck__
+_checked_resource: list[object] = [None]  # the last resource that passed (any thread; a miss only re-checks)
+_SHORTEST_LIMIT = min(
+    MAX_TAG_KEY_CHARS, MAX_NAME_CHARS, MAX_ENVIRONMENT_CHARS, *(limit for _, limit in TEXT_LIMITS.values())
+)
+SCREEN_BYTES = _SHORTEST_LIMIT  # the C reader's screen: strings up to this many UTF-8 bytes pass every limit
 
 
 class RejectionLog:

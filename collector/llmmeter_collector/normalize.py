@@ -371,14 +371,16 @@ def _first(attrs: _Attrs, keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _read_in_c(body: bytes | None) -> list[tuple[_Attrs, dict[str, str]] | None]:
-    """Every span's ``_fields`` from the protobuf bytes, by the C reader when it is built (hatch_build.py)."""
+def _read_in_c(body: bytes | None) -> tuple[list[tuple[_Attrs, dict[str, str]] | None], bool]:
+    """Every span's ``_fields`` from the protobuf bytes, by the C reader when it is built (hatch_build.py), and
+    whether all its values passed the reader's screen for ``bounds`` (short, no NUL, numbers in range)."""
     if body is None or _c_span_fields is None:
-        return []
+        return [], False
     try:
-        return _c_span_fields(body, _SPAN_FIELDS, _TAG_PREFIX)
-    except ValueError:  # bytes the protobuf runtime accepted and the C reader did not: read them in Python
-        return []
+        read, screened = _c_span_fields(body, _SPAN_FIELDS, _TAG_PREFIX, bounds.SCREEN_BYTES, bounds.MAX_TOKENS)
+    except (ValueError, TypeError):  # bytes the C reader did not accept, or a stale build: read them in Python
+        return [], False
+    return read, screened
 
 
 def normalize(
@@ -393,7 +395,7 @@ def normalize(
     out = Normalized()
     calls = out.calls
     total = 0
-    read = _read_in_c(body)
+    read, screened = _read_in_c(body)
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
@@ -407,7 +409,7 @@ def normalize(
                     out.other_spans += 1
                     continue
                 try:
-                    bounds.check(span, fields, tags, resource)  # limits at the edge: one place, bounds.py
+                    bounds.check(span, fields, tags, resource, screened and entry is not None)  # limits: bounds.py
                     calls.append(to_call(span, fields, tags, resource, now_ns))
                 except (InvalidSpan, bounds.OutOfBounds) as exc:
                     out.rejected_count += 1
