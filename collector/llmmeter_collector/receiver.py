@@ -207,34 +207,41 @@ def parse_traces(body: bytes, content_type: str) -> ExportTraceServiceRequest:
 
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_GZIP_MEMBERS = 1000
+_GZIP_CHUNK = 64 * 1024  # fed to zlib at a time: what it copies as a member's unused data stays small
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Every member of a gzip body, concatenated (as gzip readers do); 400 when it is not gzip, is truncated
-    or has bytes after its last member, 413 when it inflates past ``limit`` bytes."""
+    """Every member of a gzip body, concatenated (as gzip readers do); 400 when it is not gzip, is truncated,
+    has bytes after its last member or more than MAX_GZIP_MEMBERS members; 413 past ``limit`` bytes inflated."""
     out: list[bytes] = []
-    size = 0
-    rest = body
-    while True:
+    size = pos = 0
+    view = memoryview(body)
+    for member in range(1, MAX_GZIP_MEMBERS + 1):
         decompressor = zlib.decompressobj(wbits=31)
-        try:
-            chunk = decompressor.decompress(rest, limit + 1 - size)
-        except zlib.error as exc:
-            where = f" (member {len(out) + 1})" if out else ""
-            raise bad_request(f"body is not valid gzip{where}: {exc}") from None
-        size += len(chunk)
-        if size > limit or decompressor.unconsumed_tail:
-            raise ExportRefused(
-                413, f"decompressed body exceeds the limit of {limit} bytes", "too_large", code_pb2.RESOURCE_EXHAUSTED
-            )
-        if not decompressor.eof:
-            raise bad_request("body is not valid gzip: the stream is truncated")
-        out.append(chunk)
-        rest = decompressor.unused_data
-        if not rest:
+        while not decompressor.eof:
+            if pos >= len(body):
+                raise bad_request("body is not valid gzip: the stream is truncated")
+            piece = view[pos : pos + _GZIP_CHUNK]
+            pos += len(piece)
+            try:
+                chunk = decompressor.decompress(piece, limit + 1 - size)
+            except zlib.error as exc:
+                where = f" (member {member})" if member > 1 else ""
+                raise bad_request(f"body is not valid gzip{where}: {exc}") from None
+            size += len(chunk)
+            if size > limit:
+                raise ExportRefused(
+                    413, f"decompressed body exceeds the limit of {limit} bytes", "too_large",
+                    code_pb2.RESOURCE_EXHAUSTED,
+                )  # fmt: skip
+            out.append(chunk)
+        pos -= len(decompressor.unused_data)  # the next member starts there
+        if pos == len(body):
             return out[0] if len(out) == 1 else b"".join(out)
-        if not rest.startswith(GZIP_MAGIC):
-            raise bad_request(f"body is not valid gzip: {len(rest)} bytes of trailing data after the gzip stream")
+        if body[pos : pos + 2] != GZIP_MAGIC:
+            raise bad_request(f"body is not valid gzip: {len(body) - pos} bytes of trailing data after the gzip stream")
+    raise bad_request(f"body has more than {MAX_GZIP_MEMBERS} gzip members")
 
 
 @dataclass
