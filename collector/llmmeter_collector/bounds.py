@@ -9,7 +9,7 @@ environment, provider, model, feature, operation) stays under it even in 4-byte 
 
 ``check`` is called once per GenAI span by ``normalize``. To keep ingest fast, the C attribute reader
 (``_otlp_fields.c``) screens every value while it decodes it (at most ``SCREEN_BYTES`` bytes, no NUL, numbers
-in [0, MAX_TOKENS]); for an export that passes, ``check`` has about 1 us of work a span left. Otherwise (and
+in [0, MAX_TOKENS]); for an export that passes, ``check`` has a microsecond or so of work a span left. Otherwise (and
 for OTLP/JSON) a fast path of a few C-level scans per span runs, and the per-value checks that name the
 culprit only when it fails.
 """
