@@ -11,7 +11,14 @@
  * Attributes whose key starts with ``tag_prefix`` are returned as tags (name without the prefix -> str).
  * An entry is None when the span has a value this reader leaves to the Python path (an array or key-value
  * list in a read attribute or a tag). ValueError when the bytes are not well-formed protobuf: every length
- * is checked against the buffer before it is used.
+ * is checked against the buffer before it is used, and when a string is not UTF-8.
+ *
+ *   span_fields(body, known, tag_prefix, max_plain: int, max_number: float) -> (entries, plain: bool)
+ *
+ * With the two limits, the reader also screens what it reads for bounds.py, at no extra pass: ``plain`` is
+ * True when every string read (values and tag names) is at most ``max_plain`` bytes without a NUL byte, every
+ * number is in [0, max_number] (NaN fails), no value is bytes, and no non-text field came as a string. When it
+ * is False, bounds.py checks each value itself.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -80,8 +87,25 @@ static int sub_reader(Reader *r, Reader *sub) {
 
 #define UNSUPPORTED ((PyObject *)1) /* an array or kvlist value: the span goes the Python way */
 
+typedef struct {
+    PyObject *known;  /* dict: key -> (field, rank, text) */
+    const char *tag_prefix;
+    Py_ssize_t tag_prefix_len;
+    Py_ssize_t max_plain; /* < 0: no screening */
+    double max_number;
+    int plain;            /* cleared by any value that needs bounds.py's closer look */
+} Config;
+
+static void screen_text(Config *config, const uint8_t *p, Py_ssize_t n) {
+    if (config->max_plain >= 0 && (n > config->max_plain || memchr(p, 0, (size_t)n) != NULL)) config->plain = 0;
+}
+
+static void screen_number(Config *config, double d) {
+    if (!(d >= 0.0 && d <= config->max_number)) config->plain = 0; /* NaN fails both */
+}
+
 /* Decode an AnyValue: a new reference; Py_None for an unset one; UNSUPPORTED; NULL on error. */
-static PyObject *any_value(Reader *value) {
+static PyObject *any_value(Config *config, Reader *value) {
     PyObject *result = NULL;
     int unsupported = 0;
     uint32_t field, wire_type;
@@ -92,17 +116,20 @@ static PyObject *any_value(Reader *value) {
         PyObject *decoded = NULL;
         if (field == 1 && wire_type == 2) { /* string_value */
             if (sub_reader(value, &sub) < 0) goto malformed;
-            decoded = PyUnicode_DecodeUTF8((const char *)sub.p, sub.end - sub.p, "surrogateescape");
+            screen_text(config, sub.p, sub.end - sub.p);
+            decoded = PyUnicode_DecodeUTF8((const char *)sub.p, sub.end - sub.p, NULL); /* strict */
         } else if (field == 2 && wire_type == 0) { /* bool_value */
             if (read_varint(value, &n) < 0) goto malformed;
             decoded = PyBool_FromLong(n != 0);
         } else if (field == 3 && wire_type == 0) { /* int_value */
             if (read_varint(value, &n) < 0) goto malformed;
+            screen_number(config, (double)(int64_t)n);
             decoded = PyLong_FromLongLong((long long)(int64_t)n);
         } else if (field == 4 && wire_type == 1) { /* double_value */
             if (value->end - value->p < 8) goto malformed;
             double d = PyFloat_Unpack8((const char *)value->p, 1);
             value->p += 8;
+            screen_number(config, d);
             decoded = (d == -1.0 && PyErr_Occurred()) ? NULL : PyFloat_FromDouble(d);
         } else if ((field == 5 || field == 6) && wire_type == 2) { /* array_value, kvlist_value */
             if (skip_field(value, wire_type) < 0) goto malformed;
@@ -111,6 +138,7 @@ static PyObject *any_value(Reader *value) {
             continue;
         } else if (field == 7 && wire_type == 2) { /* bytes_value */
             if (sub_reader(value, &sub) < 0) goto malformed;
+            config->plain = 0;
             decoded = PyBytes_FromStringAndSize((const char *)sub.p, sub.end - sub.p);
         } else {
             if (skip_field(value, wire_type) < 0) goto malformed;
@@ -137,14 +165,8 @@ static int is_empty(PyObject *value) {
     return value == Py_None || (PyUnicode_Check(value) && PyUnicode_GET_LENGTH(value) == 0);
 }
 
-typedef struct {
-    PyObject *known;  /* dict: key -> (field, rank, text) */
-    const char *tag_prefix;
-    Py_ssize_t tag_prefix_len;
-} Config;
-
 /* Read one KeyValue into fields/ranks/tags. 0 ok, 1 unsupported value, -1 error (exception set). */
-static int key_value(const Config *config, Reader *kv, PyObject *fields, PyObject *ranks, PyObject *tags) {
+static int key_value(Config *config, Reader *kv, PyObject *fields, PyObject *ranks, PyObject *tags) {
     Reader key = {NULL, NULL}, value = {NULL, NULL};
     uint32_t field, wire_type;
     int more;
@@ -163,6 +185,7 @@ static int key_value(const Config *config, Reader *kv, PyObject *fields, PyObjec
     int is_tag = key_len > config->tag_prefix_len &&
                  memcmp(key.p, config->tag_prefix, config->tag_prefix_len) == 0;
     PyObject *name = PyUnicode_DecodeUTF8((const char *)key.p, key_len, "surrogateescape");
+    if (is_tag) screen_text(config, key.p + config->tag_prefix_len, key_len - config->tag_prefix_len);
     if (name == NULL) return -1;
     PyObject *spec = PyDict_GetItemWithError(config->known, name); /* borrowed */
     if (spec == NULL) {
@@ -171,7 +194,7 @@ static int key_value(const Config *config, Reader *kv, PyObject *fields, PyObjec
             return PyErr_Occurred() ? -1 : 0;
         }
         /* a tag: name without the prefix -> the value as text */
-        PyObject *decoded = value.p ? any_value(&value) : (Py_INCREF(Py_None), Py_None);
+        PyObject *decoded = value.p ? any_value(config, &value) : (Py_INCREF(Py_None), Py_None);
         int status = -1;
         if (decoded == UNSUPPORTED) {
             status = 1;
@@ -201,9 +224,10 @@ static int key_value(const Config *config, Reader *kv, PyObject *fields, PyObjec
     int text = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 2));
     if (text < 0) return -1;
     if (value.p == NULL) return 0; /* no value: absent */
-    PyObject *decoded = any_value(&value);
+    PyObject *decoded = any_value(config, &value);
     if (decoded == NULL) return -1;
     if (decoded == UNSUPPORTED) return 1;
+    if (!text && PyUnicode_Check(decoded)) config->plain = 0; /* a number or flag sent as text */
     if (is_empty(decoded)) { /* an empty variant does not hide another one */
         Py_DECREF(decoded);
         return 0;
@@ -236,7 +260,7 @@ malformed:
 }
 
 /* One Span: append (fields, tags) or None to out. */
-static int span(const Config *config, Reader *r, PyObject *out) {
+static int span(Config *config, Reader *r, PyObject *out) {
     PyObject *fields = PyDict_New(), *ranks = PyDict_New(), *tags = PyDict_New(), *entry = NULL;
     int unsupported = 0, status = -1, more;
     uint32_t field, wire_type;
@@ -269,9 +293,9 @@ done:
 }
 
 /* Walk message -> field `wanted` (length-delimited, repeated), calling `each` on every occurrence. */
-typedef int (*Each)(const Config *, Reader *, PyObject *);
+typedef int (*Each)(Config *, Reader *, PyObject *);
 
-static int each_of(const Config *config, Reader *r, uint32_t wanted, Each each, PyObject *out) {
+static int each_of(Config *config, Reader *r, uint32_t wanted, Each each, PyObject *out) {
     uint32_t field, wire_type;
     int more;
     while ((more = next_tag(r, &field, &wire_type)) == 1) {
@@ -294,11 +318,11 @@ static int each_of(const Config *config, Reader *r, uint32_t wanted, Each each, 
     return 0;
 }
 
-static int scope_spans(const Config *config, Reader *r, PyObject *out) {
+static int scope_spans(Config *config, Reader *r, PyObject *out) {
     return each_of(config, r, 2, span, out); /* ScopeSpans.spans */
 }
 
-static int resource_spans(const Config *config, Reader *r, PyObject *out) {
+static int resource_spans(Config *config, Reader *r, PyObject *out) {
     return each_of(config, r, 2, scope_spans, out); /* ResourceSpans.scope_spans */
 }
 
@@ -306,7 +330,12 @@ static PyObject *span_fields(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer body;
     Config config;
     PyObject *prefix;
-    if (!PyArg_ParseTuple(args, "y*O!U", &body, &PyDict_Type, &config.known, &prefix)) return NULL;
+    config.max_plain = -1;
+    config.max_number = 0.0;
+    config.plain = 1;
+    if (!PyArg_ParseTuple(args, "y*O!U|nd", &body, &PyDict_Type, &config.known, &prefix, &config.max_plain,
+                          &config.max_number))
+        return NULL;
     config.tag_prefix = PyUnicode_AsUTF8AndSize(prefix, &config.tag_prefix_len);
     PyObject *out = config.tag_prefix ? PyList_New(0) : NULL;
     if (out != NULL) {
@@ -314,7 +343,9 @@ static PyObject *span_fields(PyObject *Py_UNUSED(module), PyObject *args) {
         if (each_of(&config, &r, 1, resource_spans, out) < 0) Py_CLEAR(out); /* ExportTraceServiceRequest */
     }
     PyBuffer_Release(&body);
-    return out;
+    if (out == NULL || config.max_plain < 0) return out;
+    PyObject *result = Py_BuildValue("(NO)", out, config.plain ? Py_True : Py_False);
+    return result;
 }
 
 static PyMethodDef methods[] = {

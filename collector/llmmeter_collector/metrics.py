@@ -209,7 +209,11 @@ class Metrics:
         r = self.registry
         r.register(self.calls)
         self.spans_received = Counter(sc.PROM_SPANS_RECEIVED, "Spans received, by kind.", ("kind",), registry=r)
-        self.spans_rejected = Counter(sc.PROM_SPANS_REJECTED, "GenAI spans rejected as invalid.", registry=r)
+        # GenAI spans not stored, by reason: bounds.REASONS (a value over its limit, a non-finite or out-of-range
+        # number, text Postgres cannot hold, a bad id) or "invalid_span" (no model, bad counts, absurd time).
+        self.spans_rejected = Counter(
+            sc.PROM_SPANS_REJECTED, "GenAI spans rejected as invalid, by reason.", ("reason",), registry=r
+        )
         self.exports_refused = Counter(sc.PROM_EXPORTS_REFUSED, "Exports refused, by reason.", ("reason",), registry=r)
         self.queue_depth = Gauge(sc.PROM_QUEUE_DEPTH, "Calls waiting to be committed.", registry=r)
         self.commit_seconds = Histogram(

@@ -37,7 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from llmmeter_collector import identity
+from llmmeter_collector import bounds, identity
 from llmmeter_collector import semconv as sc
 from llmmeter_collector.llmcall import LlmCall, Usage
 
@@ -46,7 +46,7 @@ try:  # the C attribute reader (_otlp_fields.c), built with the package when a c
 except ImportError:  # pragma: no cover - a build without a compiler: attributes are read in Python
     _c_span_fields = None
 
-MAX_TOKENS_PER_CALL = 100_000_000  # above this a count is not a real call's usage
+MAX_TOKENS_PER_CALL = bounds.MAX_TOKENS  # above this a count is not a real call's usage
 MAX_REJECTED_MESSAGES = 100
 _EARLIEST_NS = 1_577_836_800 * 10**9  # 2020-01-01
 _FUTURE_SLACK_NS = 86_400 * 10**9
@@ -130,6 +130,9 @@ _TOKEN_FIELDS = (
 )
 
 
+INVALID_SPAN = "invalid_span"  # the rejected-spans reason of an InvalidSpan
+
+
 class InvalidSpan(ValueError):
     """A GenAI span that cannot be accounted (bad token counts, no model, absurd time)."""
 
@@ -139,6 +142,8 @@ class Normalized:
     calls: list[LlmCall] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # a message per rejected span (the first 100)
     rejected_count: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # rejected spans by reason (bounds.REASONS, "invalid_span")
+    examples: dict[str, str] = field(default_factory=dict)  # the first rejection message of each reason
     other_spans: int = 0  # non-GenAI or non-billable spans
     spans: list[Span] = field(default_factory=list)  # the span of each call (only when asked: forwarding)
     total_spans: int = 0
@@ -210,7 +215,7 @@ def _count(value: Any, name: str) -> int:
     elif isinstance(value, float | str) and not isinstance(value, bool):
         try:
             count = int(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise InvalidSpan(f"{name} is not a number: {value!r}") from None
     else:
         raise InvalidSpan(f"{name} is not a number: {value!r}")
@@ -366,14 +371,16 @@ def _first(attrs: _Attrs, keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _read_in_c(body: bytes | None) -> list[tuple[_Attrs, dict[str, str]] | None]:
-    """Every span's ``_fields`` from the protobuf bytes, by the C reader when it is built (hatch_build.py)."""
+def _read_in_c(body: bytes | None) -> tuple[list[tuple[_Attrs, dict[str, str]] | None], bool]:
+    """Every span's ``_fields`` from the protobuf bytes, by the C reader when it is built (hatch_build.py), and
+    whether all its values passed the reader's screen for ``bounds`` (short, no NUL, numbers in range)."""
     if body is None or _c_span_fields is None:
-        return []
+        return [], False
     try:
-        return _c_span_fields(body, _SPAN_FIELDS, _TAG_PREFIX)
-    except ValueError:  # bytes the protobuf runtime accepted and the C reader did not: read them in Python
-        return []
+        read, screened = _c_span_fields(body, _SPAN_FIELDS, _TAG_PREFIX, bounds.SCREEN_BYTES, bounds.MAX_TOKENS)
+    except (ValueError, TypeError):  # bytes the C reader did not accept, or a stale build: read them in Python
+        return [], False
+    return read, screened
 
 
 def normalize(
@@ -388,7 +395,7 @@ def normalize(
     out = Normalized()
     calls = out.calls
     total = 0
-    read = _read_in_c(body)
+    read, screened = _read_in_c(body)
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
@@ -403,11 +410,18 @@ def normalize(
                     out.other_spans += 1
                     continue
                 try:
+                    bounds.check(span, fields, tags, resource, screened and entry is not None)  # limits: bounds.py
+                    if len(scope) > bounds.MAX_TEXT_CHARS or not scope.isprintable():
+                        bounds.check_scope(scope)
                     call = to_call(span, fields, tags, resource, now_ns)
-                except InvalidSpan as exc:
+                except (InvalidSpan, bounds.OutOfBounds) as exc:
                     out.rejected_count += 1
+                    reason = exc.reason if isinstance(exc, bounds.OutOfBounds) else INVALID_SPAN
+                    message = f"span {span.span_id.hex() or '?'}: {exc}"
+                    out.reasons[reason] = out.reasons.get(reason, 0) + 1
+                    out.examples.setdefault(reason, message)
                     if len(out.rejected) < MAX_REJECTED_MESSAGES:
-                        out.rejected.append(f"span {span.span_id.hex() or '?'}: {exc}")
+                        out.rejected.append(message)
                     continue
                 call.scope = scope
                 call.completeness = identity.completeness(fields)

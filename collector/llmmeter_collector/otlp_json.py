@@ -4,12 +4,18 @@ The OTLP/HTTP spec's JSON mapping differs from protobuf's canonical one in two w
 trace and span ids are hex strings (not base64), and enum values are integers. 64-bit integers may come
 as strings or numbers (both accepted), field names in lowerCamelCase (original snake_case also accepted),
 and unknown fields are ignored, as the spec asks of receivers.
+
+Hostile bodies get ``JsonBodyError`` (a 400), never another exception: nesting too deep for the parsers
+(RecursionError), numbers protobuf cannot hold, and whatever the protobuf JSON parser raises on them. A lone
+surrogate (``"\\ud800"``, which JSON allows and Unicode does not; a JS string cut inside an emoji) is
+replaced by U+FFFD, as a UTF-8 decoder does with a broken sequence, so it never reaches protobuf or Postgres.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from google.protobuf import json_format
@@ -17,6 +23,9 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Bytes that can decode to a lone surrogate: a \uD8xx-\uDFxx escape, or UTF-8-encoded surrogates.
+_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _ID_FIELDS = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8, "parentSpanId": 8, "parent_span_id": 8}
 
 
@@ -66,13 +75,26 @@ def _list(obj: Any, camel: str, snake: str, where: str) -> list[Any]:
     return value
 
 
+def _clean(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
 def _load(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise JsonBodyError(f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise JsonBodyError("body: must be a JSON object")
+    if _SURROGATE_BYTES.search(body):
+        data = _clean(data)
     return data
 
 
@@ -81,6 +103,9 @@ def _parse(data: dict[str, Any], message: Message) -> None:
         json_format.ParseDict(data, message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise JsonBodyError(f"body is not OTLP/JSON: {exc}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError, SystemError) as exc:
+        # protobuf's parser lets some hostile values through as other errors (a SystemError from upb, say)
+        raise JsonBodyError(f"body is not OTLP/JSON: {type(exc).__name__}: {exc}") from None
 
 
 def parse_traces(body: bytes) -> ExportTraceServiceRequest:

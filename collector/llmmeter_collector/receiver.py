@@ -17,6 +17,10 @@ queue full, Postgres unreachable   503 +   UNAVAILABLE
 some spans invalid                 200 + partial_success (rejected_spans, error_message)
 =================================  ======  ===================
 
+A span is invalid when normalize cannot account it or a value it would store breaks a limit (``bounds``);
+it is counted by reason and logged at most once a minute per reason. gzip bodies may hold several members
+(all are read, as gzip readers do); a truncated stream or bytes after it are a 400.
+
 HTTP bodies are ``application/x-protobuf`` or ``application/json`` (OTLP/JSON), optionally gzip; responses
 and error ``Status`` messages are encoded like the request. A success means every accepted call is durable.
 """
@@ -28,7 +32,7 @@ import logging
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
@@ -45,6 +49,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmmeter_collector import otlp_json
+from llmmeter_collector.bounds import RejectionLog
 from llmmeter_collector.forward import Forwarder
 from llmmeter_collector.ingest import Ingestor, Overloaded, StorageUnavailable
 from llmmeter_collector.keys import KeyStore, Principal, token_from_headers
@@ -60,6 +65,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 RETRY_AFTER_SECONDS = 5
 MAX_REJECTION_MESSAGES = 20
+MAX_MESSAGE_CHARS = 300  # one rejection message in a partial success; a refusal's message gets 4x that
 # Exports decoded at once. Decoding holds the GIL: with every sender's export decoding in its own thread, the
 # writer thread would get one GIL turn in N and the commits fall behind; two keep the writer's share up while
 # one export's decode waits on another's (decoding is serial anyway).
@@ -70,7 +76,7 @@ class ExportRefused(Exception):
     """An export (or all of it) is refused; carries the HTTP status and gRPC code to answer with."""
 
     def __init__(self, status: int, message: str, reason: str, grpc_code: int, retry_after: float = 0.0) -> None:
-        super().__init__(message)
+        super().__init__(printable(message, 4 * MAX_MESSAGE_CHARS))
         self.status = status
         self.reason = reason
         self.grpc_code = grpc_code
@@ -79,6 +85,13 @@ class ExportRefused(Exception):
     @property
     def retryable(self) -> bool:
         return self.status in (429, 503)  # 429: per-project ingest rate limit (ratelimit.py)
+
+
+def printable(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` cut to ``limit`` characters, lone surrogates escaped: safe in a protobuf string and a header."""
+    if len(message) > limit:
+        message = message[: limit - 1] + "…"
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def bad_request(message: str) -> ExportRefused:
@@ -99,6 +112,7 @@ class Pipeline:
     keys: KeyStore | None = None
     forwarder: Forwarder | None = None
     rate_limiter: RateLimiter | None = None  # per-project ingest limit (ratelimit.py, API engineer's module)
+    rejection_log: RejectionLog = field(default_factory=lambda: RejectionLog(logger))
 
     def authenticate(self, token: str | None) -> Principal | None:
         """The key's principal; None when keys are not in use. Raises ExportRefused (401, or 503 without DB)."""
@@ -141,8 +155,9 @@ class Pipeline:
         m.spans_received.labels("genai").inc(len(result.calls) + result.rejected_count)
         if result.other_spans:
             m.spans_received.labels("other").inc(result.other_spans)
-        if result.rejected_count:
-            m.spans_rejected.inc(result.rejected_count)
+        for reason, count in result.reasons.items():  # spans rejected by normalize / bounds
+            m.spans_rejected.labels(reason).inc(count)
+            self.rejection_log.note(reason, count, printable(result.examples.get(reason, "")))
         return result
 
     async def commit(self, request: ExportTraceServiceRequest, result: Normalized) -> ExportTraceServiceResponse:
@@ -165,11 +180,16 @@ class Pipeline:
             self.forwarder.submit(request, list(zip(result.spans, result.calls, strict=True)), result.total_spans)
         response = ExportTraceServiceResponse()
         if result.rejected_count:
-            response.partial_success.rejected_spans = result.rejected_count
-            more = result.rejected_count - MAX_REJECTION_MESSAGES
-            message = "; ".join(result.rejected[:MAX_REJECTION_MESSAGES])
-            response.partial_success.error_message = message + (f"; and {more} more" if more > 0 else "")
+            _partial_success(response, result.rejected_count, result.rejected)
         return response
+
+
+def _partial_success(response: ExportTraceServiceResponse, rejected: int, messages: list[str]) -> None:
+    """Tell the sender how many spans were not stored and why (the first MAX_REJECTION_MESSAGES reasons)."""
+    response.partial_success.rejected_spans = rejected
+    more = rejected - MAX_REJECTION_MESSAGES
+    message = "; ".join(printable(m) for m in messages[:MAX_REJECTION_MESSAGES])
+    response.partial_success.error_message = message + (f"; and {more} more" if more > 0 else "")
 
 
 def parse_traces(body: bytes, content_type: str) -> ExportTraceServiceRequest:
@@ -184,6 +204,44 @@ def parse_traces(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     except DecodeError as exc:
         raise bad_request(f"body is not an OTLP ExportTraceServiceRequest: {exc}") from None
     return request
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_GZIP_MEMBERS = 1000
+_GZIP_CHUNK = 64 * 1024  # fed to zlib at a time: what it copies as a member's unused data stays small
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Every member of a gzip body, concatenated (as gzip readers do); 400 when it is not gzip, is truncated,
+    has bytes after its last member or more than MAX_GZIP_MEMBERS members; 413 past ``limit`` bytes inflated."""
+    out: list[bytes] = []
+    size = pos = 0
+    view = memoryview(body)
+    for member in range(1, MAX_GZIP_MEMBERS + 1):
+        decompressor = zlib.decompressobj(wbits=31)
+        while not decompressor.eof:
+            if pos >= len(body):
+                raise bad_request("body is not valid gzip: the stream is truncated")
+            piece = view[pos : pos + _GZIP_CHUNK]
+            pos += len(piece)
+            try:
+                chunk = decompressor.decompress(piece, limit + 1 - size)
+            except zlib.error as exc:
+                where = f" (member {member})" if member > 1 else ""
+                raise bad_request(f"body is not valid gzip{where}: {exc}") from None
+            size += len(chunk)
+            if size > limit:
+                raise ExportRefused(
+                    413, f"decompressed body exceeds the limit of {limit} bytes", "too_large",
+                    code_pb2.RESOURCE_EXHAUSTED,
+                )  # fmt: skip
+            out.append(chunk)
+        pos -= len(decompressor.unused_data)  # the next member starts there
+        if pos == len(body):
+            return out[0] if len(out) == 1 else b"".join(out)
+        if body[pos : pos + 2] != GZIP_MAGIC:
+            raise bad_request(f"body is not valid gzip: {len(body) - pos} bytes of trailing data after the gzip stream")
+    raise bad_request(f"body has more than {MAX_GZIP_MEMBERS} gzip members")
 
 
 @dataclass
@@ -216,18 +274,7 @@ class Receiver:
         body = b"".join(chunks)
         encoding = request.headers.get("content-encoding", "").lower()
         if encoding == "gzip":
-            try:
-                decompressor = zlib.decompressobj(wbits=31)
-                body = decompressor.decompress(body, limit + 1)
-            except zlib.error as exc:
-                raise bad_request(f"body is not valid gzip: {exc}") from None
-            if len(body) > limit or decompressor.unconsumed_tail:
-                raise ExportRefused(
-                    413,
-                    f"decompressed body exceeds the limit of {limit} bytes",
-                    "too_large",
-                    code_pb2.RESOURCE_EXHAUSTED,
-                )
+            body = gunzip(body, limit)
         elif encoding not in ("", "identity"):
             raise ExportRefused(
                 415,
