@@ -192,20 +192,41 @@ def _export(*projects: str) -> bytes:
     return request.SerializeToString()
 
 
-def test_ingest_rate_limit_answers_429_with_retry_after_per_project(
+def test_ingest_rate_limit_answers_429_with_retry_after_per_key_whatever_the_project(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMMETER_INGEST_RATE_LIMIT", "0.001")
+    monkeypatch.setenv("LLMMETER_INGEST_RATE_BURST", "3")
+    with BackgroundCollector(settings) as collector:
+        one, two = (collector.collector.keys.create(name, "ingest") for name in ("app-one", "app-two"))
+
+        def post(body: bytes, key: str) -> httpx.Response:
+            headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {key}"}
+            return httpx.post(collector.url + "/v1/traces", content=body, headers=headers)
+
+        assert post(_export("a", "a"), one).status_code == 200
+        refused = post(_export("a", "a"), one)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert post(_export("fresh", "fresh"), one).status_code == 429  # naming a new project opens no bucket
+        assert post(_export("b", "b", "b"), two).status_code == 200  # another key has its own
+        viewer = collector.collector.keys.create("reader", "viewer")
+        summary = httpx.get(
+            collector.url + "/api/v1/summary", params={"period": "all"}, headers={"Authorization": f"Bearer {viewer}"}
+        ).json()
+        assert {r["project"]: r["calls"] for r in summary["by_project"]} == {"a": 2, "b": 3}  # nothing of the 429s
+
+
+def test_ingest_rate_limit_without_keys_is_per_client_address(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLMMETER_INGEST_RATE_LIMIT", "0.001")
     monkeypatch.setenv("LLMMETER_INGEST_RATE_BURST", "3")
     headers = {"Content-Type": "application/x-protobuf"}
     with BackgroundCollector(settings) as collector:
-        post = lambda body: httpx.post(collector.url + "/v1/traces", content=body, headers=headers)  # noqa: E731
-        assert post(_export("a", "a")).status_code == 200
-        refused = post(_export("a", "a"))
-        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
-        assert post(_export("b", "b", "b")).status_code == 200
-        summary = httpx.get(collector.url + "/api/v1/summary", params={"period": "all"}).json()
-        assert {r["project"]: r["calls"] for r in summary["by_project"]} == {"a": 2, "b": 3}  # nothing of the 429
+        assert httpx.post(collector.url + "/v1/traces", content=_export("a", "b"), headers=headers).status_code == 200
+        for project in ("c", "d"):  # new projects from the same address share its bucket
+            refused = httpx.post(collector.url + "/v1/traces", content=_export(project, project), headers=headers)
+            assert refused.status_code == 429
 
 
 def test_token_bucket_refills_at_its_rate() -> None:

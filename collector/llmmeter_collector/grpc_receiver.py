@@ -56,15 +56,16 @@ class _Services:
         self._pipeline = pipeline
         self._executor = executor
 
-    def _prepare(self, body: bytes, token: str | None) -> tuple[ExportTraceServiceRequest, Normalized]:
+    def _prepare(self, body: bytes, token: str | None, client: str) -> tuple[ExportTraceServiceRequest, Normalized]:
         principal = self._pipeline.authenticate(token)
         request = parse_traces(body, PROTOBUF)
-        return request, self._pipeline.prepare(request, principal, body)
+        return request, self._pipeline.prepare(request, principal, body, client)
 
     async def traces(self, body: bytes, context: grpc.aio.ServicerContext) -> ExportTraceServiceResponse:
         loop = asyncio.get_running_loop()
         try:
-            request, result = await loop.run_in_executor(self._executor, self._prepare, body, _token(context))
+            client = context.peer().rpartition(":")[0]  # "ipv4:127.0.0.1:5000" -> its address
+            request, result = await loop.run_in_executor(self._executor, self._prepare, body, _token(context), client)
             return await self._pipeline.commit(request, result)
         except ExportRefused as exc:
             await _abort(context, exc, self._pipeline)

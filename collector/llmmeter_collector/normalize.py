@@ -145,6 +145,7 @@ class Normalized:
     reasons: dict[str, int] = field(default_factory=dict)  # rejected spans by reason (bounds.REASONS, "invalid_span")
     examples: dict[str, str] = field(default_factory=dict)  # the first rejection message of each reason
     other_spans: int = 0  # non-GenAI or non-billable spans
+    sender: str = ""  # who sent the export (its key, or its address without keys): the ingest rate limit's bucket
     spans: list[Span] = field(default_factory=list)  # the span of each call (only when asked: forwarding)
     total_spans: int = 0
     rows: bytes | None = None  # the priced calls as COPY rows (storage.copy_rows), made by the receiver

@@ -1,12 +1,12 @@
-"""Rate limits: token buckets for REST API requests (one per key, or per client address while keys are off:
-never per project named, which a caller could vary at will) and for ingested spans (one per project).
+"""Rate limits: token buckets for REST API requests and for ingested calls, one per key, or per client address
+while keys are off: never per project named, which a caller could vary at will.
 
 A bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second. A request (or an export of
 ``n`` spans) takes its tokens or is refused with the number of seconds until enough are back, which the
 caller sends as ``Retry-After`` with a 429. Limits are off unless configured:
 
 * ``LLMMETER_API_RATE_LIMIT``  REST requests per second per key (``LLMMETER_API_RATE_BURST``, default 2x)
-* ``LLMMETER_INGEST_RATE_LIMIT``  ingested spans per second per project (``LLMMETER_INGEST_RATE_BURST``)
+* ``LLMMETER_INGEST_RATE_LIMIT``  ingested calls per second per key (``LLMMETER_INGEST_RATE_BURST``)
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import math
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from llmmeter_collector.config import ConfigError
@@ -97,10 +97,3 @@ class RateLimits:
                 raise ConfigError(f"{prefix}BURST is set but {prefix}LIMIT is not")
             limiters[kind] = RateLimiter(rate, burst if burst is not None else 2 * rate) if rate else None
         return cls(api=limiters["api"], ingest=limiters["ingest"])
-
-
-def ingest_wait(limiter: RateLimiter, projects: Iterable[str]) -> float:
-    """Charge one token per ingested call to its project's bucket: 0.0 when every project is within its limit,
-    else the seconds until the most limited one may send again (the whole export is refused: OTLP resends it)."""
-    counts = Counter(projects)
-    return max((limiter.take(project, n) for project, n in counts.items()), default=0.0)

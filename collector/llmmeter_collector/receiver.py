@@ -56,7 +56,7 @@ from llmmeter_collector.keys import KeyStore, Principal, token_from_headers
 from llmmeter_collector.llmcall import LlmCall
 from llmmeter_collector.metrics import Metrics
 from llmmeter_collector.normalize import Normalized, normalize
-from llmmeter_collector.ratelimit import RateLimiter, ingest_wait, retry_after_header
+from llmmeter_collector.ratelimit import RateLimiter, retry_after_header
 from llmmeter_collector.storage import copy_rows
 
 logger = logging.getLogger("llmmeter.collector")
@@ -111,7 +111,7 @@ class Pipeline:
     price: Callable[[LlmCall], None]  # attaches call.cost
     keys: KeyStore | None = None
     forwarder: Forwarder | None = None
-    rate_limiter: RateLimiter | None = None  # per-project ingest limit (ratelimit.py, API engineer's module)
+    rate_limiter: RateLimiter | None = None  # ingest limit per key, or per address without keys (ratelimit.py)
     rejection_log: RejectionLog = field(default_factory=lambda: RejectionLog(logger))
 
     def authenticate(self, token: str | None) -> Principal | None:
@@ -138,12 +138,17 @@ class Pipeline:
         return principal
 
     def prepare(
-        self, request: ExportTraceServiceRequest, principal: Principal | None, body: bytes | None = None
+        self,
+        request: ExportTraceServiceRequest,
+        principal: Principal | None,
+        body: bytes | None = None,
+        client: str = "",
     ) -> Normalized:
         """Normalize and price (CPU work: run it off the event loop). ``body``: the protobuf ``request`` came
-        from, when it came as protobuf."""
+        from, when it came as protobuf; ``client``: the sender's address (its rate-limit bucket without keys)."""
         with _PREPARING:
             result = normalize(request, keep_spans=self.forwarder is not None, body=body)
+            result.sender = f"key {principal.key_id}" if principal is not None else f"address {client}"
             forced = principal.forced_project if principal is not None else None
             price = self.price
             for call in result.calls:
@@ -162,11 +167,11 @@ class Pipeline:
 
     async def commit(self, request: ExportTraceServiceRequest, result: Normalized) -> ExportTraceServiceResponse:
         """Wait until the calls are durable; raises ExportRefused(503) when they cannot be (the receiver counts it)."""
-        if self.rate_limiter is not None:  # per-project ingest rate limit: 429 + Retry-After (ratelimit.py)
-            wait = ingest_wait(self.rate_limiter, (call.project for call in result.calls))
+        if self.rate_limiter is not None and result.calls:  # per key (or address): 429 + Retry-After (ratelimit.py)
+            wait = self.rate_limiter.take(result.sender, len(result.calls))
             if wait > 0:
                 raise ExportRefused(
-                    429, "ingest rate limit of this project exceeded", "rate_limited", code_pb2.RESOURCE_EXHAUSTED, wait
+                    429, "ingest rate limit of this sender exceeded", "rate_limited", code_pb2.RESOURCE_EXHAUSTED, wait
                 )
         try:
             future = self.ingestor.submit(result.calls, result.rows)
@@ -308,10 +313,12 @@ class Receiver:
         body = otlp_json.dumps(status) if ctype == JSON else status.SerializeToString()
         return Response(body, status_code=exc.status, headers=headers, media_type=ctype)
 
-    def _decode(self, body: bytes, ctype: str, token: str | None) -> tuple[ExportTraceServiceRequest, Normalized]:
+    def _decode(
+        self, body: bytes, ctype: str, token: str | None, client: str
+    ) -> tuple[ExportTraceServiceRequest, Normalized]:
         principal = self.pipeline.authenticate(token)
         request = parse_traces(body, ctype)
-        return request, self.pipeline.prepare(request, principal, body if ctype == PROTOBUF else None)
+        return request, self.pipeline.prepare(request, principal, body if ctype == PROTOBUF else None, client)
 
     async def traces(self, request: Request) -> Response:
         ctype: str | None = None
@@ -319,7 +326,8 @@ class Receiver:
             ctype = self._content_type(request)
             body = await self._body(request)
             token = token_from_headers(request.headers)
-            export, result = await run_in_threadpool(self._decode, body, ctype, token)
+            client = request.client.host if request.client else ""
+            export, result = await run_in_threadpool(self._decode, body, ctype, token, client)
             response = await self.pipeline.commit(export, result)
         except ExportRefused as exc:
             return self._refusal(exc, ctype)

@@ -97,7 +97,7 @@ class Collector:
         self.pipeline = Pipeline(self._ingestor, self.metrics, self.price, self._keys, self.forwarder)
         ingestor = self._ingestor
         self.metrics.queue_depth.set_function(lambda: ingestor.queued_calls)
-        self.pipeline.rate_limiter = self.rate_limits.ingest  # per-project ingest limit (ratelimit.py)
+        self.pipeline.rate_limiter = self.rate_limits.ingest  # ingest limit per key or address (ratelimit.py)
         self.ready = True
 
     def _storage_state(self, ok: bool, spool_bytes: int) -> None:
