@@ -113,16 +113,20 @@ WITH cand AS (
     SELECT DISTINCT ON (trace_id, call_key) trace_id, call_key, span_id, ts_us, completeness
     FROM llm_calls_staging WHERE call_key <> ''
     ORDER BY trace_id, call_key, completeness DESC, span_id
+), up AS (
+    INSERT INTO llm_call_identity AS i (trace_id, call_key, span_id, ts, completeness)
+    SELECT trace_id, call_key, span_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', completeness
+    FROM cand ORDER BY trace_id, call_key
+    ON CONFLICT (trace_id, call_key) DO UPDATE
+        SET span_id = EXCLUDED.span_id, ts = EXCLUDED.ts, completeness = EXCLUDED.completeness,
+            prev_span_id = i.span_id, prev_ts = i.ts
+        WHERE EXCLUDED.completeness > i.completeness
+           OR (EXCLUDED.completeness = i.completeness AND EXCLUDED.span_id < i.span_id)
+    RETURNING i.prev_ts, i.trace_id, i.prev_span_id, i.span_id, i.xmax <> 0 AS updated
 )
-INSERT INTO llm_call_identity AS i (trace_id, call_key, span_id, ts, completeness)
-SELECT trace_id, call_key, span_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', completeness
-FROM cand ORDER BY trace_id, call_key
-ON CONFLICT (trace_id, call_key) DO UPDATE
-    SET span_id = EXCLUDED.span_id, ts = EXCLUDED.ts, completeness = EXCLUDED.completeness,
-        prev_span_id = i.span_id, prev_ts = i.ts
-    WHERE EXCLUDED.completeness > i.completeness
-       OR (EXCLUDED.completeness = i.completeness AND EXCLUDED.span_id < i.span_id)
-RETURNING i.prev_ts, i.trace_id, i.prev_span_id, i.span_id, i.xmax <> 0 AS updated
+SELECT count(*), array_agg(prev_ts) FILTER (WHERE updated), array_agg(trace_id) FILTER (WHERE updated),
+       array_agg(prev_span_id) FILTER (WHERE updated), array_agg(span_id) FILTER (WHERE updated)
+FROM up
 """
 _CALL_LIST = ", ".join(CALL_COLUMNS)
 # Staged spans of a key another span holds: moved to llm_call_duplicates, never priced into a rollup.
@@ -351,13 +355,18 @@ class _Identity:
                 call.replaces, call.replaced_scope = self.displaced[key]
 
 
-def _identify(cur: psycopg.Cursor[Any]) -> _Identity:
-    """The identity step of a write, on the staged calls (see ``_IDENTIFY_SQL``)."""
-    displaced = [row[:4] for row in cur.execute(_IDENTIFY_SQL) if row[4]]
+def _identify(cur: psycopg.Cursor[Any], keyed: int) -> _Identity:
+    """The identity step of a write, on the staged calls (see ``_IDENTIFY_SQL``), ``keyed`` of which carry a key."""
+    row = cur.execute(_IDENTIFY_SQL).fetchone()
+    assert row is not None
+    won, *columns = row
+    displaced = list(zip(*columns, strict=True)) if columns[0] else []
     scopes: dict[str, str] = {}
     if displaced:
-        scopes = dict(cur.execute(_DISPLACE_SQL, [list(col) for col in zip(*displaced, strict=True)]).fetchall())
-    losers = {(r[0], r[1]): (r[2], r[3]) for r in cur.execute(_LOSERS_SQL)}
+        scopes = dict(cur.execute(_DISPLACE_SQL, columns).fetchall())
+    losers: dict[tuple[str, str], tuple[str, bool]] = {}
+    if won < keyed:  # a staged span whose key another span holds (when each key's one span took it: none)
+        losers = {(r[0], r[1]): (r[2], r[3]) for r in cur.execute(_LOSERS_SQL)}
     return _Identity(losers, {(r[1], r[3]): (r[2], scopes.get(r[3], "")) for r in displaced})
 
 
@@ -425,12 +434,12 @@ class Ledger:
         days = {_EPOCH + timedelta(days=d) for d in {c.start_ns // _NS_PER_DAY for c in calls}}
         self.ensure_partitions(days)
         conn = self._connection()
-        keyed = any(c.call_key for c in calls)
+        keyed = sum(1 for c in calls if c.call_key)
         try:
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(_COPY_SQL) as copy:
                     copy.write(rows if rows is not None else copy_rows(calls))
-                identity = _identify(cur) if keyed else None
+                identity = _identify(cur, keyed) if keyed else None
                 row = cur.execute(_INSERT_SQL).fetchone()
                 if row is not None and row[0] == len(calls):  # every call was new (none staged twice either)
                     if identity is not None:
