@@ -1,5 +1,9 @@
-# `make demo` and `make test` on a fresh machine with Python 3.10+, make and git. Each creates .venv.
-PYTHON ?= python3
+# `make demo` and `make test` on a fresh machine with Python 3.11+, make and git. Each creates .venv.
+# The collector needs Python 3.11+: the first of python3.13, python3.12, python3.11, python3 that is 3.11 or newer
+# (or PYTHON=/path/to/python).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	  && { echo $$p; break; }; done)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
@@ -8,6 +12,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: demo test lint typecheck pytest bench debs clean
 
 $(STAMP): pyproject.toml hatch_build.py collector/llmmeter_collector/_otlp_fields.c
+	@[ -n "$(PYTHON)" ] && $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "llmmeter needs Python 3.11 or newer for the collector (found: $$($(or $(PYTHON),python3) --version 2>&1 || echo none)); install python3.11+ or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -23,8 +29,9 @@ debs:
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    docker-compose >/dev/null)
 
+# KEEP=1: keep the demo's collector running for the CLI until Ctrl-C.
 demo: $(STAMP)
-	$(PY) -m llmmeter_collector.demo
+	$(PY) -m llmmeter_collector.demo $(if $(filter-out 0,$(KEEP)),--keep)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ import signal
 import socket
 import tempfile
 import threading
+import weakref
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import FrameType
@@ -22,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmmeter_collector import api, budgets, storage
+from llmmeter_collector import api, budgets, buildinfo, storage
 from llmmeter_collector.apiauth import ApiAuth
 from llmmeter_collector.cli.prices import routes as price_routes
 from llmmeter_collector.config import Settings
@@ -53,6 +54,7 @@ class Collector:
         self.dsn = settings.database_url
         self.schema = settings.database_schema or None
         self.metrics = Metrics(settings.max_label_values)
+        buildinfo.register(self.metrics.registry)  # llmmeter_build_info and process_* metrics
         self.catalog = PriceCatalog(settings.prices_file or None)
         self.rate_limits = RateLimits.from_env()  # per-project API and ingest limits (ratelimit.py)
         self._ingestor: Ingestor | None = None
@@ -257,10 +259,11 @@ class BackgroundCollector:
     """A collector serving on a free loopback port in a thread: for tests and the demo."""
 
     def __init__(self, settings: Settings, grpc: bool = True) -> None:
-        self._tmp: str | None = None
+        self._tmp: weakref.finalize | None = None
         if settings.spool and not settings.spool_dir:  # never share the user's spool with a test collector
-            self._tmp = tempfile.mkdtemp(prefix="llmmeter-spool-")
-            settings = Settings(**{**settings.__dict__, "spool_dir": self._tmp})
+            tmp = tempfile.mkdtemp(prefix="llmmeter-spool-")
+            self._tmp = weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)  # removed even if never run
+            settings = Settings(**{**settings.__dict__, "spool_dir": tmp})
         self.collector = Collector(settings)
         self._grpc = grpc
         self._server: uvicorn.Server | None = None
@@ -269,6 +272,13 @@ class BackgroundCollector:
         self.grpc_target = ""  # host:port of the OTLP/gRPC receiver
 
     def __enter__(self) -> BackgroundCollector:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> BackgroundCollector:
         self.collector.start()
         if self._grpc:
             self.grpc_target = f"127.0.0.1:{self.collector.start_grpc('127.0.0.1', 0)}"
@@ -290,4 +300,4 @@ class BackgroundCollector:
             self._thread.join(10)
         self.collector.close()
         if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp()
