@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest bench debs clean
+.PHONY: demo test lint typecheck docs pytest bench debs clean
 
 $(STAMP): pyproject.toml hatch_build.py collector/llmmeter_collector/_otlp_fields.c
 	@[ -n "$(PYTHON)" ] && $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
@@ -40,10 +40,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The documentation site (mkdocs.yml, docs/), built strictly into a temporary directory: a broken link fails.
+docs: $(STAMP)
+	@out=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d "$$out"; \
+	  status=$$?; rm -rf "$$out"; exit $$status
+
 pytest: $(STAMP) debs
 	$(VENV)/bin/pytest
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

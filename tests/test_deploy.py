@@ -450,9 +450,8 @@ def test_the_build_context_builds_a_collector_wheel(tmp_path: Path) -> None:
 
 
 def test_readme_self_host_documents_the_published_ports(services: dict[str, Any]) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Self-host", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "self-hosting.md").read_text().split("\n## ", 1)[0]
     assert "docker compose up -d" in section and "cp .env.example .env" in section
     for name, service in services.items():
         for port in _published(service):
-            assert f"`{port}`" in section, f"README Self-host does not document port {port} ({name})"
+            assert f"`{port}`" in section, f"docs/self-hosting.md does not document port {port} ({name})"

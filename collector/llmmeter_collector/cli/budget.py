@@ -197,7 +197,12 @@ def list_budgets(url: str, as_json: bool) -> None:
         return
     table = Table(title="Budgets (USD)")
     for column in ("name", "scope", "period", "limit", "spent", "used", "forecast", "source"):
-        table.add_column(column, justify="right" if column in ("limit", "spent", "forecast") else "left")
+        table.add_column(
+            column,
+            justify="right" if column in ("limit", "spent", "forecast") else "left",
+            no_wrap=column in ("name", "limit"),
+            overflow="fold",
+        )
     for item in data["budgets"]:
         status = item.get("status") or {}
         forecast = (status.get("forecast") or {}).get("expected_usd")
