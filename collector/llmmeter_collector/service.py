@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmmeter_collector import api, budgets, buildinfo, storage
+from llmmeter_collector import api, bootstrap, budgets, buildinfo, storage
 from llmmeter_collector.apiauth import ApiAuth
 from llmmeter_collector.cli.prices import routes as price_routes
 from llmmeter_collector.config import Settings
@@ -77,6 +77,7 @@ class Collector:
         self._keys = KeyStore(
             self._pool, cache_seconds=self.settings.key_cache_seconds, require_keys=self.settings.require_keys
         )
+        bootstrap.first_admin_key(self._pool, self.settings.bootstrap_admin_key, self.settings.require_keys)
         self.metrics.seed(api.counter_seed(self._pool))
         self._keys.required()  # known before any outage, so exports can be spooled while Postgres is away
         ledgers = [storage.Ledger(self.dsn, self.schema) for _ in range(self.settings.writers)]

@@ -45,12 +45,14 @@ def serve(host: str | None, http_port: int | None, database_url: str | None) -> 
     require_collector_python("llmmeter serve (the collector)")
     import psycopg
 
+    from llmmeter_collector.bootstrap import check_token
     from llmmeter_collector.config import ConfigError, Settings
     from llmmeter_collector.service import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env(host=host, http_port=http_port, database_url=database_url)
+        check_token(settings.bootstrap_admin_key)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     if not settings.reuse_port:  # with SO_REUSEPORT several collectors share the port on purpose
