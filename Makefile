@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck docs pytest bench debs clean
+.PHONY: demo test lint typecheck docs pytest bench debs lock clean
 
 $(STAMP): pyproject.toml hatch_build.py collector/llmmeter_collector/_otlp_fields.c
 	@[ -n "$(PYTHON)" ] && $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
@@ -52,6 +52,15 @@ test: lint typecheck docs pytest
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The Docker image installs from these hash-locked files (Dockerfile); regenerate after changing dependencies.
+LOCK = $(VENV)/bin/uv pip compile --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
+	--generate-hashes --no-header --emit-index-url
+lock: $(STAMP)
+	$(PY) -m pip install --quiet uv
+	printf 'hatchling>=1.25\n' | $(LOCK) - -o requirements/build.lock
+	$(LOCK) pyproject.toml --extra collector -o requirements/collector.lock
+	$(LOCK) pyproject.toml --extra collector --extra archive -o requirements/collector-archive.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import tomllib
 import yaml
 
 from llmmeter_collector.config import Settings
@@ -459,6 +460,42 @@ def _context_files() -> list[str]:
             if _in_context(relative, rules):
                 files.append(relative)
     return sorted(files)
+
+
+def _locked(path: Path) -> dict[str, list[str]]:
+    """{package: [hashes]} of a hash-locked requirements file."""
+    out: dict[str, list[str]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==\S+", line)
+        if match:
+            name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+            out[name] = []
+        out.setdefault(name, []).extend(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
+    out.pop("", None)
+    return out
+
+
+def test_the_image_installs_every_dependency_from_a_hash_locked_file() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    run = next(r for r in _dockerfile()["RUN"] if "pip install" in r)
+    assert "--require-hashes --no-deps -r requirements/build.lock" in run
+    assert '--require-hashes --no-deps -r "$lock"' in run and "--no-build-isolation" in run and "pip check" in run
+    assert _in_context("requirements/collector.lock", _dockerignore())
+    extras = {"collector.lock": ["collector"], "collector-archive.lock": ["collector", "archive"]}
+    for lock, names in extras.items():
+        locked = _locked(ROOT / "requirements" / lock)
+        assert locked and all(hashes for hashes in locked.values()), f"{lock}: a package without a hash"
+        wanted = list(project["dependencies"])
+        for extra in names:
+            wanted += [r for r in project["optional-dependencies"][extra] if not r.startswith("llmmeter[")]
+        wanted += project["optional-dependencies"]["cli"]
+        for requirement in wanted:
+            if "python_version < '3.11'" in requirement:
+                continue  # the image is Python 3.12
+            name = re.sub(r"[-_.]+", "-", re.split(r"[\[<>=;~! ]", requirement, maxsplit=1)[0]).lower()
+            assert name in locked, f"{lock} does not pin {name} (run make lock)"
+    assert "hatchling" in _locked(ROOT / "requirements" / "build.lock")
 
 
 def test_dockerfile_is_pinned_non_root_and_installs_only_the_collector_extra() -> None:
