@@ -394,3 +394,5 @@ def test_db_seed_writes_a_month_a_collector_then_serves(database_url: str, pg_sc
     assert status["calls"] == 800
     assert {r["project"] for r in status["by_project"]} == {"shop", "support", "research"}
     assert status["unpriced_calls"] > 0  # the unpriced model is part of the month
+    unnamed = _run("db", "seed")  # never into `llmmeter serve`'s default embedded Postgres
+    assert unnamed.returncode == 2 and "--data-dir" in unnamed.stderr

@@ -87,7 +87,8 @@ def next_steps(url: str, kept: bool) -> str:
         lines.append("  Keep the collector running to explore its data with the CLI:  make demo KEEP=1   (then e.g.)")
     lines += [f"    .venv/bin/{c}" for c in cli]
     lines += [
-        "  A month of realistic data to explore:  .venv/bin/llmmeter db seed   (then .venv/bin/llmmeter serve)",
+        "  A month of realistic data to explore:  .venv/bin/llmmeter db seed --data-dir /tmp/llmmeter-seed",
+        "                                         then LLMMETER_DATA_DIR=/tmp/llmmeter-seed .venv/bin/llmmeter serve",
         "  Instrument your own app:               import llmmeter; llmmeter.instrument()",
         "  Grafana dashboards + Prometheus + alerts:  docker compose up -d   (see docs/self-hosting.md)",
     ]

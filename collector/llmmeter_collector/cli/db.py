@@ -229,19 +229,31 @@ def restore(database_url: str | None, pg_bin_dir: str | None, clean: bool, no_pr
 @db.command()
 @database_url_option
 @schema_option
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="An embedded Postgres of its own in this directory (instead of --database-url).",
+)
 @click.option("--calls", "count", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True)
 @click.option("--days", type=click.IntRange(1, 400), default=30, show_default=True, help="Spread over this many days.")
 @click.option("--seed", "seed", type=int, default=7, show_default=True, help="Random seed (same seed, same data).")
-def seed(database_url: str | None, schema: str | None, count: int, days: int, seed: int) -> None:
-    """Write a realistic month of demo calls (3 providers, 3 projects, errors, an unpriced model) into the database.
+def seed(database_url: str | None, schema: str | None, data_dir: Path | None, count: int, days: int, seed: int) -> None:
+    """Write a realistic month of demo calls (3 providers, 3 projects, errors, an unpriced model) into a database.
 
-    Priced with the collector's catalog and written through its ledger, so rollups and /metrics-style totals are
-    what ingesting the same spans would give. Meant for a throwaway database: the calls are not marked as demo.
+    Priced with the collector's catalog and written through its ledger, so rollups and totals are what ingesting
+    the same spans would give. The target must be named (--database-url, or --data-dir for an embedded Postgres
+    of its own): seeded calls are not marked as demo data, so they never land in `llmmeter serve`'s default one.
     """
     from llmmeter_collector import datagen, storage
     from llmmeter_collector.pricing import PriceCatalog
 
-    settings = _settings(database_url, schema)
+    if bool(database_url) == bool(data_dir):
+        raise click.UsageError(
+            "name where the demo data goes: --database-url (a throwaway database or --schema) or --data-dir DIR"
+            " (a new embedded Postgres); never the default data directory of `llmmeter serve`"
+        )
+    settings = _settings(database_url, schema, **({"data_dir": str(data_dir)} if data_dir else {}))
     with _database(settings) as dsn:
         storage.migrate(dsn, settings.database_schema or None)
         ledger = storage.Ledger(dsn, settings.database_schema or None)
@@ -249,6 +261,9 @@ def seed(database_url: str | None, schema: str | None, count: int, days: int, se
             written = datagen.generate(ledger, PriceCatalog(settings.prices_file or None), count, days=days, seed=seed)
         finally:
             ledger.close()
-    where = (settings.database_url and "the database") or f"the embedded Postgres in {settings.data_path}"
+    if data_dir:
+        where, serve = f"the embedded Postgres in {data_dir}", f"LLMMETER_DATA_DIR={data_dir} llmmeter serve"
+    else:
+        where, serve = "the database", "LLMMETER_DATABASE_URL=... llmmeter serve"
     click.echo(f"Seeded {written:,} calls over the last {days} days into {where}.")
-    click.echo("Start a collector on it (`llmmeter serve`) and try `llmmeter status`, `llmmeter calls --since 7d`.")
+    click.echo(f"Start a collector on it ({serve}) and try `llmmeter status`, `llmmeter calls --since 7d`.")
