@@ -535,11 +535,15 @@ def test_the_build_context_builds_a_collector_wheel(tmp_path: Path) -> None:
     for relative in _context_files():
         (context / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relative, context / relative)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(context)],
         check=True,
         timeout=300,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
+    assert not list(scratch.glob("llmmeter-build-*")), "the build left its scratch directory behind"
     (wheel,) = (tmp_path / "dist").glob("llmmeter-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     migrations = {p.name for p in (ROOT / "collector/llmmeter_collector/migrations").glob("*.sql")}
