@@ -14,13 +14,22 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# Reproducible: every dependency (and the build backend) comes from a lock file with hashes
+# (requirements/*.lock, `make lock`); pip refuses anything whose hash differs. The lock is chosen by the extras:
+# collector -> requirements/collector.lock, collector,archive -> requirements/collector-archive.lock.
+COPY requirements ./requirements
 COPY pyproject.toml README.md hatch_build.py ./
 COPY instrumentation ./instrumentation
 COPY collector ./collector
 # Only the collector extra (which includes the CLI): no SDK test tools, no provider SDKs.
 ARG LLMMETER_EXTRAS=collector
-RUN python -m venv /opt/llmmeter \
- && /opt/llmmeter/bin/pip install ".[${LLMMETER_EXTRAS}]" \
+RUN lock="requirements/$(echo "${LLMMETER_EXTRAS}" | tr , -).lock" \
+ && { [ -f "$lock" ] || { echo "no lock file $lock for LLMMETER_EXTRAS=${LLMMETER_EXTRAS}: run make lock" >&2; exit 1; }; } \
+ && python -m venv /opt/llmmeter \
+ && /opt/llmmeter/bin/pip install --require-hashes --no-deps -r requirements/build.lock \
+ && /opt/llmmeter/bin/pip install --require-hashes --no-deps -r "$lock" \
+ && /opt/llmmeter/bin/pip install --no-deps --no-build-isolation ".[${LLMMETER_EXTRAS}]" \
+ && /opt/llmmeter/bin/pip check \
  && find /opt/llmmeter -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sysconfig
 import tempfile
@@ -28,6 +29,8 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         name = "_otlp_fields" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
         # An editable install imports from the source tree; a wheel gets the file from a scratch directory.
         out_dir = source.parent if version == "editable" else Path(tempfile.mkdtemp(prefix="llmmeter-build-"))
+        if version != "editable":
+            self._scratch = out_dir  # removed in finalize(), once the wheel holds the file
         out = out_dir / name
         compiler = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
         include = sysconfig.get_paths()["include"]
@@ -45,3 +48,9 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         build_data["infer_tag"] = True
         if version != "editable":
             build_data["force_include"][str(out)] = f"llmmeter_collector/{name}"
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        """Remove the scratch directory of the compiled reader: a build leaves nothing in the temp directory."""
+        scratch = getattr(self, "_scratch", None)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -1,6 +1,6 @@
-"""The README's authorization table, cell by cell, against a running collector with real keys over HTTP.
+"""The documented authorization table (docs/api.md), cell by cell, against a running collector, real keys, HTTP.
 
-The table (README "Authorization") is parsed here, so the documented rules and the tested rules are one
+The table (docs/api.md "Authorization") is parsed here, so the documented rules and the tested rules are one
 thing: every cell becomes one test case, and a route missing from the table fails the route test. ``P`` cells
 check both sides: what the key owns is allowed, and what lies outside its projects is refused or invisible.
 """
@@ -26,17 +26,17 @@ from llmmeter_collector.llmcall import LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
 from llmmeter_collector.storage import Ledger
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 ALPHA, BETA, GAMMA = "alpha", "beta", "gamma"
 P = (ALPHA, GAMMA)  # the projects of the limited keys
 WHO = ("no key", "`ingest`", "`viewer`", "`viewer` [P]", "`admin`", "`admin` [P]")
 
 
 def authorization_table() -> dict[str, dict[str, str]]:
-    """``{endpoint: {column: cell}}`` from the README's Authorization table."""
-    text = README.read_text()
+    """``{endpoint: {column: cell}}`` from the documented Authorization table."""
+    text = DOC.read_text()
     section = text[text.index("\n## Authorization\n") :]
-    section = section[: section.index("\n## ", 1)]
+    section = section.split("\n## ", 2)[1]  # up to the next section, if any
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     assert header == ["endpoint", *WHO], header
@@ -175,6 +175,7 @@ READS: dict[str, tuple[str, Callable[[httpx.Response], Any], bool]] = {
     "GET /api/v1/anomalies": ("/api/v1/anomalies", lambda r: r.json()["series_checked"], True),
     "GET /api/v1/report": ("/api/v1/report", lambda r: _projects_of_rows(r.json()["by_project"]), False),
     "GET /api/v1/prices": ("/api/v1/prices", lambda r: {m["model"] for m in r.json()["unpriced_models"]}, False),
+    "GET /api/v1/dimensions": ("/api/v1/dimensions", lambda r: set(r.json()["projects"]), False),
 }
 _READ_PARAMS = {
     "/api/v1/summary": {"period": "all"},
@@ -197,10 +198,13 @@ def check_read(stack: Stack, endpoint: str, who: str, cell: str) -> None:
         alpha_only = shown(stack.admin("GET", path, project=ALPHA, **params))
         beta_only = shown(stack.admin("GET", path, project=BETA, **params))
         assert alpha_only != beta_only  # the seed makes the two projects tell apart
-    elif path == "/api/v1/report":
+    elif path in ("/api/v1/report", "/api/v1/dimensions"):
         alpha_only, beta_only = {ALPHA}, {BETA}
     else:
         alpha_only, beta_only = {f"{ALPHA}-unknown-model"}, {f"{BETA}-unknown-model"}
+    if path == "/api/v1/dimensions":  # takes no ?project=: it lists what the key sees
+        assert shown(answer) == (alpha_only if cell == "P" else shown(answer) | alpha_only | beta_only)
+        return
     beyond = stack.call("GET", path, who, project=BETA, **params)
     if cell == "all":
         assert beyond.status_code == 200

@@ -14,6 +14,7 @@ import fnmatch
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import zipfile
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import tomllib
 import yaml
 
 from llmmeter_collector.config import Settings
@@ -183,8 +185,9 @@ def test_services_have_pinned_images_health_checks_volumes_and_wait_for_health(
     services: dict[str, Any], resolved: dict[str, Any]
 ) -> None:
     assert set(LONG_RUNNING) <= set(services)
+    built_here = {service["image"] for service in services.values() if "build" in service and "image" in service}
     for name, service in services.items():
-        if "image" in service and "build" not in service:
+        if "image" in service and "build" not in service and service["image"] not in built_here:
             image = service["image"]
             tag = image.split("@")[0].rsplit(":", 1)[-1] if ":" in image.split("/")[-1] else ""
             assert re.search(r"\d+\.\d+", tag), f"{name}: image {image!r} is not pinned to a version"
@@ -285,25 +288,84 @@ def test_prometheus_config_rules_and_targets_match_the_stack(services: dict[str,
                 assert _assert_reaches(services, target, "alerting") == "alertmanager"
 
 
-def test_alertmanager_gets_its_config_and_every_secret_file(services: dict[str, Any]) -> None:
-    am = services["alertmanager"]
-    command = " ".join(am["command"]) if isinstance(am["command"], list) else am["command"]
-    config_path = _flag(command, "config.file")
-    assert config_path is not None
-    repo_config = _repo_path(am, config_path)
-    assert repo_config == ROOT / "prometheus" / "alertmanager.yml"
-    listen = _flag(command, "web.listen-address") or ":9093"
-    assert int(listen.rsplit(":", 1)[1]) in _container_ports(am)
+def _volume_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(named volume, target) of every named-volume mount, long or short syntax."""
+    out = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "volume":
+                out.append((volume["source"], volume["target"]))
+        elif not volume.startswith(("/", ".")):
+            source, target = volume.split(":")[:2]
+            out.append((source, target))
+    return out
 
-    secret_files = set(re.findall(r"_file:\s*(\S+)", repo_config.read_text()))
-    assert secret_files, "alertmanager.yml reads no secret file"
-    env = _environment(am)
-    for path in secret_files:
-        mounted = _repo_path(am, path)
-        written = re.search(rf'printf \S+ "\$\$?(\w+)" > {re.escape(path)}\b', command)
-        assert (mounted and mounted.exists()) or written, f"nothing provides {path} to Alertmanager"
-        if written:
-            assert written.group(1) in env, f"{path} is written from {written.group(1)}, which is not set"
+
+def test_alertmanager_reads_the_config_the_render_job_writes_from_the_environment(services: dict[str, Any]) -> None:
+    am, job = services["alertmanager"], services["alertmanager-config"]
+    config_path = _flag(am["command"], "config.file")
+    assert config_path is not None
+    listen = _flag(am["command"], "web.listen-address") or ":9093"
+    assert int(listen.rsplit(":", 1)[1]) in _container_ports(am)
+    assert am["depends_on"]["alertmanager-config"]["condition"] == "service_completed_successfully"
+    template, out_dir = job["command"]
+    assert _repo_path(job, template) == ROOT / "prometheus" / "alertmanager.yml"
+    volume = {target: source for source, target in _volume_mounts(job)}[out_dir]
+    am_volumes = dict(_volume_mounts(am))
+    assert config_path == am_volumes[volume] + "/alertmanager.yml"
+    assert job["user"] == "65534:65534"  # Alertmanager's user reads the 0600 secret files
+    module = (ROOT / "collector" / "llmmeter_collector" / "alertmanager_config.py").read_text()
+    assert set(re.findall(r"ALERTMANAGER_[A-Z_]+[A-Z]", module)) <= set(_environment(job))
+    assert "example.com" not in (ROOT / "prometheus" / "alertmanager.yml").read_text()
+
+
+def _render(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ALERTMANAGER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "llmmeter_collector.alertmanager_config", str(ROOT / "prometheus" / "alertmanager.yml"),
+         str(tmp_path)],
+        env={**clean, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_rendered_alertmanager_config_has_the_receivers_of_the_environment(tmp_path: Path) -> None:
+    amtool = shutil.which("amtool") or "/usr/bin/amtool"
+    env = {
+        "ALERTMANAGER_WEBHOOK_URL": "https://hooks.internal/alertmanager",
+        "ALERTMANAGER_WEBHOOK_TOKEN": "t0ken",
+        "ALERTMANAGER_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
+        "ALERTMANAGER_EMAIL_TO": "oncall@corp.internal",
+        "ALERTMANAGER_SMTP_SMARTHOST": "smtp.corp.internal:587",
+        "ALERTMANAGER_SMTP_FROM": "llmmeter@corp.internal",
+        "ALERTMANAGER_SMTP_PASSWORD": "pw",
+    }
+    full = _render(tmp_path / "full", env)
+    assert full.returncode == 0, full.stderr
+    rendered = tmp_path / "full" / "alertmanager.yml"
+    check = subprocess.run([amtool, "check-config", str(rendered)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    config = yaml.safe_load(rendered.read_text())
+    kinds = {r["name"]: sorted(k for k in r if k.endswith("_configs")) for r in config["receivers"]}
+    assert kinds["budget-critical"] == ["email_configs", "slack_configs", "webhook_configs"]
+    assert kinds["webhook"] == ["webhook_configs"]
+    assert config["receivers"][0]["webhook_configs"][0]["url"] == env["ALERTMANAGER_WEBHOOK_URL"]
+    for name, content in (("webhook_token", "t0ken"), ("smtp_password", "pw"), ("slack_webhook_url", env[
+        "ALERTMANAGER_SLACK_WEBHOOK_URL"])):  # fmt: skip
+        secret = tmp_path / "full" / "secrets" / name
+        assert secret.read_text() == content and stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert str(secret) in rendered.read_text() and content not in rendered.read_text()
+    routed = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={rendered}", "budget=x", "severity=critical"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert routed.stdout.strip() == "budget-critical"
+    empty = _render(tmp_path / "empty", {})
+    assert empty.returncode == 0 and "no receivers configured: alerts go nowhere" in empty.stdout
+    bad = _render(tmp_path / "bad", {"ALERTMANAGER_EMAIL_TO": "a@b.c", "ALERTMANAGER_SMTP_SMARTHOST": "smtp"})
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "alertmanager config: ALERTMANAGER_SMTP_SMARTHOST must be host:port, got 'smtp'"
+    )
+    assert not (tmp_path / "bad" / "alertmanager.yml").exists()
 
 
 # ----------------------------------------------------------------------------------------------------- Grafana
@@ -412,6 +474,42 @@ def _context_files() -> list[str]:
     return sorted(files)
 
 
+def _locked(path: Path) -> dict[str, list[str]]:
+    """{package: [hashes]} of a hash-locked requirements file."""
+    out: dict[str, list[str]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==\S+", line)
+        if match:
+            name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+            out[name] = []
+        out.setdefault(name, []).extend(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
+    out.pop("", None)
+    return out
+
+
+def test_the_image_installs_every_dependency_from_a_hash_locked_file() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    run = next(r for r in _dockerfile()["RUN"] if "pip install" in r)
+    assert "--require-hashes --no-deps -r requirements/build.lock" in run
+    assert '--require-hashes --no-deps -r "$lock"' in run and "--no-build-isolation" in run and "pip check" in run
+    assert _in_context("requirements/collector.lock", _dockerignore())
+    extras = {"collector.lock": ["collector"], "collector-archive.lock": ["collector", "archive"]}
+    for lock, names in extras.items():
+        locked = _locked(ROOT / "requirements" / lock)
+        assert locked and all(hashes for hashes in locked.values()), f"{lock}: a package without a hash"
+        wanted = list(project["dependencies"])
+        for extra in names:
+            wanted += [r for r in project["optional-dependencies"][extra] if not r.startswith("llmmeter[")]
+        wanted += project["optional-dependencies"]["cli"]
+        for requirement in wanted:
+            if "python_version < '3.11'" in requirement:
+                continue  # the image is Python 3.12
+            name = re.sub(r"[-_.]+", "-", re.split(r"[\[<>=;~! ]", requirement, maxsplit=1)[0]).lower()
+            assert name in locked, f"{lock} does not pin {name} (run make lock)"
+    assert "hatchling" in _locked(ROOT / "requirements" / "build.lock")
+
+
 def test_dockerfile_is_pinned_non_root_and_installs_only_the_collector_extra() -> None:
     instructions = _dockerfile()
     args = dict(a.split("=", 1) for a in instructions.get("ARG", []) if "=" in a)
@@ -449,11 +547,15 @@ def test_the_build_context_builds_a_collector_wheel(tmp_path: Path) -> None:
     for relative in _context_files():
         (context / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relative, context / relative)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(context)],
         check=True,
         timeout=300,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
+    assert not list(scratch.glob("llmmeter-build-*")), "the build left its scratch directory behind"
     (wheel,) = (tmp_path / "dist").glob("llmmeter-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     migrations = {p.name for p in (ROOT / "collector/llmmeter_collector/migrations").glob("*.sql")}
@@ -462,9 +564,8 @@ def test_the_build_context_builds_a_collector_wheel(tmp_path: Path) -> None:
 
 
 def test_readme_self_host_documents_the_published_ports(services: dict[str, Any]) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Self-host", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "self-hosting.md").read_text().split("\n## ", 1)[0]
     assert "docker compose up -d" in section and "cp .env.example .env" in section
     for name, service in services.items():
         for port in _published(service):
-            assert f"`{port}`" in section, f"README Self-host does not document port {port} ({name})"
+            assert f"`{port}`" in section, f"docs/self-hosting.md does not document port {port} ({name})"

@@ -30,6 +30,19 @@ if TYPE_CHECKING:
 __all__ = ["OPERATIONS", "BadRequest", "counter_seed", "routes", "summary"]
 
 PERIODS = ("today", "week", "month", "all")
+DIMENSION_NAMES = ("projects", "features", "providers", "models")
+
+
+def dimensions(pool: ConnectionPool, projects: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Every project, feature, provider and model with calls in the rollups (within ``projects`` when given)."""
+    where, params = _scope(None, projects, None)
+    out: dict[str, list[str]] = {}
+    with pool.connection() as conn:
+        for name in DIMENSION_NAMES:
+            column = name[:-1]
+            sql = f"SELECT DISTINCT {column} FROM llm_rollup_hour WHERE {where} AND {column} <> '' ORDER BY 1"
+            out[name] = [row[0] for row in conn.execute(sql, params).fetchall() if row[0] is not None]
+    return out
 
 
 def period_starts(now: datetime) -> dict[str, datetime | None]:
@@ -400,6 +413,15 @@ KEYS_CREATE = Operation(
     tag="keys",
 )
 KEYS_REVOKE = Operation("DELETE", "/api/v1/keys/{key_id}", "Revoke an API key", role="admin", tag="keys")
+DIMENSIONS = Operation(
+    "GET",
+    "/api/v1/dimensions",
+    "The projects, features, providers and models that have calls (for hints on a misspelt filter)",
+    response={
+        "type": "object",
+        "properties": {k: {"type": "array", "items": {"type": "string"}} for k in DIMENSION_NAMES},
+    },
+)
 
 OPERATIONS = (
     SUMMARY,
@@ -412,6 +434,7 @@ OPERATIONS = (
     KEYS_LIST,
     KEYS_CREATE,
     KEYS_REVOKE,
+    DIMENSIONS,
 )
 
 
@@ -523,6 +546,9 @@ def routes(collector: Collector) -> list[Route]:
             visible_projects=apiauth.visible_projects(request),
         )
 
+    def get_dimensions(request: Request, args: dict[str, Any]) -> Any:
+        return dimensions(collector.pool, apiauth.visible_projects(request))
+
     async def get_openapi(request: Request) -> Response:
         return JSONResponse(document(request.app.routes, OPERATIONS))
 
@@ -602,4 +628,5 @@ def routes(collector: Collector) -> list[Route]:
         Route(KEYS_LIST.path, endpoint(KEYS_LIST, list_keys), methods=["GET"]),
         Route(KEYS_CREATE.path, create_key, methods=["POST"]),
         Route(KEYS_REVOKE.path, revoke_key, methods=["DELETE"]),
+        Route(DIMENSIONS.path, endpoint(DIMENSIONS, get_dimensions)),
     ]

@@ -38,6 +38,7 @@ class Settings:
     writers: int = 2  # writer threads, one Postgres connection each (ingest.py)
     max_label_values: int = 200
     require_keys: bool = False  # refuse unauthenticated exports even before any key exists
+    bootstrap_admin_key: str = ""  # the first admin key, stored when no key was ever created (bootstrap.py)
     key_cache_seconds: int = 10
     forward_endpoint: str = ""  # OTLP/HTTP base URL (or .../v1/traces) to forward priced spans to
     forward_headers: str = ""  # "k1=v1,k2=v2" sent with every forwarded export

@@ -1,17 +1,23 @@
 """``make demo``: the whole pipeline on one machine, then the spend it recorded.
 
-It starts a collector (embedded Postgres unless ``LLMMETER_DATABASE_URL`` is set) and the local fake
-OpenAI server, runs a small app instrumented with ``llmmeter.instrument()`` that makes chat calls for
-two features, prints ``llmmeter status``, and stops everything it started.
+It starts a collector on free ports (HTTP and gRPC) with an embedded Postgres in a throwaway data directory
+(never ``llmmeter serve``'s, never ``LLMMETER_DATABASE_URL``), and the local fake OpenAI server, runs a small app
+instrumented with ``llmmeter.instrument()`` that makes chat calls for two features, prints ``llmmeter status``
+and what to try next. Then it stops everything and deletes the directory, or with ``--keep``
+(``make demo KEEP=1``) keeps the collector running for the CLI until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -66,11 +72,52 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120
     raise SystemExit(f"collector not ready after {timeout:.0f}s")
 
 
-def main() -> None:
+def next_steps(url: str, kept: bool) -> str:
+    """What to try after the demo: the CLI on its data, keeping it running, the Grafana stack."""
+    cli = [
+        f"llmmeter calls --url {url} --since today",
+        f"llmmeter calls --url {url} --model gpt-4o --order time",
+        f"llmmeter report --url {url} --period week --current",
+        f"llmmeter budget 1 --url {url} && llmmeter status --url {url}",
+    ]
+    lines = ["", "Try next:"]
+    if kept:
+        lines.append(f"  The collector keeps running on {url}; in another terminal:")
+    else:
+        lines.append("  Keep the collector running to explore its data with the CLI:  make demo KEEP=1   (then e.g.)")
+    lines += [f"    .venv/bin/{c}" for c in cli]
+    lines += [
+        "  A month of realistic data to explore:  .venv/bin/llmmeter db seed --data-dir /tmp/llmmeter-seed",
+        "                                         then LLMMETER_DATA_DIR=/tmp/llmmeter-seed .venv/bin/llmmeter serve",
+        "  Instrument your own app:               import llmmeter; llmmeter.instrument()",
+        "  Grafana dashboards + Prometheus + alerts:  docker compose up -d   (see docs/self-hosting.md)",
+    ]
+    if kept:
+        lines.append("  Press Ctrl-C to stop the collector and delete the demo's data.")
+    return "\n".join(lines)
+
+
+def _demo_env(data_dir: str, grpc_port: int) -> dict[str, str]:
+    """The collector's environment: its own data directory and ports, no user database or settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETER_", "OTEL_"))}
+    env.update({"LLMMETER_DATA_DIR": data_dir, "LLMMETER_GRPC_PORT": str(grpc_port)})
+    return env
+
+
+def main(keep: bool = False) -> None:
+    from llmmeter_collector.cli.common import PythonTooOld, require_collector_python
+
+    try:
+        require_collector_python("make demo (the collector)")
+    except PythonTooOld as exc:
+        raise SystemExit(f"llmmeter demo: {exc.message}") from None
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    print(f"llmmeter demo: starting the collector on {url} (embedded Postgres unless LLMMETER_DATABASE_URL)")
-    collector = subprocess.Popen([sys.executable, "-m", "llmmeter_collector", "--port", str(port)])
+    data_dir = tempfile.mkdtemp(prefix="llmmeter-demo-")
+    print(f"llmmeter demo: starting the collector on {url} with a throwaway Postgres in {data_dir}")
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "llmmeter_collector", "--port", str(port)], env=_demo_env(data_dir, _free_port())
+    )
     try:
         _wait_ready(url, collector)
         with FakeProvider() as fake:
@@ -87,6 +134,9 @@ def main() -> None:
         from llmmeter_collector.cli import cli
 
         cli.main(args=["status", "--url", url, "--period", "all"], prog_name="llmmeter", standalone_mode=False)
+        print(next_steps(url, keep), flush=True)
+        if keep:
+            _wait_for_interrupt(collector)
     finally:
         collector.terminate()
         try:
@@ -94,11 +144,25 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             collector.kill()
             collector.wait()
-    print("llmmeter demo: done; collector and Postgres stopped")
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"llmmeter demo: done; collector and Postgres stopped, {Path(data_dir).name} deleted")
+
+
+def _wait_for_interrupt(collector: subprocess.Popen[bytes]) -> None:
+    """Until Ctrl-C / SIGTERM (or the collector exits on its own)."""
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stop["now"] and collector.poll() is None:
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["app"]:
         sample_app()
     else:
-        main()
+        main(keep="--keep" in sys.argv[1:] or os.environ.get("KEEP", "") not in ("", "0"))

@@ -133,6 +133,7 @@ PROM_CALLS: Final = "llmmeter_calls"  # counter by status
 PROM_UNPRICED_CALLS: Final = "llmmeter_unpriced_calls"
 PROM_CALL_DURATION: Final = "llmmeter_call_duration_seconds"
 PROM_TIME_TO_FIRST_CHUNK: Final = "llmmeter_time_to_first_chunk_seconds"
+PROM_BUILD_INFO: Final = "llmmeter_build_info"  # gauge 1 by version, python (buildinfo.py)
 PROM_SPANS_RECEIVED: Final = "llmmeter_collector_spans_received"
 PROM_SPANS_REJECTED: Final = "llmmeter_collector_spans_rejected"
 PROM_EXPORTS_REFUSED: Final = "llmmeter_collector_exports_refused"

@@ -8,6 +8,7 @@ import signal
 import socket
 import tempfile
 import threading
+import weakref
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import FrameType
@@ -22,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmmeter_collector import api, budgets, storage
+from llmmeter_collector import api, bootstrap, budgets, buildinfo, storage
 from llmmeter_collector.apiauth import ApiAuth, metrics_token_ok
 from llmmeter_collector.cli.prices import routes as price_routes
 from llmmeter_collector.config import Settings
@@ -53,8 +54,9 @@ class Collector:
         self.dsn = settings.database_url
         self.schema = settings.database_schema or None
         self.metrics = Metrics(settings.max_label_values, project_labels=settings.metrics_project_labels)
+        buildinfo.register(self.metrics.registry)  # llmmeter_build_info and process_* metrics
         self.catalog = PriceCatalog(settings.prices_file or None)
-        self.rate_limits = RateLimits.from_env()  # API limit per key, ingest limit per project (ratelimit.py)
+        self.rate_limits = RateLimits.from_env()  # API and ingest limits per key, or per address (ratelimit.py)
         self._ingestor: Ingestor | None = None
         self._pool: ConnectionPool | None = None
         self._keys: KeyStore | None = None
@@ -75,6 +77,7 @@ class Collector:
         self._keys = KeyStore(
             self._pool, cache_seconds=self.settings.key_cache_seconds, require_keys=self.settings.require_keys
         )
+        bootstrap.first_admin_key(self._pool, self.settings.bootstrap_admin_key, self.settings.require_keys)
         self.metrics.seed(api.counter_seed(self._pool))
         self._keys.required()  # known before any outage, so exports can be spooled while Postgres is away
         ledgers = [storage.Ledger(self.dsn, self.schema) for _ in range(self.settings.writers)]
@@ -260,10 +263,11 @@ class BackgroundCollector:
     """A collector serving on a free loopback port in a thread: for tests and the demo."""
 
     def __init__(self, settings: Settings, grpc: bool = True) -> None:
-        self._tmp: str | None = None
+        self._tmp: weakref.finalize | None = None
         if settings.spool and not settings.spool_dir:  # never share the user's spool with a test collector
-            self._tmp = tempfile.mkdtemp(prefix="llmmeter-spool-")
-            settings = Settings(**{**settings.__dict__, "spool_dir": self._tmp})
+            tmp = tempfile.mkdtemp(prefix="llmmeter-spool-")
+            self._tmp = weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)  # removed even if never run
+            settings = Settings(**{**settings.__dict__, "spool_dir": tmp})
         self.collector = Collector(settings)
         self._grpc = grpc
         self._server: uvicorn.Server | None = None
@@ -272,6 +276,13 @@ class BackgroundCollector:
         self.grpc_target = ""  # host:port of the OTLP/gRPC receiver
 
     def __enter__(self) -> BackgroundCollector:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> BackgroundCollector:
         self.collector.start()
         if self._grpc:
             self.grpc_target = f"127.0.0.1:{self.collector.start_grpc('127.0.0.1', 0)}"
@@ -293,4 +304,4 @@ class BackgroundCollector:
             self._thread.join(10)
         self.collector.close()
         if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp()

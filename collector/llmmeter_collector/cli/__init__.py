@@ -1,8 +1,9 @@
 """The ``llmmeter`` command: run a collector, and read spend from one over its REST API.
 
 Each command lives in its own module of this package and is registered here.
-Exit codes: 0 success; 1 the collector answered with an error or could not be reached;
-2 wrong usage (bad option or argument); 3 a needed extra is not installed.
+Exit codes (``cli/common.py``, documented in docs/cli.md): 0 success; 1 the collector answered with an error
+or could not be reached; 2 wrong usage; 3 a needed extra is not installed; 4 a port is busy (``serve``);
+5 the database cannot be reached or its URL is wrong; 6 an output file cannot be written; 7 Python too old.
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ from llmmeter_collector.cli.serve import serve
 from llmmeter_collector.cli.status import status
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llmmeter")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "-V", "--version", prog_name="llmmeter", message="%(prog)s %(version)s")
 def cli() -> None:
     """llmmeter: what your LLM calls cost, by model, feature, project and user."""
 

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from llmmeter_collector.cli.common import get, json_option, url_option, usd
+from llmmeter_collector.cli.common import get, json_option, url_option, usd, warn_unknown
 
 
 @click.command()
@@ -29,6 +29,7 @@ def anomalies(url: str, as_json: bool, granularity: str, threshold: int, min_usd
         return
     console = Console()
     if not data["anomalies"]:
+        warn_unknown(url, {"project": project})
         console.print(f"No anomalies in {data['series_checked']} series ({data['method']}).")
         return
     table = Table(title=f"Spend anomalies ({len(data['anomalies'])})")

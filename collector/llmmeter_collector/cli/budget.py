@@ -10,6 +10,7 @@ llmmeter budget reload                                # re-read the collector's 
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,23 +22,58 @@ from llmmeter_collector.cli.common import CollectorError, json_option, request, 
 
 PERIODS = ("daily", "weekly", "monthly", "fixed")
 BAR_WIDTH = 20
+MAX_BUDGET_USD = Decimal("1000000000")  # one billion dollars a period: larger is a typo (1e400 would be +Inf)
+_NUMBER = re.compile(r"^[-+]?\$?[-+]?[0-9][0-9,]*(\.[0-9]*)?([eE][-+]?[0-9]+)?$|^[-+]?\$?[-+]?\.[0-9]+$")
 
 
-def _is_amount(text: str) -> bool:
+def _looks_like_amount(text: str) -> bool:
+    return bool(_NUMBER.match(text.strip())) or text.strip().lower().lstrip("+-$") in ("inf", "infinity", "nan")
+
+
+def parse_amount(text: str) -> Decimal:
+    """A budget limit in USD: positive, finite, at most $1,000,000,000 and at most cents; ``$1,500.50`` is fine."""
+    cleaned = text.strip().replace(",", "").replace("$", "")
     try:
-        return Decimal(text.lstrip("$").replace(",", "")).is_finite()
+        amount = Decimal(cleaned)
     except InvalidOperation:
-        return False
+        raise ValueError(f"must be an amount in USD such as 500 or 1250.50, got {text!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"must be a finite amount in USD, got {text!r}")
+    if amount <= 0:
+        raise ValueError(f"must be more than $0, got {text!r} (remove a budget with `llmmeter budget rm NAME`)")
+    if amount > MAX_BUDGET_USD:
+        raise ValueError(f"must be at most ${MAX_BUDGET_USD:,} a period, got {text!r}")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(f"must be whole cents (at most 2 decimals), got {text!r}")
+    return amount
+
+
+def _amount_or_usage(text: str, hint: str) -> str:
+    try:
+        return str(parse_amount(text))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
 
 
 class _BudgetGroup(click.Group):
-    """``llmmeter budget 500`` is short for ``llmmeter budget total 500``."""
+    """``llmmeter budget 500`` is short for ``llmmeter budget total 500``; ``-5`` or ``abc`` get a clear message."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].startswith("-") and _looks_like_amount(args[0]):  # not an option: a negative amount
+            _amount_or_usage(args[0], "AMOUNT")
+        return super().parse_args(ctx, args)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args and _is_amount(args[0]):
-            return "total", self.commands["total"], args
+        if args and args[0] not in self.commands:
+            if _looks_like_amount(args[0]):
+                return "total", self.commands["total"], args
+            raise click.UsageError(
+                f"expected an amount in USD (`llmmeter budget 500`) or one of {', '.join(sorted(self.commands))};"
+                f" got {args[0]!r}",
+                ctx,
+            )
         return super().resolve_command(ctx, args)
 
 
@@ -96,16 +132,14 @@ def budget() -> None:
     """Budgets: `llmmeter budget 500` sets the monthly total; set, list, rm for scoped budgets."""
 
 
-@budget.command("total")
-@click.argument("amount")
+@budget.command("total", context_settings={"ignore_unknown_options": True})
+@click.argument("amount", metavar="AMOUNT")
 @click.option("--period", type=click.Choice(["daily", "weekly", "monthly"]), default="monthly", show_default=True)
 @url_option
 @json_option
 def total(amount: str, period: str, url: str, as_json: bool) -> None:
     """Set the total budget of all LLM spend (budget "total"), monthly unless --period says otherwise."""
-    if not _is_amount(amount):
-        raise click.BadParameter(f"must be an amount in USD, got {amount!r}", param_hint="AMOUNT")
-    _show(_write(url, "total", {"limit": amount.lstrip("$").replace(",", ""), "period": period}), as_json)
+    _show(_write(url, "total", {"limit": _amount_or_usage(amount, "AMOUNT"), "period": period}), as_json)
 
 
 @budget.command("set")
@@ -135,7 +169,7 @@ def set_budget(
     as_json: bool,
 ) -> None:
     """Create or replace a budget."""
-    body: dict[str, Any] = {"limit": limit, "period": period, "scope": _scope(scopes)}
+    body: dict[str, Any] = {"limit": _amount_or_usage(limit, "--limit"), "period": period, "scope": _scope(scopes)}
     for key, value in (
         ("thresholds", thresholds),
         ("reset_day", reset_day),
@@ -163,7 +197,12 @@ def list_budgets(url: str, as_json: bool) -> None:
         return
     table = Table(title="Budgets (USD)")
     for column in ("name", "scope", "period", "limit", "spent", "used", "forecast", "source"):
-        table.add_column(column, justify="right" if column in ("limit", "spent", "forecast") else "left")
+        table.add_column(
+            column,
+            justify="right" if column in ("limit", "spent", "forecast") else "left",
+            no_wrap=column in ("name", "limit"),
+            overflow="fold",
+        )
     for item in data["budgets"]:
         status = item.get("status") or {}
         forecast = (status.get("forecast") or {}).get("expected_usd")

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from llmmeter_collector.cli.common import DatabaseError, require_collector_python
+
 if TYPE_CHECKING:
     from llmmeter_collector.config import Settings
     from llmmeter_collector.retention import Partition
@@ -34,10 +36,11 @@ def _settings(database_url: str | None, schema: str | None, **overrides: Any) ->
 def _database(settings: Settings) -> Iterator[str]:
     """The DSN to work on: the configured one, or the embedded Postgres (started for the command if needed).
 
-    A missing ledger or an unreachable server becomes a one-line error (exit code 1), not a traceback.
+    A missing ledger (exit code 1), an unreachable server or a wrong URL (exit code 5) is one line, not a traceback.
     """
     import psycopg
 
+    from llmmeter_collector.cli.serve import database_problem
     from llmmeter_collector.retention import NoLedger
 
     embedded = None
@@ -51,8 +54,8 @@ def _database(settings: Settings) -> Iterator[str]:
             yield embedded.start()
     except NoLedger as exc:
         raise click.ClickException(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot connect to Postgres: {exc}") from None
+    except psycopg.Error as exc:
+        raise DatabaseError(database_problem(exc)) from None
     finally:
         if embedded is not None:
             embedded.stop()
@@ -71,7 +74,8 @@ pg_bin_option = click.option(
 
 @click.group()
 def db() -> None:
-    """Data lifecycle: retention of raw calls, partitions, backup and restore."""
+    """Data lifecycle: retention of raw calls, partitions, backup and restore; demo data (seed)."""
+    require_collector_python("llmmeter db")
 
 
 def _partition_row(part: Partition, estimate: bool = False) -> dict[str, Any]:
@@ -220,3 +224,46 @@ def restore(database_url: str | None, pg_bin_dir: str | None, clean: bool, no_pr
         except BackupError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"Restored {file} (pg_restore {tool.major})")
+
+
+@db.command()
+@database_url_option
+@schema_option
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="An embedded Postgres of its own in this directory (instead of --database-url).",
+)
+@click.option("--calls", "count", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True)
+@click.option("--days", type=click.IntRange(1, 400), default=30, show_default=True, help="Spread over this many days.")
+@click.option("--seed", "seed", type=int, default=7, show_default=True, help="Random seed (same seed, same data).")
+def seed(database_url: str | None, schema: str | None, data_dir: Path | None, count: int, days: int, seed: int) -> None:
+    """Write a realistic month of demo calls (3 providers, 3 projects, errors, an unpriced model) into a database.
+
+    Priced with the collector's catalog and written through its ledger, so rollups and totals are what ingesting
+    the same spans would give. The target must be named (--database-url, or --data-dir for an embedded Postgres
+    of its own): seeded calls are not marked as demo data, so they never land in `llmmeter serve`'s default one.
+    """
+    from llmmeter_collector import datagen, storage
+    from llmmeter_collector.pricing import PriceCatalog
+
+    if bool(database_url) == bool(data_dir):
+        raise click.UsageError(
+            "name where the demo data goes: --database-url (a throwaway database or --schema) or --data-dir DIR"
+            " (a new embedded Postgres); never the default data directory of `llmmeter serve`"
+        )
+    settings = _settings(database_url, schema, **({"data_dir": str(data_dir)} if data_dir else {}))
+    with _database(settings) as dsn:
+        storage.migrate(dsn, settings.database_schema or None)
+        ledger = storage.Ledger(dsn, settings.database_schema or None)
+        try:
+            written = datagen.generate(ledger, PriceCatalog(settings.prices_file or None), count, days=days, seed=seed)
+        finally:
+            ledger.close()
+    if data_dir:
+        where, serve = f"the embedded Postgres in {data_dir}", f"LLMMETER_DATA_DIR={data_dir} llmmeter serve"
+    else:
+        where, serve = "the database", "LLMMETER_DATABASE_URL=... llmmeter serve"
+    click.echo(f"Seeded {written:,} calls over the last {days} days into {where}.")
+    click.echo(f"Start a collector on it ({serve}) and try `llmmeter status`, `llmmeter calls --since 7d`.")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -10,7 +13,14 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
-from llmmeter_collector.cli.common import CollectorError, auth_headers, url_option
+from llmmeter_collector.cli.common import (
+    CollectorError,
+    OutputError,
+    auth_headers,
+    error_message,
+    url_option,
+    warn_unknown,
+)
 from llmmeter_collector.cli.filters import call_filters, query_params
 
 
@@ -23,11 +33,7 @@ def _stream(url: str, params: dict[str, str], out: IO[bytes], progress: Progress
         ) as response:
             if response.status_code >= 400:
                 response.read()
-                try:
-                    detail = response.json().get("error", response.text)
-                except ValueError:
-                    detail = response.text
-                raise CollectorError(f"collector answered {response.status_code}: {detail}")
+                raise CollectorError(error_message(url, response))
             task = progress.add_task("exporting", total=None) if progress else None
             for chunk in response.iter_bytes():
                 out.write(chunk)
@@ -40,11 +46,38 @@ def _stream(url: str, params: dict[str, str], out: IO[bytes], progress: Progress
     return lines, size
 
 
+def _run(url: str, params: dict[str, str], out: IO[bytes], bar: Progress | None) -> tuple[int, int]:
+    if bar is None:
+        return _stream(url, params, out, None)
+    with bar:
+        return _stream(url, params, out, bar)
+
+
+def _to_file(path: Path, url: str, params: dict[str, str], bar: Progress | None) -> tuple[int, int]:
+    """Write to a temporary file next to ``path`` and rename it on success: a failed export leaves nothing."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the user's umask applies, as for open()
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            result = _run(url, params, out, bar)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return result
+
+
 @click.command()
 @url_option
 @call_filters
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="-", help="File ('-': stdout).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="File ('-': stdout).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [on when stderr is a terminal].")
 def export(url: str, fmt: str, output: str, progress: bool | None, **filters: Any) -> None:
     """CSV or JSON lines of every call in a date range and filters, streamed (any size, constant memory)."""
@@ -64,18 +97,15 @@ def export(url: str, fmt: str, output: str, progress: bool | None, **filters: An
         if show
         else None
     )
-    target: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115 - closed below
-    try:
-        if bar is not None:
-            with bar:
-                lines, size = _stream(url, params, target, bar)
-        else:
-            lines, size = _stream(url, params, target, None)
-    finally:
-        if output != "-":
-            target.close()
-        else:
-            target.flush()
+    if output == "-":
+        try:
+            lines, size = _run(url, params, sys.stdout.buffer, bar)
+        finally:
+            sys.stdout.buffer.flush()
+    else:
+        lines, size = _to_file(Path(output), url, params, bar)
     rows = max(0, lines - 1) if fmt == "csv" else lines
+    if rows == 0:
+        warn_unknown(url, {k: filters.get(k) for k in ("project", "feature", "model")})
     if output != "-" or show:
         console.print(f"exported {rows:,} calls ({size:,} bytes) to {'stdout' if output == '-' else output}")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from llmmeter_collector.cli.common import get, json_option, url_option, usd
+from llmmeter_collector.cli.common import get, json_option, url_option, usd, warn_unknown
 
 
 @click.command()
@@ -24,6 +24,8 @@ def forecast(
     params = {"period": period, "method": method, "level": level}
     params.update({k: v for k, v in (("project", project), ("feature", feature)) if v})
     data = get(url, "/api/v1/forecast", params)
+    if not as_json:
+        warn_unknown(url, {"project": project, "feature": feature})
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
+from getpass import GetPassWarning
 
 import click
 import httpx
 
-from llmmeter_collector.cli.common import DEFAULT_URL, CollectorError
+from llmmeter_collector.cli.common import DEFAULT_URL, CollectorError, error_message, not_a_collector
 from llmmeter_collector.cli.config import config_path, load, mask, save
 
 APP_LINES = "import llmmeter\nllmmeter.instrument()"
@@ -20,7 +22,7 @@ def check_connection(url: str, key: str | None) -> dict[str, object]:
     try:
         health = httpx.get(base + "/healthz", timeout=10)
         if health.status_code != 200:
-            raise CollectorError(f"{url} answered {health.status_code} on /healthz: is it an llmmeter collector?")
+            raise CollectorError(not_a_collector(url, health))
         summary = httpx.get(base + "/api/v1/summary", params={"period": "today"}, headers=headers, timeout=10)
     except httpx.HTTPError as exc:
         raise CollectorError(f"cannot reach the collector at {url}: {exc}") from None
@@ -28,27 +30,45 @@ def check_connection(url: str, key: str | None) -> dict[str, object]:
         reason = "needs an API key" if not key else "refused the API key"
         raise CollectorError(f"the collector {reason} ({summary.status_code}): create one with `llmmeter keys create`")
     if summary.status_code != 200:
-        raise CollectorError(f"{url} answered {summary.status_code} on /api/v1/summary")
-    data = summary.json()
+        raise CollectorError(error_message(url, summary))
+    try:
+        data = summary.json()
+    except ValueError:
+        raise CollectorError(not_a_collector(url, summary)) from None
     return {"calls": data.get("calls", 0), "spend_today_usd": data.get("spend", {}).get("today")}
+
+
+def _ask(text: str, flag: str, default: str, hide_input: bool = False) -> str:
+    """Prompt for a value; with no terminal and no input, a usage error naming the flag (not "Aborted!")."""
+    hint = f"{flag} (or LLMMETER_API_KEY; '' for no key)" if flag == "--api-key" else flag
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GetPassWarning)  # no terminal: the key is read from stdin instead
+            value: str = click.prompt(text, default=default, show_default=not hide_input, hide_input=hide_input)
+    except click.Abort:
+        raise click.UsageError(f"no terminal to ask for the {text.split(' (')[0]}: give it with {hint}") from None
+    return value
 
 
 @click.command()
 @click.option("--url", default=None, help=f"Collector URL (asked when missing) [{DEFAULT_URL}].")
-@click.option("--api-key", default=None, help="API key (asked when missing; empty for none).")
+@click.option(
+    "--api-key",
+    envvar="LLMMETER_API_KEY",
+    default=None,
+    help="API key or LLMMETER_API_KEY (asked if missing; '' none).",
+)
 @click.option("--no-check", is_flag=True, help="Save without checking the connection.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def init(url: str | None, api_key: str | None, no_check: bool, as_json: bool) -> None:
     """Ask for (or take) the collector URL and API key, check the connection, save them (0600)."""
     current = load()
     if url is None:
-        url = click.prompt("Collector URL", default=current.get("url", DEFAULT_URL))
+        url = _ask("Collector URL", "--url", default=current.get("url", DEFAULT_URL))
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter(f"must start with http:// or https://, got {url!r}", param_hint="--url")
     if api_key is None:
-        api_key = click.prompt(
-            "API key (empty if the collector has no keys)", default="", show_default=False, hide_input=True
-        )
+        api_key = _ask("API key (empty if the collector has no keys)", "--api-key", default="", hide_input=True)
     api_key = api_key.strip() or None
     checked = None if no_check else check_connection(url, api_key)
     path = save({"url": url.rstrip("/"), **({"api_key": api_key} if api_key else {})})

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from llmmeter_collector.cli.common import get, json_option, url_option, usd
+from llmmeter_collector.cli.common import get, json_option, url_option, usd, warn_unknown
 
 _CONFIDENCE = {"high": "green", "medium": "yellow", "low": "dim"}
 
@@ -30,6 +30,7 @@ def optimize(url: str, as_json: bool, days: int, project: str | None, top: int) 
     console = Console()
     recs = data["recommendations"]
     if not recs:
+        warn_unknown(url, {"project": project})
         console.print(data.get("message", "no recommendations"))
         return
     priced = [Decimal(r["monthly_savings_usd"]) for r in recs if r["monthly_savings_usd"] is not None]

@@ -11,7 +11,15 @@ from typing import Any
 import click
 import httpx
 
-from llmmeter_collector.cli.common import CollectorError, get, json_option, url_option, usd
+from llmmeter_collector.cli.common import CollectorError, count, get, json_option, url_option, usd
+
+
+def cost_text(row: dict[str, Any]) -> str:
+    """A row's cost: "unpriced" when none of its calls has a price (never $0.00), "+ N unpriced" when some."""
+    unpriced = int(row.get("unpriced_calls") or 0)
+    if unpriced and unpriced >= int(row["calls"]):
+        return "unpriced"
+    return usd(row["cost_usd"]) + (f" + {count(unpriced)} unpriced calls" if unpriced else "")
 
 
 def _change(report: dict[str, Any]) -> str:
@@ -36,11 +44,12 @@ def render(report: dict[str, Any], style: str = "text") -> str:
     lines = [
         head.format(_title(report)),
         "",
-        f"Total: {bold.format(usd(report['total_usd']))} over {report['calls']} calls ({_change(report)}).",
+        f"Total: {bold.format(usd(report['total_usd']))} over {count(report['calls'])} calls ({_change(report)}).",
     ]
     if report["unpriced_calls"]:
-        models = ", ".join(f"{m['provider']}/{m['model']} ({m['calls']})" for m in report["unpriced_models"])
-        lines.append(f"{report['unpriced_calls']} calls have no known price and are not in the total: {models}.")
+        models = ", ".join(f"{m['provider']}/{m['model']} ({count(m['calls'])})" for m in report["unpriced_models"])
+        unpriced = count(report["unpriced_calls"])
+        lines.append(f"{unpriced} calls have no known price and are not in the total: {models}.")
     for key, title, dims in (
         ("by_model", "Top models", ("provider", "model")),
         ("by_feature", "Top features", ("feature",)),
@@ -51,7 +60,7 @@ def render(report: dict[str, Any], style: str = "text") -> str:
         lines += ["", head.format(title) if style != "text" else f"{title}:"]
         for row in report[key]:
             name = "/".join(row[d] or "(none)" for d in dims)
-            lines.append(f"{bullet} {name}: {usd(row['cost_usd'])} ({row['calls']} calls)")
+            lines.append(f"{bullet} {name}: {cost_text(row)} ({count(row['calls'])} calls)")
     if report["budgets"]:
         lines += ["", head.format("Budgets (current period)") if style != "text" else "Budgets (current period):"]
         for b in report["budgets"]:

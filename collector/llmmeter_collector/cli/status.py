@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from llmmeter_collector.cli.common import CollectorError, get, json_option, url_option, usd
+from llmmeter_collector.cli.common import CollectorError, count, get, json_option, url_option, usd, warn_unknown
 
 BAR_WIDTH = 30
 
@@ -68,6 +68,8 @@ def status(url: str, as_json: bool, period: str, project: str | None) -> None:
     params = {"period": period, **({"project": project} if project else {})}
     data = get(url, "/api/v1/summary", params)
     data["forecast"] = _month_forecast(url) if project is None else None
+    if project and not data["calls"] and not as_json:
+        warn_unknown(url, {"project": project})
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -85,15 +87,16 @@ def status(url: str, as_json: bool, period: str, project: str | None) -> None:
     ):
         table = Table(title=title)
         for dim in dims:
-            table.add_column(dim)
+            table.add_column(dim, no_wrap=True)  # never cut a name: gemini-2.5-flash vs gemini-2.5-flash-lite
         for column in ("calls", "input tokens", "output tokens", "cost"):
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", no_wrap=column == "cost")
         for row in data[key]:
-            cost = usd(row["cost_usd"])
-            if row["unpriced_calls"]:
-                cost += f" + {row['unpriced_calls']} unpriced"
+            unpriced = row["unpriced_calls"]
+            cost = "unpriced" if unpriced and unpriced >= row["calls"] else usd(row["cost_usd"])
+            if unpriced and cost != "unpriced":
+                cost += f" + {count(unpriced)} unpriced"
             names = [row[d] or "(none)" for d in dims]
-            table.add_row(*names, str(row["calls"]), f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", cost)
+            table.add_row(*names, count(row["calls"]), count(row["input_tokens"]), count(row["output_tokens"]), cost)
         console.print(table)
     budgets = data.get("budgets") or []
     if budgets:
