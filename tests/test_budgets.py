@@ -71,6 +71,8 @@ def write(database_url: str, pg_schema: str, calls: list[LlmCall]) -> None:
         ({"name": "x"}, "budgets[0].limit"),
         ({"name": "x", "limit": -5}, "budgets[0].limit"),
         ({"name": "x", "limit": "lots"}, "budgets[0].limit"),
+        ({"name": "x", "limit": "1e400"}, "budgets[0].limit"),  # finite in Decimal, +Inf as a Prometheus gauge
+        ({"name": "x", "limit": 1_000_000_001}, "budgets[0].limit"),
         ({"name": "x", "limit": 10, "period": "yearly"}, "budgets[0].period"),
         ({"name": "x", "limit": 10, "scope": {"team": "a"}}, "budgets[0].scope.team"),
         ({"name": "x", "limit": 10, "scope": {"feature": ""}}, "budgets[0].scope.feature"),
@@ -257,6 +259,8 @@ def test_budget_api_crud_gauges_and_restart(tmp_path: Path, settings: Settings) 
         )
         assert created.status_code == 201, created.text
         assert created.json()["status"]["spent_usd"] == "1.5"
+        huge = httpx.post(api, json={"name": "typo", "limit": "1e400"})
+        assert huge.status_code == 400 and "at most 1,000,000,000 USD" in huge.text  # never an +Inf gauge
         assert created.json()["status"]["state"] == "ok"
         assert httpx.post(api, json={"name": "search-team", "limit": 1}).status_code == 409
         bad = httpx.post(api, json={"name": "x", "limit": 1, "scope": {"colour": "red"}})

@@ -230,6 +230,9 @@ def parse_scope(value: Any, where: str = "scope") -> Scope:
     return Scope(**dims, tags=tuple(sorted(tags.items())))
 
 
+MAX_LIMIT_USD = Decimal("1000000000")  # one billion dollars a period: larger is a typo (1e400 would be +Inf)
+
+
 def _money(value: Any, where: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise BudgetError(where, f"must be an amount in USD, got {value!r}")
@@ -239,6 +242,8 @@ def _money(value: Any, where: str) -> Decimal:
         raise BudgetError(where, f"must be an amount in USD, got {value!r}") from None
     if not amount.is_finite() or amount <= 0:
         raise BudgetError(where, f"must be a positive amount in USD, got {value!r}")
+    if amount > MAX_LIMIT_USD:
+        raise BudgetError(where, f"must be at most {MAX_LIMIT_USD:,} USD a period, got {value!r}")
     return amount
 
 

@@ -22,7 +22,8 @@ from llmmeter_collector.cli.common import CollectorError, json_option, request, 
 
 PERIODS = ("daily", "weekly", "monthly", "fixed")
 BAR_WIDTH = 20
-MAX_BUDGET_USD = Decimal("1000000000")  # one billion dollars a period: larger is a typo (1e400 would be +Inf)
+# The collector's budgets.MAX_LIMIT_USD, checked here before any request (the CLI does not import the service).
+MAX_LIMIT_USD = Decimal("1000000000")
 _NUMBER = re.compile(r"^[-+]?\$?[-+]?[0-9][0-9,]*(\.[0-9]*)?([eE][-+]?[0-9]+)?$|^[-+]?\$?[-+]?\.[0-9]+$")
 
 
@@ -41,8 +42,8 @@ def parse_amount(text: str) -> Decimal:
         raise ValueError(f"must be a finite amount in USD, got {text!r}")
     if amount <= 0:
         raise ValueError(f"must be more than $0, got {text!r} (remove a budget with `llmmeter budget rm NAME`)")
-    if amount > MAX_BUDGET_USD:
-        raise ValueError(f"must be at most ${MAX_BUDGET_USD:,} a period, got {text!r}")
+    if amount > MAX_LIMIT_USD:
+        raise ValueError(f"must be at most ${MAX_LIMIT_USD:,} a period, got {text!r}")
     if amount != amount.quantize(Decimal("0.01")):
         raise ValueError(f"must be whole cents (at most 2 decimals), got {text!r}")
     return amount
