@@ -37,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from llmmeter_collector import dialects
 from llmmeter_collector import semconv as sc
 from llmmeter_collector.llmcall import LlmCall, Usage
 
@@ -110,6 +111,8 @@ def _span_fields() -> dict[str, tuple[str, int, bool]]:
     for name, keys in _VARIANTS:
         for rank, key in enumerate(keys):
             fields.setdefault(key, (name, rank, name not in _NOT_TEXT))
+    for key, name in dialects.attribute_fields().items():  # a dialect's own names rank after the convention's
+        fields.setdefault(key, (name, 50, name not in _NOT_TEXT and name not in dialects.NUMBER_FIELDS))
     return fields
 
 
@@ -391,17 +394,22 @@ def normalize(
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
+            scoped = dialects.for_scope(scope_spans.scope.name)
             spans = scope_spans.spans
             first = total
             total += len(spans)
             for i, span in enumerate(spans, first):
                 entry = read[i] if i < len(read) else None
                 fields, tags = entry if entry is not None else _fields(span.attributes)
+                dialect = dialects.adapt(scoped, fields)
                 if not is_llm_call(fields):
                     out.other_spans += 1
                     continue
                 try:
-                    calls.append(to_call(span, fields, tags, resource, now_ns))
+                    call = to_call(span, fields, tags, resource, now_ns)
+                    call.usage_incomplete = dialects.missing_classes(dialect, call.provider, fields)
+                    call.usage_missing = call.usage_missing or bool(call.usage_incomplete)
+                    calls.append(call)
                 except InvalidSpan as exc:
                     out.rejected_count += 1
                     if len(out.rejected) < MAX_REJECTED_MESSAGES:

@@ -16,6 +16,7 @@ enums) and written, with the fake provider's usage (the truth) and the installed
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -134,6 +135,8 @@ def _capture_server(captured: _Captured) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            if self.headers.get("content-encoding", "").lower() == "gzip":  # Langfuse's exporter compresses
+                body = gzip.decompress(body)
             if self.path.endswith("/v1/traces"):
                 with captured.lock:
                     captured.bodies.append((self.path, self.headers.get("content-type", ""), body))

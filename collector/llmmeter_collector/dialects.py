@@ -1,0 +1,250 @@
+"""Every GenAI dialect the collector reads, in ONE table: how it is detected, which of its attribute names map
+to which llmmeter field, where its token classes differ from the GenAI convention, and what it does not report.
+
+The GenAI convention's own names and their older spellings live in ``semconv`` (``PROVIDER_KEYS``,
+``INPUT_TOKEN_KEYS``, …) and are read for every span. A dialect adds the names only it uses (ranked after the
+convention's, so a span carrying both reads the convention's) and, through ``adapt``, corrects what it reports
+differently. The table was checked against real captures (``tests/interop/fixtures``, ``docs/instrumentations.md``).
+
+A dialect is detected by its instrumentation scope name (prefix) or, when the scope says nothing (Langfuse
+and OpenInference spans can come through any tracer), by a marker attribute on the span.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from llmmeter_collector import semconv as sc
+
+_Fields = dict[str, Any]  # normalize's {field: value} of one span
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One instrumentation's way of writing a GenAI span."""
+
+    name: str
+    scopes: tuple[str, ...] = ()  # instrumentation scope names (prefixes) that identify it
+    markers: tuple[str, ...] = ()  # llmmeter fields (from ``attributes``) whose presence identifies it
+    attributes: Mapping[str, str] = field(default_factory=dict)  # attribute key -> llmmeter field
+    adapt: Callable[[_Fields], None] | None = None  # corrections, applied in place before the call is built
+    missing: Mapping[str, frozenset[str]] = field(default_factory=dict)  # provider -> token classes never reported
+
+
+# --- corrections ------------------------------------------------------------------------------------------
+def _gemini(fields: _Fields) -> bool:
+    provider = str(fields.get("provider", "")).strip().lower()
+    return sc.PROVIDER_ALIASES.get(provider, provider) in ("gcp.gemini", "gcp.vertex_ai")
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _output_from_total(fields: _Fields) -> None:
+    """OpenLLMetry on Gemini: output is ``candidatesTokenCount`` (thinking excluded), with no reasoning attribute;
+    the total (``totalTokenCount`` = prompt + candidates + thoughts) gives the thinking tokens back."""
+    if not _gemini(fields):
+        return
+    total, input_tokens, output = (_int(fields.get(k)) for k in ("total", "input", "output"))
+    if total is None or input_tokens is None or output is None or "reasoning" in fields:
+        return
+    thinking = total - input_tokens - output
+    if thinking > 0:
+        fields["output"] = output + thinking
+        fields["reasoning"] = thinking
+
+
+def _output_plus_reasoning(fields: _Fields) -> None:
+    """OpenLIT on Gemini: output is ``candidatesTokenCount``; thinking is only in ``gen_ai.usage.reasoning_tokens``."""
+    output, reasoning = _int(fields.get("output")), _int(fields.get("reasoning"))
+    if _gemini(fields) and output is not None and reasoning:
+        fields["output"] = output + reasoning
+
+
+_LANGFUSE_USAGE: Final = {  # usage_details key -> field (Langfuse's own names and the provider's it passes on)
+    "input": "input",
+    "output": "output",
+    "total": "total",
+    "prompt_tokens": "input",
+    "completion_tokens": "output",
+    "input_cached_tokens": "cache_read",
+    "input_cache_read": "cache_read",
+    "cache_read_input_tokens": "cache_read",
+    "input_cache_creation": "cache_write",
+    "cache_creation_input_tokens": "cache_write",
+    "output_reasoning_tokens": "reasoning",
+    "output_reasoning": "reasoning",
+}
+
+
+def _langfuse(fields: _Fields) -> None:
+    """Langfuse: the usage is one JSON object (``langfuse.observation.usage_details``); the provider is in the
+    model parameters or not at all (the model name then tells it)."""
+    raw = fields.pop("langfuse_usage", None)
+    try:
+        usage = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        usage = None
+    if isinstance(usage, dict):
+        for key, value in usage.items():
+            name = _LANGFUSE_USAGE.get(key)
+            if name is not None and name not in fields and isinstance(value, int | float):
+                fields[name] = int(value)
+    if fields.get("langfuse_type") == "generation" and "provider" not in fields:
+        model = str(fields.get("request_model") or fields.get("response_model") or "")
+        fields["provider"] = _provider_from_model(model)
+    if "provider" in fields and "operation" not in fields:
+        fields["operation"] = "chat"
+
+
+def _provider_from_model(model: str) -> str:
+    """The provider a model name belongs to, for a dialect that does not say (Langfuse)."""
+    name = model.lower()
+    if name.startswith(("gpt-", "o1", "o3", "o4", "chatgpt", "text-embedding", "davinci", "babbage")):
+        return "openai"
+    if name.startswith("claude"):
+        return "anthropic"
+    if name.startswith(("gemini", "models/gemini")):
+        return "gcp.gemini"
+    return "unknown"
+
+
+def _openinference(fields: _Fields) -> None:
+    """OpenInference: only LLM and EMBEDDING spans are calls (CHAIN, TOOL, AGENT, … are not)."""
+    kind = str(fields.get("oi_kind", "")).upper()
+    if kind not in ("LLM", "EMBEDDING"):
+        fields.pop("provider", None)
+        return
+    if "operation" not in fields:
+        fields["operation"] = "embeddings" if kind == "EMBEDDING" else "chat"
+
+
+# --- the table ----------------------------------------------------------------------------------------------
+_NO_CHAT_DETAIL: Final = frozenset({"cache_read", "reasoning"})
+
+DIALECTS: Final[tuple[Dialect, ...]] = (
+    Dialect("llmmeter", scopes=("llmmeter",)),
+    Dialect(
+        "otel-openai-v2",  # opentelemetry-instrumentation-openai-v2 (through opentelemetry-util-genai)
+        scopes=("opentelemetry.instrumentation.openai_v2", "opentelemetry.util.genai"),
+        missing={"openai": _NO_CHAT_DETAIL},
+    ),
+    Dialect("otel-google-genai", scopes=("opentelemetry.instrumentation.google_genai",)),
+    Dialect("anthropic-sdk", scopes=("com.anthropic.sdk",)),
+    Dialect(
+        "openllmetry",  # traceloop's opentelemetry-instrumentation-{openai,anthropic,google_generativeai,…}
+        scopes=(
+            "opentelemetry.instrumentation.openai.",
+            "opentelemetry.instrumentation.anthropic",
+            "opentelemetry.instrumentation.google_generativeai",
+            "opentelemetry.instrumentation.vertexai",
+            "opentelemetry.instrumentation.bedrock",
+        ),
+        attributes={
+            "gen_ai.is_streaming": "stream",
+            "gen_ai.usage.total_tokens": "total",
+            "llm.usage.total_tokens": "total",
+        },
+        adapt=_output_from_total,
+        missing={"openai": frozenset({"reasoning"})},
+    ),
+    Dialect(
+        "openlit",
+        scopes=("openlit.",),
+        adapt=_output_plus_reasoning,
+        missing={"openai": frozenset({"reasoning"})},
+    ),
+    Dialect(
+        "openinference",  # Arize's openinference-instrumentation-*
+        scopes=("openinference.instrumentation.",),
+        markers=("oi_kind",),
+        attributes={
+            "openinference.span.kind": "oi_kind",
+            "llm.provider": "provider",
+            "llm.system": "provider",
+            "llm.model_name": "request_model",
+            "llm.token_count.prompt": "input",
+            "llm.token_count.completion": "output",
+            "llm.token_count.total": "total",
+            "llm.token_count.prompt_details.cache_read": "cache_read",
+            "llm.token_count.prompt_details.cache_write": "cache_write",
+            "llm.token_count.completion_details.reasoning": "reasoning",
+            "llm.token_count.prompt_details.audio": "audio_input",
+            "llm.token_count.completion_details.audio": "audio_output",
+        },
+        adapt=_openinference,
+    ),
+    Dialect(
+        "langfuse",
+        scopes=("langfuse",),
+        markers=("langfuse_type",),
+        attributes={
+            "langfuse.observation.type": "langfuse_type",
+            "langfuse.observation.model.name": "request_model",
+            "langfuse.observation.usage_details": "langfuse_usage",
+            "langfuse.observation.cost_details": "langfuse_cost",
+        },
+        adapt=_langfuse,
+    ),
+    Dialect("logfire", scopes=("logfire",)),
+)
+
+TEXT_FIELDS: Final = frozenset({"oi_kind", "langfuse_type", "langfuse_usage", "langfuse_cost"})
+NUMBER_FIELDS: Final = frozenset({"total"})
+_BY_NAME: Final = {d.name: d for d in DIALECTS}
+UNKNOWN: Final = Dialect("unknown")
+_MARKED: Final = tuple(d for d in DIALECTS if d.markers)
+
+
+def attribute_fields() -> dict[str, str]:
+    """Every dialect attribute key -> llmmeter field (normalize reads them after the convention's names)."""
+    out: dict[str, str] = {}
+    for dialect in DIALECTS:
+        for key, name in dialect.attributes.items():
+            out.setdefault(key, name)
+    return out
+
+
+def by_name(name: str) -> Dialect:
+    return _BY_NAME.get(name, UNKNOWN)
+
+
+@functools.lru_cache(maxsize=1024)
+def for_scope(scope: str) -> Dialect:
+    """The dialect an instrumentation scope name belongs to (``UNKNOWN``: decided per span by its markers)."""
+    for dialect in DIALECTS:
+        if scope and any(scope == s or scope.startswith(s) for s in dialect.scopes):
+            return dialect
+    return UNKNOWN
+
+
+def adapt(scoped: Dialect, fields: _Fields) -> Dialect:
+    """Apply the span's dialect corrections to ``fields`` in place; returns the span's dialect."""
+    dialect = scoped
+    if dialect is UNKNOWN:
+        for candidate in _MARKED:
+            if any(marker in fields for marker in candidate.markers):
+                dialect = candidate
+                break
+    if dialect.adapt is not None:
+        dialect.adapt(fields)
+    elif "oi_kind" in fields:
+        _openinference(fields)  # OpenInference attributes through another tracer's scope
+    if "langfuse_type" in fields and dialect.adapt is not _langfuse:
+        _langfuse(fields)  # a Langfuse observation made through another tracer's scope
+    return dialect
+
+
+def missing_classes(dialect: Dialect, provider: str, fields: _Fields) -> tuple[str, ...]:
+    """Token classes the dialect is known not to report for ``provider`` and the span did not carry."""
+    return tuple(sorted(c for c in dialect.missing.get(provider, ()) if c not in fields))
