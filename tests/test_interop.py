@@ -32,10 +32,11 @@ GAPS: dict[tuple[str, str], frozenset[str]] = {
     ("openlit", "openai-plain"): frozenset({"reasoning"}),
     ("openlit", "openai-stream"): frozenset({"reasoning"}),
 }
-# (peer, provider) that do not say a call was streamed (not cost-relevant; the row then says not streamed).
-NO_STREAM_FLAG = frozenset(
-    {("otel-openai-v2", "openai"), ("openllmetry", "gemini"), *(("openinference", p) for p in ("openai", "gemini"))}
-)
+# (peer, case) -> tokens a peer miscounts, by class (not corrected: documented in docs/instrumentations.md).
+# OpenLLMetry adds message_start's placeholder output_tokens=1 to the stream's final cumulative count.
+MISCOUNTS: dict[tuple[str, str], dict[str, int]] = {("openllmetry", "anthropic-stream"): {"output": 1}}
+# (peer, case) whose stream flag is checked true; the others may not say a call streamed (it costs the same).
+STREAM_FLAG = frozenset({("openllmetry", "openai-stream"), ("anthropic-sdk", "anthropic-stream")})
 
 
 def expected_usage(fixture: Fixture) -> dict[str, int]:
@@ -50,6 +51,8 @@ def expected_usage(fixture: Fixture) -> dict[str, int]:
     }
     for missing in GAPS.get((fixture.peer, fixture.case), frozenset()):
         full[missing] = 0
+    for name, extra in MISCOUNTS.get((fixture.peer, fixture.case), {}).items():
+        full[name] += extra
     return full
 
 
@@ -106,9 +109,10 @@ def test_a_peer_capture_becomes_one_exact_priced_row(
         "cache_write": row["cache_write_tokens"],
         "reasoning": row["reasoning_tokens"],
     } == tokens
-    assert row["streaming"] is (
-        fixture.truth["streaming"] and (fixture.peer, fixture.provider_key) not in NO_STREAM_FLAG
-    )
+    if (fixture.peer, fixture.case) in STREAM_FLAG:
+        assert row["streaming"] is True
+    else:
+        assert row["streaming"] <= fixture.truth["streaming"]  # never a plain call said streamed
     assert row["cost_usd"] == _price(collector, fixture, tokens)
     assert row["usage_missing"] is ((fixture.peer, fixture.case) in GAPS)
 
@@ -116,4 +120,13 @@ def test_a_peer_capture_becomes_one_exact_priced_row(
 def test_every_peer_was_captured() -> None:
     """The fixtures cover the peers the compatibility table documents (a peer that failed to capture shows here)."""
     peers = {f.peer for f in FIXTURES}
-    assert {"otel-openai-v2", "otel-google-genai", "anthropic-sdk"} <= peers
+    assert peers == {
+        "otel-openai-v2",
+        "otel-google-genai",
+        "anthropic-sdk",
+        "openllmetry",
+        "openlit",
+        "openinference",
+        "langfuse",
+        "logfire",
+    }

@@ -77,6 +77,13 @@ _LANGFUSE_USAGE: Final = {  # usage_details key -> field (Langfuse's own names a
     "total": "total",
     "prompt_tokens": "input",
     "completion_tokens": "output",
+    "total_tokens": "total",
+    "prompt_tokens_details.cached_tokens": "cache_read",
+    "completion_tokens_details.reasoning_tokens": "reasoning",
+    "input_tokens": "input",
+    "output_tokens": "output",
+    "input_tokens_details.cached_tokens": "cache_read",
+    "output_tokens_details.reasoning_tokens": "reasoning",
     "input_cached_tokens": "cache_read",
     "input_cache_read": "cache_read",
     "cache_read_input_tokens": "cache_read",
@@ -87,19 +94,27 @@ _LANGFUSE_USAGE: Final = {  # usage_details key -> field (Langfuse's own names a
 }
 
 
-def _langfuse(fields: _Fields) -> None:
-    """Langfuse: the usage is one JSON object (``langfuse.observation.usage_details``); the provider is in the
-    model parameters or not at all (the model name then tells it)."""
-    raw = fields.pop("langfuse_usage", None)
+def _usage_json(fields: _Fields, raw: Any) -> None:
+    """Fill the token fields the span lacks from a JSON usage object (the provider's, or Langfuse's names)."""
     try:
         usage = json.loads(raw) if isinstance(raw, str) else None
     except ValueError:
         usage = None
     if isinstance(usage, dict):
-        for key, value in usage.items():
+        flat = dict(usage)
+        for key, value in usage.items():  # the provider's own usage, passed on with its nested details
+            if isinstance(value, dict):
+                flat.update({f"{key}.{k}": v for k, v in value.items()})
+        for key, value in flat.items():
             name = _LANGFUSE_USAGE.get(key)
             if name is not None and name not in fields and isinstance(value, int | float):
                 fields[name] = int(value)
+
+
+def _langfuse(fields: _Fields) -> None:
+    """Langfuse: the usage is one JSON object (``langfuse.observation.usage_details``); the provider is in the
+    model parameters or not at all (the model name then tells it)."""
+    _usage_json(fields, fields.pop("langfuse_usage", None))
     if fields.get("langfuse_type") == "generation" and "provider" not in fields:
         model = str(fields.get("request_model") or fields.get("response_model") or "")
         fields["provider"] = _provider_from_model(model)
@@ -117,6 +132,14 @@ def _provider_from_model(model: str) -> str:
     if name.startswith(("gemini", "models/gemini")):
         return "gcp.gemini"
     return "unknown"
+
+
+def _logfire(fields: _Fields) -> None:
+    """Logfire: a streamed call's span carries no usage; the log span written when the stream ends does. The
+    provider's own usage (``gen_ai.usage.raw``) has the reasoning tokens the attributes leave out."""
+    _usage_json(fields, fields.pop("logfire_usage", None))
+    if "input" not in fields and "output" not in fields:
+        fields.pop("provider", None)
 
 
 def _openinference(fields: _Fields) -> None:
@@ -196,10 +219,10 @@ DIALECTS: Final[tuple[Dialect, ...]] = (
         },
         adapt=_langfuse,
     ),
-    Dialect("logfire", scopes=("logfire",)),
+    Dialect("logfire", scopes=("logfire",), attributes={"gen_ai.usage.raw": "logfire_usage"}, adapt=_logfire),
 )
 
-TEXT_FIELDS: Final = frozenset({"oi_kind", "langfuse_type", "langfuse_usage", "langfuse_cost"})
+TEXT_FIELDS: Final = frozenset({"oi_kind", "langfuse_type", "langfuse_usage", "langfuse_cost", "logfire_usage"})
 NUMBER_FIELDS: Final = frozenset({"total"})
 _BY_NAME: Final = {d.name: d for d in DIALECTS}
 UNKNOWN: Final = Dialect("unknown")
