@@ -41,4 +41,8 @@ def test_a_call_traced_twice_is_billed_once(collector: BackgroundCollector, fixt
 
 
 def test_the_duplicate_pairs_were_captured() -> None:
-    assert {f.peer for f in DUPLICATES} == {"llmmeter-with-openai-v2", "openllmetry-with-anthropic-sdk"}
+    assert {f.peer for f in DUPLICATES} == {
+        "llmmeter-with-openai-v2",
+        "openllmetry-with-anthropic-sdk",
+        "openinference-with-anthropic-sdk",
+    }

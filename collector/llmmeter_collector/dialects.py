@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -140,13 +140,17 @@ def _logfire(fields: _Fields) -> None:
     _usage_json(fields, fields.pop("logfire_usage", None))
     if "input" not in fields and "output" not in fields:
         fields.pop("provider", None)
+        fields["skip"] = True
 
 
 def _openinference(fields: _Fields) -> None:
     """OpenInference: only LLM and EMBEDDING spans are calls (CHAIN, TOOL, AGENT, … are not)."""
-    kind = str(fields.get("oi_kind", "")).upper()
+    if "oi_kind" not in fields:
+        return  # no span kind: read like any span (and, with a model or tokens, counted by doctor if not a call)
+    kind = str(fields["oi_kind"]).upper()
     if kind not in ("LLM", "EMBEDDING"):
         fields.pop("provider", None)
+        fields["skip"] = True  # a chain, tool, agent, … span: its tokens (if any) are its LLM children's
         return
     if "operation" not in fields:
         fields["operation"] = "embeddings" if kind == "EMBEDDING" else "chat"
@@ -271,3 +275,33 @@ def adapt(scoped: Dialect, fields: _Fields) -> Dialect:
 def missing_classes(dialect: Dialect, provider: str, fields: _Fields) -> tuple[str, ...]:
     """Token classes the dialect is known not to report for ``provider`` and the span did not carry."""
     return tuple(sorted(c for c in dialect.missing.get(provider, ()) if c not in fields))
+
+
+# --- spans that look like GenAI but are not counted (``llmmeter doctor``) ----------------------------------
+NO_PROVIDER: Final = "no_provider"  # model or token counts under names we read, but no provider attribute
+UNKNOWN_NAMES: Final = "unknown_attributes"  # model or token counts under names no dialect here uses
+_MODEL_OR_USAGE: Final = frozenset(
+    {"request_model", "response_model", "input", "output", "total", "cache_read", "cache_write", "reasoning"}
+)
+_TOKEN_WORDS: Final = ("token",)
+_MODEL_SUFFIXES: Final = (".model", "_model", ".model_name", ".model_id", ".modelid", ".model.name")
+
+
+def why_not_counted(fields: _Fields, attributes: Iterable[Any]) -> str | None:
+    """Why a span that is not an LLM call still looks like one (a reason for ``doctor``), or None when it is
+    deliberately not a call (agent/tool spans, ``llmmeter.billable=false``, a free API call, no GenAI at all).
+
+    ``attributes`` (the span's key-values) are only scanned for spans none of whose names we read.
+    """
+    if fields.get("skip") or fields.get("billable") is False or "provider" in fields:
+        return None
+    operation = fields.get("operation", fields.get("legacy_operation"))
+    if operation is not None and str(operation).lower() not in sc.BILLABLE_OPERATIONS:
+        return None  # an agent, tool or other non-model operation
+    if _MODEL_OR_USAGE.intersection(fields):
+        return NO_PROVIDER
+    for kv in attributes:
+        lowered = kv.key.lower()
+        if any(word in lowered for word in _TOKEN_WORDS) or lowered.endswith(_MODEL_SUFFIXES):
+            return UNKNOWN_NAMES
+    return None

@@ -145,6 +145,8 @@ class Normalized:
     spans: list[Span] = field(default_factory=list)  # the span of each call (only when asked: forwarding)
     total_spans: int = 0
     rows: bytes | None = None  # the priced calls as COPY rows (storage.copy_rows), made by the receiver
+    # (instrumentation scope, "call" or the reason a GenAI-looking span was not counted) -> spans (doctor)
+    scopes: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def any_value(value: AnyValue) -> Any:
@@ -394,7 +396,9 @@ def normalize(
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            scoped = dialects.for_scope(scope_spans.scope.name)
+            scope_name = scope_spans.scope.name
+            scoped = dialects.for_scope(scope_name)
+            calls_before = len(calls)
             spans = scope_spans.spans
             first = total
             total += len(spans)
@@ -404,6 +408,9 @@ def normalize(
                 dialect = dialects.adapt(scoped, fields)
                 if not is_llm_call(fields):
                     out.other_spans += 1
+                    reason = dialects.why_not_counted(fields, span.attributes)
+                    if reason is not None:
+                        out.scopes[scope_name, reason] = out.scopes.get((scope_name, reason), 0) + 1
                     continue
                 try:
                     call = to_call(span, fields, tags, resource, now_ns)
@@ -411,11 +418,14 @@ def normalize(
                     call.usage_missing = call.usage_missing or bool(call.usage_incomplete)
                     calls.append(call)
                 except InvalidSpan as exc:
+                    out.scopes[scope_name, "rejected"] = out.scopes.get((scope_name, "rejected"), 0) + 1
                     out.rejected_count += 1
                     if len(out.rejected) < MAX_REJECTED_MESSAGES:
                         out.rejected.append(f"span {span.span_id.hex() or '?'}: {exc}")
                     continue
                 if keep_spans:
                     out.spans.append(span)
+            if len(calls) > calls_before:
+                out.scopes[scope_name, "call"] = out.scopes.get((scope_name, "call"), 0) + len(calls) - calls_before
     out.total_spans = total
     return out

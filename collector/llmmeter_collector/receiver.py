@@ -141,6 +141,8 @@ class Pipeline:
         m.spans_received.labels("genai").inc(len(result.calls) + result.rejected_count)
         if result.other_spans:
             m.spans_received.labels("other").inc(result.other_spans)
+        if result.scopes:
+            m.observe_scopes(result.scopes)  # by instrumentation scope: calls, GenAI-looking spans not counted
         if result.rejected_count:
             m.spans_rejected.inc(result.rejected_count)
         return result

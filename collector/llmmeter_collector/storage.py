@@ -31,7 +31,7 @@ CALL_COLUMNS = (
     "output_audio_tokens", "usage_missing", "cost_usd",
     *(f"cost_{c}_usd" for c in COST_CLASSES),
     "price_source", "reported_cost_usd", "duration_s", "ttfc_s", "status", "error_type", "retries",
-    "streaming", "batch", "service_tier", "prompt_fingerprint",
+    "streaming", "batch", "service_tier", "prompt_fingerprint", "usage_incomplete",
 )  # fmt: skip
 
 _ROLLUP_DIMS = "project, environment, provider, model, feature, operation, status"
@@ -263,7 +263,7 @@ def _row(call: LlmCall) -> tuple[Any, ...]:
         u.input_audio_tokens, u.output_audio_tokens, call.usage_missing,
         cost.total if cost else None, *parts, cost.price_source if cost else "", call.reported_cost,
         call.duration_s, call.ttfc_s, call.status, call.error_type, call.retries, call.streaming,
-        call.batch, call.service_tier, call.prompt_fingerprint,
+        call.batch, call.service_tier, call.prompt_fingerprint, ",".join(call.usage_incomplete),
     )  # fmt: skip
 
 

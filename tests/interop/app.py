@@ -216,6 +216,15 @@ def setup_openllmetry_with_anthropic_sdk(provider: str) -> Callable[[], None]:
     return _flush_otel
 
 
+def setup_openinference_with_anthropic_sdk(provider: str) -> Callable[[], None]:
+    """OpenInference's Anthropic instrumentation on top of anthropic's own tracing (on by default)."""
+    from openinference.instrumentation.anthropic import AnthropicInstrumentor
+
+    _otel_provider("interop-openinference-anthropic-sdk")
+    AnthropicInstrumentor().instrument()
+    return _flush_otel
+
+
 call_openai_client: Any = None
 
 

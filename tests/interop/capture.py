@@ -101,13 +101,19 @@ PEERS: tuple[Peer, ...] = (
         ("openai", "anthropic", "gemini"),
     ),
     Peer("langfuse", ("langfuse",), ("openai",)),
-    Peer("logfire", ("logfire[google-genai]",), ("openai", "anthropic", "gemini")),
+    Peer("logfire", ("logfire[google-genai]",), ("openai", "anthropic", "gemini"), pins=(GENAI_BELOW_3,)),
     Peer(
         "llmmeter-with-openai-v2",
         ("opentelemetry-instrumentation-openai-v2",),
         ("openai",),
         pins=(OPENAI_V2_UTIL,),
         with_llmmeter=True,
+    ),
+    Peer(
+        "openinference-with-anthropic-sdk",
+        ("openinference-instrumentation-anthropic",),
+        ("anthropic",),
+        anthropic_tracing=True,
     ),
     Peer(
         "openllmetry-with-anthropic-sdk",
