@@ -23,8 +23,7 @@ PROVIDER_KEYS = frozenset({"gen_ai.provider.name", "gen_ai.system", "llm.system"
 PER_DIALECT = [
     f
     for f in load(duplicates=False)
-    if (f.case == "openai-plain"
-    and f.peer != "langfuse")
+    if (f.case == "openai-plain" and f.peer != "langfuse")
     or f.id in ("otel-google-genai/gemini-plain",)
     or f.id == "anthropic-sdk/anthropic-plain"
 ]
