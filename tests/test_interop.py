@@ -9,16 +9,21 @@ priced on what it reported: the test states that cost effect instead of hiding i
 
 from __future__ import annotations
 
+import json
 import time
 from decimal import Decimal
 from typing import Any
 
+import anthropic
 import psycopg
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+from llmmeter_collector.fakeprovider import FakeProvider
 from llmmeter_collector.llmcall import LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
 
+from .conftest import export_to, stop_export
 from .interop.fixtures import Fixture, load, replay
 
 FIXTURES = load(duplicates=False)
@@ -130,3 +135,37 @@ def test_every_peer_was_captured() -> None:
         "langfuse",
         "logfire",
     }
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_anthropics_own_tracing_live_is_one_exact_priced_row(
+    collector: BackgroundCollector, fake: FakeProvider, stream: bool
+) -> None:
+    """The one peer that co-installs with the test dependencies (anthropic >= 2 traces itself), run live."""
+    fixture = next(f for f in FIXTURES if f.id == f"anthropic-sdk/anthropic-{'stream' if stream else 'plain'}")
+    usage = fixture.truth["usage"]
+    client = anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="x", max_retries=0)
+    processor = export_to(OTLPSpanExporter(endpoint=collector.url + "/v1/traces"))
+    try:
+        answer = client.messages.create(
+            model=fixture.truth["model"],
+            max_tokens=1024,
+            messages=[{"role": "user", "content": "Say something short about the sea."}],
+            stream=stream,
+            extra_headers={"x-fake-usage": json.dumps(usage)},
+        )
+        if stream:
+            for _ in answer:  # type: ignore[union-attr]
+                pass
+    finally:
+        stop_export(processor)
+    rows = _rows(collector)
+    assert len(rows) == 1, rows
+    tokens = expected_usage(fixture)
+    assert (rows[0]["input_tokens"], rows[0]["cache_read_tokens"], rows[0]["cache_write_tokens"]) == (
+        tokens["input"],
+        tokens["cache_read"],
+        tokens["cache_write"],
+    )
+    assert rows[0]["output_tokens"] == tokens["output"] and rows[0]["usage_missing"] is False
+    assert rows[0]["cost_usd"] == _price(collector, fixture, tokens)
