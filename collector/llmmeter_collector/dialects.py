@@ -230,7 +230,7 @@ TEXT_FIELDS: Final = frozenset({"oi_kind", "langfuse_type", "langfuse_usage", "l
 NUMBER_FIELDS: Final = frozenset({"total"})
 _BY_NAME: Final = {d.name: d for d in DIALECTS}
 UNKNOWN: Final = Dialect("unknown")
-_MARKED: Final = tuple(d for d in DIALECTS if d.markers)
+_MARKERS: Final = tuple((marker, d) for d in DIALECTS for marker in d.markers)
 
 
 def attribute_fields() -> dict[str, str]:
@@ -259,8 +259,8 @@ def adapt(scoped: Dialect, fields: _Fields) -> Dialect:
     """Apply the span's dialect corrections to ``fields`` in place; returns the span's dialect."""
     dialect = scoped
     if dialect is UNKNOWN:
-        for candidate in _MARKED:
-            if any(marker in fields for marker in candidate.markers):
+        for marker, candidate in _MARKERS:
+            if marker in fields:
                 dialect = candidate
                 break
     if dialect.adapt is not None:
@@ -284,6 +284,8 @@ _MODEL_OR_USAGE: Final = frozenset(
     {"request_model", "response_model", "input", "output", "total", "cache_read", "cache_write", "reasoning"}
 )
 _TOKEN_WORDS: Final = ("token",)
+_LOOKS_GENAI: dict[str, bool] = {}  # attribute key -> whether it names a model or token count (a bounded cache)
+_LOOKS_GENAI_MAX: Final = 10_000
 _MODEL_SUFFIXES: Final = (".model", "_model", ".model_name", ".model_id", ".modelid", ".model.name")
 
 
@@ -293,15 +295,23 @@ def why_not_counted(fields: _Fields, attributes: Iterable[Any]) -> str | None:
 
     ``attributes`` (the span's key-values) are only scanned for spans none of whose names we read.
     """
-    if fields.get("skip") or fields.get("billable") is False or "provider" in fields:
-        return None
-    operation = fields.get("operation", fields.get("legacy_operation"))
-    if operation is not None and str(operation).lower() not in sc.BILLABLE_OPERATIONS:
-        return None  # an agent, tool or other non-model operation
-    if _MODEL_OR_USAGE.intersection(fields):
-        return NO_PROVIDER
+    if fields:
+        if fields.get("skip") or fields.get("billable") is False or "provider" in fields:
+            return None
+        operation = fields.get("operation", fields.get("legacy_operation"))
+        if operation is not None and str(operation).lower() not in sc.BILLABLE_OPERATIONS:
+            return None  # an agent, tool or other non-model operation
+        if _MODEL_OR_USAGE.intersection(fields):
+            return NO_PROVIDER
+    looks = _LOOKS_GENAI
     for kv in attributes:
-        lowered = kv.key.lower()
-        if any(word in lowered for word in _TOKEN_WORDS) or lowered.endswith(_MODEL_SUFFIXES):
+        key = kv.key
+        verdict = looks.get(key)
+        if verdict is None:
+            lowered = key.lower()
+            verdict = any(word in lowered for word in _TOKEN_WORDS) or lowered.endswith(_MODEL_SUFFIXES)
+            if len(looks) < _LOOKS_GENAI_MAX:
+                looks[key] = verdict
+        if verdict:
             return UNKNOWN_NAMES
     return None

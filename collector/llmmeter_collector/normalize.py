@@ -405,7 +405,7 @@ def normalize(
             for i, span in enumerate(spans, first):
                 entry = read[i] if i < len(read) else None
                 fields, tags = entry if entry is not None else _fields(span.attributes)
-                dialect = dialects.adapt(scoped, fields)
+                dialect = dialects.adapt(scoped, fields) if fields else scoped
                 if not is_llm_call(fields):
                     out.other_spans += 1
                     reason = dialects.why_not_counted(fields, span.attributes)
