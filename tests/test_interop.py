@@ -24,7 +24,7 @@ from llmmeter_collector.llmcall import LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
 
 from .conftest import export_to, stop_export
-from .interop.fixtures import Fixture, load, replay
+from .interop.fixtures import Fixture, edited, load, replay
 
 FIXTURES = load(duplicates=False)
 
@@ -66,7 +66,7 @@ def _rows(running: BackgroundCollector) -> list[dict[str, Any]]:
     with psycopg.connect(collector.dsn, options=f"-c search_path={collector.schema}") as conn:
         cur = conn.execute(
             "SELECT provider, model, operation, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-            " reasoning_tokens, cost_usd, usage_missing, streaming FROM llm_calls ORDER BY ts"
+            " reasoning_tokens, cost_usd, usage_missing, streaming, reported_cost_usd FROM llm_calls ORDER BY ts"
         )
         names = [d.name for d in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -120,6 +120,7 @@ def test_a_peer_capture_becomes_one_exact_priced_row(
         assert row["streaming"] <= fixture.truth["streaming"]  # never a plain call said streamed
     assert row["cost_usd"] == _price(collector, fixture, tokens)
     assert row["usage_missing"] is ((fixture.peer, fixture.case) in GAPS)
+    assert row["reported_cost_usd"] is None  # OpenLIT's 0 for a model its price list lacks is not "free"
 
 
 def test_every_peer_was_captured() -> None:
@@ -169,3 +170,13 @@ def test_anthropics_own_tracing_live_is_one_exact_priced_row(
     )
     assert rows[0]["output_tokens"] == tokens["output"] and rows[0]["usage_missing"] is False
     assert rows[0]["cost_usd"] == _price(collector, fixture, tokens)
+
+
+def test_langfuse_cost_details_are_kept_as_the_reported_cost(collector: BackgroundCollector) -> None:
+    """Langfuse sends the cost it computed as a JSON string; it is kept beside llmmeter's own price."""
+    source = next(f for f in FIXTURES if f.id == "langfuse/openai-plain")
+    cost = {"key": "langfuse.observation.cost_details", "value": {"stringValue": '{"input": 0.001, "total": 0.0025}'}}
+    replay(collector.url, edited(source, lambda attrs: [*attrs, cost]))
+    (row,) = _rows(collector)
+    assert row["reported_cost_usd"] == Decimal("0.0025")
+    assert row["cost_usd"] == _price(collector, source, expected_usage(source))

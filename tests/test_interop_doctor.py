@@ -4,7 +4,6 @@ priced on incomplete usage shows with its missing classes and spend."""
 
 from __future__ import annotations
 
-import copy
 import json
 from decimal import Decimal
 from typing import Any
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 from llmmeter_collector.cli import cli
 from llmmeter_collector.service import BackgroundCollector
 
-from .interop.fixtures import Fixture, load, replay
+from .interop.fixtures import Fixture, edited, load, replay
 
 PROVIDER_KEYS = frozenset({"gen_ai.provider.name", "gen_ai.system", "llm.system", "llm.provider"})
 # One real capture per dialect whose spans name their provider (Langfuse's do not: see the unpriced test).
@@ -27,17 +26,6 @@ PER_DIALECT = [
     or f.id in ("otel-google-genai/gemini-plain",)
     or f.id == "anthropic-sdk/anthropic-plain"
 ]
-
-
-def _edited(fixture: Fixture, edit: Any) -> Fixture:
-    """The fixture with ``edit(attributes)`` applied to every span's attribute list."""
-    exports = copy.deepcopy(fixture.exports)
-    for export in exports:
-        for rs in export["body"].get("resourceSpans", []):
-            for ss in rs.get("scopeSpans", []):
-                for span in ss.get("spans", []):
-                    span["attributes"] = edit(span.get("attributes", []))
-    return Fixture(fixture.peer, fixture.case, fixture.versions, fixture.truth, exports)
 
 
 def _doctor(url: str) -> dict[str, Any]:
@@ -56,7 +44,7 @@ def _llm_scope(fixture: Fixture) -> str:
 def test_a_span_without_a_provider_is_counted_by_scope_and_listed(
     collector: BackgroundCollector, fixture: Fixture
 ) -> None:
-    stripped = _edited(fixture, lambda attrs: [a for a in attrs if a["key"] not in PROVIDER_KEYS])
+    stripped = edited(fixture, lambda attrs: [a for a in attrs if a["key"] not in PROVIDER_KEYS])
     replay(collector.url, stripped)
     scope = _llm_scope(fixture)
     metrics = httpx.get(collector.url + "/metrics").text
@@ -69,7 +57,7 @@ def test_a_span_without_a_provider_is_counted_by_scope_and_listed(
 
 def test_a_dialect_nobody_knows_is_counted_as_unknown_attributes(collector: BackgroundCollector) -> None:
     source = next(f for f in load(duplicates=False) if f.id == "openinference/openai-plain")
-    renamed = _edited(source, lambda attrs: [{**a, "key": "acme." + a["key"].replace("llm.", "")} for a in attrs])
+    renamed = edited(source, lambda attrs: [{**a, "key": "acme." + a["key"].replace("llm.", "")} for a in attrs])
     replay(collector.url, renamed)
     metrics = httpx.get(collector.url + "/metrics").text
     scope = _llm_scope(source)
@@ -95,7 +83,7 @@ def test_langfuse_generation_of_an_unknown_model_is_listed_unpriced(collector: B
         model = {"stringValue": "acme-private-7b"}
         return [{**a, "value": model} if a["key"] == "langfuse.observation.model.name" else a for a in attrs]
 
-    replay(collector.url, _edited(source, rename))
+    replay(collector.url, edited(source, rename))
     unpriced = _doctor(collector.url)["unpriced_models"]
     assert [(r["provider"], r["model"], r["calls"]) for r in unpriced] == [("unknown", "acme-private-7b", 1)]
     assert "acme-private-7b" in CliRunner().invoke(cli, ["doctor", "--url", collector.url]).output

@@ -64,11 +64,22 @@ def _output_from_total(fields: _Fields) -> None:
         fields["reasoning"] = thinking
 
 
-def _output_plus_reasoning(fields: _Fields) -> None:
-    """OpenLIT on Gemini: output is ``candidatesTokenCount``; thinking is only in ``gen_ai.usage.reasoning_tokens``."""
+def _openlit(fields: _Fields) -> None:
+    """OpenLIT on Gemini: output is ``candidatesTokenCount``; thinking is only in ``gen_ai.usage.reasoning_tokens``.
+    OpenLIT's ``gen_ai.usage.cost`` is 0 for any model its own price list lacks: that 0 is "unknown", not free."""
     output, reasoning = _int(fields.get("output")), _int(fields.get("reasoning"))
     if _gemini(fields) and output is not None and reasoning:
         fields["output"] = output + reasoning
+    cost = fields.get("reported_cost")
+    if cost is not None and _float(cost) == 0 and (_int(fields.get("input")) or _int(fields.get("output"))):
+        del fields["reported_cost"]
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 _LANGFUSE_USAGE: Final = {  # usage_details key -> field (Langfuse's own names and the provider's it passes on)
@@ -115,6 +126,13 @@ def _langfuse(fields: _Fields) -> None:
     """Langfuse: the usage is one JSON object (``langfuse.observation.usage_details``); the provider is in the
     model parameters or not at all (the model name then tells it)."""
     _usage_json(fields, fields.pop("langfuse_usage", None))
+    cost = fields.pop("langfuse_cost", None)  # cost_details: {"input": …, "output": …, "total": …} in USD
+    try:
+        total = json.loads(cost).get("total") if isinstance(cost, str) else None
+    except (ValueError, AttributeError):
+        total = None
+    if isinstance(total, int | float) and not isinstance(total, bool) and "reported_cost" not in fields:
+        fields["reported_cost"] = total
     if fields.get("langfuse_type") == "generation" and "provider" not in fields:
         model = str(fields.get("request_model") or fields.get("response_model") or "")
         fields["provider"] = _provider_from_model(model)
@@ -167,7 +185,11 @@ DIALECTS: Final[tuple[Dialect, ...]] = (
         missing={"openai": _NO_CHAT_DETAIL},
     ),
     Dialect("otel-google-genai", scopes=("opentelemetry.instrumentation.google_genai",)),
-    Dialect("anthropic-sdk", scopes=("com.anthropic.sdk",)),
+    Dialect(
+        "anthropic-sdk",
+        scopes=("com.anthropic.sdk",),
+        attributes={"anthropic.usage.cache_creation.ephemeral_1h_input_tokens": "cache_write_1h"},
+    ),
     Dialect(
         "openllmetry",  # traceloop's opentelemetry-instrumentation-{openai,anthropic,google_generativeai,…}
         scopes=(
@@ -188,7 +210,7 @@ DIALECTS: Final[tuple[Dialect, ...]] = (
     Dialect(
         "openlit",
         scopes=("openlit.",),
-        adapt=_output_plus_reasoning,
+        adapt=_openlit,
         missing={"openai": frozenset({"reasoning"})},
     ),
     Dialect(

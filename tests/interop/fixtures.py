@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,17 @@ class Fixture:
             for ss in rs.get("scopeSpans", [])
             for span in ss.get("spans", [])
         ]
+
+
+def edited(fixture: Fixture, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> Fixture:
+    """The fixture with ``edit(attributes)`` applied to every span's attribute list (a variant of a real capture)."""
+    exports = copy.deepcopy(fixture.exports)
+    for export in exports:
+        for rs in export["body"].get("resourceSpans", []):
+            for ss in rs.get("scopeSpans", []):
+                for span in ss.get("spans", []):
+                    span["attributes"] = edit(span.get("attributes", []))
+    return Fixture(fixture.peer, fixture.case, fixture.versions, fixture.truth, exports)
 
 
 def load(duplicates: bool) -> list[Fixture]:
