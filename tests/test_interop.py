@@ -41,7 +41,14 @@ GAPS: dict[tuple[str, str], frozenset[str]] = {
 # OpenLLMetry adds message_start's placeholder output_tokens=1 to the stream's final cumulative count.
 MISCOUNTS: dict[tuple[str, str], dict[str, int]] = {("openllmetry", "anthropic-stream"): {"output": 1}}
 # (peer, case) whose stream flag is checked true; the others may not say a call streamed (it costs the same).
-STREAM_FLAG = frozenset({("openllmetry", "openai-stream"), ("anthropic-sdk", "anthropic-stream")})
+STREAM_FLAG = frozenset(
+    {
+        ("openllmetry", "openai-stream"),  # gen_ai.is_streaming
+        ("anthropic-sdk", "anthropic-stream"),
+        ("openinference", "openai-stream"),  # llm.invocation_parameters {"stream": true}
+        ("openinference", "anthropic-stream"),
+    }
+)
 
 
 def expected_usage(fixture: Fixture) -> dict[str, int]:

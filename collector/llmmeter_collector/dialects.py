@@ -172,6 +172,16 @@ def _openinference(fields: _Fields) -> None:
         return
     if "operation" not in fields:
         fields["operation"] = "embeddings" if kind == "EMBEDDING" else "chat"
+    raw = fields.pop("oi_parameters", None)  # llm.invocation_parameters: the request's JSON (stream, tier, …)
+    try:
+        parameters = json.loads(raw) if isinstance(raw, str) and len(raw) < 65_536 else None
+    except ValueError:
+        parameters = None
+    if isinstance(parameters, dict):
+        if "stream" not in fields and isinstance(parameters.get("stream"), bool):
+            fields["stream"] = parameters["stream"]
+        if "service_tier" not in fields and isinstance(parameters.get("service_tier"), str):
+            fields["service_tier"] = parameters["service_tier"]
 
 
 # --- the table ----------------------------------------------------------------------------------------------
@@ -219,6 +229,7 @@ DIALECTS: Final[tuple[Dialect, ...]] = (
         markers=("oi_kind",),
         attributes={
             "openinference.span.kind": "oi_kind",
+            "llm.invocation_parameters": "oi_parameters",
             "llm.provider": "provider",
             "llm.system": "provider",
             "llm.model_name": "request_model",
@@ -248,8 +259,7 @@ DIALECTS: Final[tuple[Dialect, ...]] = (
     Dialect("logfire", scopes=("logfire",), attributes={"gen_ai.usage.raw": "logfire_usage"}, adapt=_logfire),
 )
 
-TEXT_FIELDS: Final = frozenset({"oi_kind", "langfuse_type", "langfuse_usage", "langfuse_cost", "logfire_usage"})
-NUMBER_FIELDS: Final = frozenset({"total"})
+NUMBER_FIELDS: Final = frozenset({"total"})  # dialect-only fields read as numbers (the others are text)
 _BY_NAME: Final = {d.name: d for d in DIALECTS}
 UNKNOWN: Final = Dialect("unknown")
 _MARKERS: Final = tuple((marker, d) for d in DIALECTS for marker in d.markers)
