@@ -1,17 +1,20 @@
 """The identity of a provider call: which spans, from however many instrumentations, are one call to price once.
 
 Two instrumentations of one app can trace the same provider call (llmmeter and the official openai-v2; OpenLLMetry's
-Anthropic instrumentation and anthropic's own tracing). Their spans are one call when, in one trace:
+Anthropic instrumentation and anthropic's own tracing). Their spans are one call when:
 
-1. they report the same provider and response id (``gen_ai.response.id``): the provider's own id of the call; or
-2. one is the parent of the other in the same export, both of the same provider and operation, and no response id
-   tells them apart (a wrapper's span over the SDK's own), the parent having only that one such child (a parent
-   over several calls, e.g. retries, is not one of them).
+1. they report the same provider and response id (``gen_ai.response.id``): the provider's own id of the call, unique
+   across its traffic, so spans of two traces match too (two tracer setups that do not share context, as OpenLLMetry
+   and anthropic's own tracing were seen to do; a response served again from a client-side cache is no new call
+   either); or
+2. in one trace, one is the parent of the other in the same export, both of the same provider and operation, and
+   no response id tells them apart (a wrapper's span over the SDK's own), the parent having only that one such
+   child (a parent over several calls, e.g. retries, is not one of them).
 
 The key is decided here, per export; the ledger (storage.py) enforces it across exports and collectors: the first
 span of a key is stored as the call, a later one either becomes a duplicate or, when it reports more of the usage,
-takes the call's place. Limits: spans in different traces are never matched (two tracer providers that do not
-share context), nor spans without a response id whose parent arrives in another export.
+takes the call's place. Limits: spans without a response id are matched only with their parent or child in the
+same export and trace.
 """
 
 from __future__ import annotations
@@ -34,9 +37,14 @@ _WEIGHTS = (
 )
 
 
+_ATTRIBUTION = ("project", "feature", "user")
+
+
 def completeness(fields: Mapping[str, Any]) -> int:
-    """How much of a call's usage a span reports: the weighted count of the token classes it carries."""
-    return sum(weight for name, weight in _WEIGHTS if name in fields)
+    """How much of a call a span reports: the token classes it carries (weighted), then whether it carries llmmeter
+    attribution (so, at equal usage, the span that says where the money went is kept)."""
+    usage = sum(weight for name, weight in _WEIGHTS if name in fields)
+    return 2 * usage + any(name in fields for name in _ATTRIBUTION)
 
 
 def _same_call(parent: LlmCall, child: LlmCall) -> bool:
@@ -73,4 +81,4 @@ def assign(calls: Iterable[LlmCall]) -> None:
         if group in keys:
             call.call_key = keys[group]
         elif group != call.span_id or group in children:
-            call.call_key = f"span:{group}"
+            call.call_key = f"span:{call.trace_id}:{group}"

@@ -71,6 +71,7 @@ class LlmCall:
     tags: dict[str, str] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     usage_missing: bool = False
+    usage_incomplete: tuple[str, ...] = ()  # token classes the instrumentation is known not to report (dialects)
     service_tier: str = ""
     batch: bool = False
     streaming: bool = False

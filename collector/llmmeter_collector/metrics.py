@@ -200,6 +200,32 @@ def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
     return out
 
 
+class ScopeTally:
+    """Spans per instrumentation scope and outcome since the collector started (``llmmeter doctor``)."""
+
+    def __init__(self, max_scopes: int) -> None:
+        self._max = max_scopes
+        self._scopes: set[str] = set()
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def add(self, scope: str, outcome: str, n: int) -> str:
+        """Add ``n`` spans; returns the scope as counted (a scope past the cap is counted as ``other``)."""
+        scope = scope or "(no scope name)"
+        with self._lock:
+            if scope not in self._scopes:
+                if len(self._scopes) < self._max:
+                    self._scopes.add(scope)
+                else:
+                    scope = OTHER
+            self._counts[scope, outcome] = self._counts.get((scope, outcome), 0) + n
+        return scope
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 class Metrics:
     """The collector's Prometheus registry."""
 
@@ -241,6 +267,21 @@ class Metrics:
         self.price_reloads = Counter(
             sc.PROM_PRICE_RELOADS, "Reloads of the price overrides file, by result.", ("result",), registry=r
         )
+
+        self.unrecognized_genai = Counter(
+            sc.PROM_UNRECOGNIZED_GENAI,
+            "Spans with a model or token counts that were not counted as calls, by instrumentation scope and reason.",
+            ("scope", "reason"),
+            registry=r,
+        )
+        self.scopes = ScopeTally(max_label_values)
+
+    def observe_scopes(self, counts: dict[tuple[str, str], int]) -> None:
+        """Count an export's spans by instrumentation scope: calls, and GenAI-looking spans not counted."""
+        for (scope, outcome), n in counts.items():
+            scope = self.scopes.add(scope, outcome, n)
+            if outcome != "call":
+                self.unrecognized_genai.labels(scope, outcome).inc(n)
 
     def observe(self, calls: Iterable[LlmCall], commit_seconds: float | None = None) -> None:
         """Count calls that were newly committed (never a retried export, never a second span of one call)."""

@@ -6,7 +6,8 @@ A span is an LLM call when it carries a GenAI provider/system attribute and a bi
 
 Names are read in the order listed in ``semconv`` (the v1.37+ name first, then older and vendor variants:
 ``gen_ai.system``, ``gen_ai.usage.prompt_tokens`` / ``completion_tokens``, ``gen_ai.usage.cache_write.input_tokens``,
-OpenLLMetry's ``llm.*`` and OpenLIT's names).
+OpenLLMetry's ``llm.*`` and OpenLIT's names). Names only one instrumentation uses (OpenInference, Langfuse, …) and
+its corrections are in ONE table, ``dialects.py``: it is applied to each span before it is judged a call.
 
 Whether input tokens include cached ones (applied here, once)
 --------------------------------------------------------------
@@ -37,7 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from llmmeter_collector import bounds, identity
+from llmmeter_collector import bounds, dialects, identity
 from llmmeter_collector import semconv as sc
 from llmmeter_collector.llmcall import LlmCall, Usage
 
@@ -111,6 +112,8 @@ def _span_fields() -> dict[str, tuple[str, int, bool]]:
     for name, keys in _VARIANTS:
         for rank, key in enumerate(keys):
             fields.setdefault(key, (name, rank, name not in _NOT_TEXT))
+    for key, name in dialects.attribute_fields().items():  # a dialect's own names rank after the convention's
+        fields.setdefault(key, (name, 50, name not in _NOT_TEXT and name not in dialects.NUMBER_FIELDS))
     return fields
 
 
@@ -149,6 +152,8 @@ class Normalized:
     spans: list[Span] = field(default_factory=list)  # the span of each call (only when asked: forwarding)
     total_spans: int = 0
     rows: bytes | None = None  # the priced calls as COPY rows (storage.copy_rows), made by the receiver
+    # (instrumentation scope, "call" or the reason a GenAI-looking span was not counted) -> spans (doctor)
+    scopes: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def any_value(value: AnyValue) -> Any:
@@ -250,7 +255,12 @@ def is_llm_call(fields: _Attrs) -> bool:
         # No operation and no usage: an API call that is not a model call (e.g. the Anthropic SDK's own
         # span for the free messages.count_tokens, or sessions.create) — never a $0 "chat".
         return False
-    return fields.get("billable") is not False
+    # llmmeter.billable=false: another span carries this usage. A span that reports its own response id and usage
+    # is kept all the same: the ledger then keeps the one of the two that reports the most (identity.py), where
+    # the marker alone would drop usage the other span may not have (a stream the marking SDK could not read).
+    return fields.get("billable") is not False or (
+        "response_id" in fields and ("input" in fields or "output" in fields)
+    )
 
 
 def _operation(fields: _Attrs, span_name: str) -> str:
@@ -400,15 +410,21 @@ def normalize(
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            spans = scope_spans.spans
             scope = scope_spans.scope.name
+            scoped = dialects.for_scope(scope)
+            calls_before = len(calls)
+            spans = scope_spans.spans
             first = total
             total += len(spans)
             for i, span in enumerate(spans, first):
                 entry = read[i] if i < len(read) else None
                 fields, tags = entry if entry is not None else _fields(span.attributes)
+                dialect = dialects.adapt(scoped, fields) if fields else scoped
                 if not is_llm_call(fields):
                     out.other_spans += 1
+                    reason = dialects.why_not_counted(fields, span.attributes)
+                    if reason is not None:
+                        out.scopes[scope, reason] = out.scopes.get((scope, reason), 0) + 1
                     continue
                 try:
                     bounds.check(span, fields, tags, resource, screened and entry is not None)  # limits: bounds.py
@@ -416,6 +432,7 @@ def normalize(
                         bounds.check_scope(scope)
                     call = to_call(span, fields, tags, resource, now_ns)
                 except (InvalidSpan, bounds.OutOfBounds) as exc:
+                    out.scopes[scope, "rejected"] = out.scopes.get((scope, "rejected"), 0) + 1
                     out.rejected_count += 1
                     reason = exc.reason if isinstance(exc, bounds.OutOfBounds) else INVALID_SPAN
                     message = f"span {span.span_id.hex() or '?'}: {exc}"
@@ -424,11 +441,15 @@ def normalize(
                     if len(out.rejected) < MAX_REJECTED_MESSAGES:
                         out.rejected.append(message)
                     continue
+                call.usage_incomplete = dialects.missing_classes(dialect, call.provider, fields)
+                call.usage_missing = call.usage_missing or bool(call.usage_incomplete)
                 call.scope = scope
                 call.completeness = identity.completeness(fields)
                 calls.append(call)
                 if keep_spans:
                     out.spans.append(span)
+            if len(calls) > calls_before:
+                out.scopes[scope, "call"] = out.scopes.get((scope, "call"), 0) + len(calls) - calls_before
     out.total_spans = total
     identity.assign(calls)
     return out

@@ -163,6 +163,8 @@ class Pipeline:
         for reason, count in result.reasons.items():  # spans rejected by normalize / bounds
             m.spans_rejected.labels(reason).inc(count)
             self.rejection_log.note(reason, count, printable(result.examples.get(reason, "")))
+        if result.scopes:
+            m.observe_scopes(result.scopes)  # by instrumentation scope: calls, GenAI-looking spans not counted
         return result
 
     async def commit(self, request: ExportTraceServiceRequest, result: Normalized) -> ExportTraceServiceResponse:

@@ -146,6 +146,8 @@ PROM_FORWARDED_SPANS: Final = "llmmeter_collector_forwarded_spans"
 PROM_FORWARD_DROPPED_SPANS: Final = "llmmeter_collector_forward_dropped_spans"
 PROM_DUPLICATE_SPANS: Final = "llmmeter_collector_duplicate_spans"  # counter by scope: a call's second span
 PROM_PRICE_RELOADS: Final = "llmmeter_collector_price_reloads"  # counter by result ("ok" / "error")
+# counter by scope and reason: spans with a model or token counts that were not counted as calls (doctor)
+PROM_UNRECOGNIZED_GENAI: Final = "llmmeter_unrecognized_genai_spans"
 # budgets (label: budget = the budget's name)
 PROM_BUDGET_LIMIT: Final = "llmmeter_budget_limit_usd"
 PROM_BUDGET_SPENT: Final = "llmmeter_budget_spent_usd"

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from llmmeter_collector import api, bootstrap, budgets, buildinfo, storage
 from llmmeter_collector.apiauth import ApiAuth, metrics_token_ok
+from llmmeter_collector.cli.doctor import routes as doctor_routes
 from llmmeter_collector.cli.prices import routes as price_routes
 from llmmeter_collector.config import Settings
 from llmmeter_collector.embedded import EmbeddedPostgres
@@ -207,6 +208,7 @@ class Collector:
                 Route("/readyz", readyz),
                 *api.routes(self),
                 *price_routes(self),  # cli/prices.py: GET /api/v1/prices, POST /api/v1/prices/reload
+                *doctor_routes(self),  # cli/doctor.py: GET /api/v1/doctor
                 *budgets.routes(self),
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits

@@ -32,7 +32,7 @@ CALL_COLUMNS = (
     "output_audio_tokens", "usage_missing", "cost_usd",
     *(f"cost_{c}_usd" for c in COST_CLASSES),
     "price_source", "reported_cost_usd", "duration_s", "ttfc_s", "status", "error_type", "retries",
-    "streaming", "batch", "service_tier", "prompt_fingerprint", "scope",
+    "streaming", "batch", "service_tier", "prompt_fingerprint", "usage_incomplete", "scope",
 )  # fmt: skip
 # Staged with each call, not stored in llm_calls: its identity (identity.py), which the write enforces.
 _IDENTITY_COLUMNS = ("call_key", "completeness")
@@ -110,22 +110,25 @@ SELECT count(*) FROM ins
 # see each other's holders. Returned: the holders it displaced (prev_*: the row's values before this update).
 _IDENTIFY_SQL = """
 WITH cand AS (
-    SELECT DISTINCT ON (trace_id, call_key) trace_id, call_key, span_id, ts_us, completeness
+    SELECT DISTINCT ON (call_key) call_key, trace_id, span_id, ts_us, completeness
     FROM llm_calls_staging WHERE call_key <> ''
-    ORDER BY trace_id, call_key, completeness DESC, span_id
+    ORDER BY call_key, completeness DESC, span_id, trace_id
 ), up AS (
-    INSERT INTO llm_call_identity AS i (trace_id, call_key, span_id, ts, completeness)
-    SELECT trace_id, call_key, span_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', completeness
-    FROM cand ORDER BY trace_id, call_key
-    ON CONFLICT (trace_id, call_key) DO UPDATE
-        SET span_id = EXCLUDED.span_id, ts = EXCLUDED.ts, completeness = EXCLUDED.completeness,
-            prev_span_id = i.span_id, prev_ts = i.ts
+    INSERT INTO llm_call_identity AS i (call_key, trace_id, span_id, ts, completeness)
+    SELECT call_key, trace_id, span_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', completeness
+    FROM cand ORDER BY call_key
+    ON CONFLICT (call_key) DO UPDATE
+        SET trace_id = EXCLUDED.trace_id, span_id = EXCLUDED.span_id, ts = EXCLUDED.ts,
+            completeness = EXCLUDED.completeness, prev_trace_id = i.trace_id, prev_span_id = i.span_id,
+            prev_ts = i.ts
         WHERE EXCLUDED.completeness > i.completeness
-           OR (EXCLUDED.completeness = i.completeness AND EXCLUDED.span_id < i.span_id)
-    RETURNING i.prev_ts, i.trace_id, i.prev_span_id, i.span_id, i.xmax <> 0 AS updated
+           OR (EXCLUDED.completeness = i.completeness
+               AND (EXCLUDED.span_id, EXCLUDED.trace_id) < (i.span_id, i.trace_id))
+    RETURNING i.prev_ts, i.prev_trace_id, i.prev_span_id, i.trace_id, i.span_id, i.xmax <> 0 AS updated
 )
-SELECT count(*), array_agg(prev_ts) FILTER (WHERE updated), array_agg(trace_id) FILTER (WHERE updated),
-       array_agg(prev_span_id) FILTER (WHERE updated), array_agg(span_id) FILTER (WHERE updated)
+SELECT count(*), array_agg(prev_ts) FILTER (WHERE updated), array_agg(prev_trace_id) FILTER (WHERE updated),
+       array_agg(prev_span_id) FILTER (WHERE updated), array_agg(trace_id) FILTER (WHERE updated),
+       array_agg(span_id) FILTER (WHERE updated)
 FROM up
 """
 _CALL_LIST = ", ".join(CALL_COLUMNS)
@@ -133,7 +136,7 @@ _CALL_LIST = ", ".join(CALL_COLUMNS)
 _LOSERS_SQL = f"""
 WITH lose AS (
     DELETE FROM llm_calls_staging s USING llm_call_identity i
-    WHERE s.call_key <> '' AND i.trace_id = s.trace_id AND i.call_key = s.call_key AND i.span_id <> s.span_id
+    WHERE s.call_key <> '' AND i.call_key = s.call_key AND (i.span_id <> s.span_id OR i.trace_id <> s.trace_id)
     RETURNING s.*, i.span_id AS winner
 ), dup AS (
     INSERT INTO llm_call_duplicates ({_CALL_LIST}, duplicate_of) SELECT {_STAGED}, winner FROM lose
@@ -330,7 +333,8 @@ def _row(call: LlmCall) -> tuple[Any, ...]:
         u.input_audio_tokens, u.output_audio_tokens, call.usage_missing,
         cost.total if cost else None, *parts, cost.price_source if cost else "", call.reported_cost,
         call.duration_s, call.ttfc_s, call.status, call.error_type, call.retries, call.streaming,
-        call.batch, call.service_tier, call.prompt_fingerprint, call.scope, call.call_key, call.completeness,
+        call.batch, call.service_tier, call.prompt_fingerprint, ",".join(call.usage_incomplete), call.scope,
+        call.call_key, call.completeness,
     )  # fmt: skip
 
 
@@ -362,12 +366,12 @@ def _identify(cur: psycopg.Cursor[Any], keyed: int) -> _Identity:
     won, *columns = row
     displaced = list(zip(*columns, strict=True)) if columns[0] else []
     scopes: dict[str, str] = {}
-    if displaced:
-        scopes = dict(cur.execute(_DISPLACE_SQL, columns).fetchall())
+    if displaced:  # (holder's ts, trace, span, winner's trace, span)
+        scopes = dict(cur.execute(_DISPLACE_SQL, [*columns[:3], columns[4]]).fetchall())
     losers: dict[tuple[str, str], tuple[str, bool]] = {}
     if won < keyed:  # a staged span whose key another span holds (when each key's one span took it: none)
         losers = {(r[0], r[1]): (r[2], r[3]) for r in cur.execute(_LOSERS_SQL)}
-    return _Identity(losers, {(r[1], r[3]): (r[2], scopes.get(r[3], "")) for r in displaced})
+    return _Identity(losers, {(r[3], r[4]): (r[2], scopes.get(r[4], "")) for r in displaced})
 
 
 class Ledger:

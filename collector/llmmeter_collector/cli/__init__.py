@@ -18,6 +18,7 @@ from llmmeter_collector.cli.budget import budget
 from llmmeter_collector.cli.calls import calls_command
 from llmmeter_collector.cli.config import config
 from llmmeter_collector.cli.db import db
+from llmmeter_collector.cli.doctor import doctor
 from llmmeter_collector.cli.export import export
 from llmmeter_collector.cli.forecast import forecast
 from llmmeter_collector.cli.init import init
@@ -58,6 +59,7 @@ cli.add_command(keys)  # cli/keys.py
 cli.add_command(db)  # cli/db.py: retention, partitions, backup, restore
 cli.add_command(budget)  # cli/budget.py
 cli.add_command(report)  # cli/report.py
+cli.add_command(doctor)  # cli/doctor.py
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -44,6 +44,15 @@ def budget_bar(budget: dict[str, Any]) -> Text:
     return bar
 
 
+def _incomplete_usage(url: str) -> dict[str, Any] | None:
+    """Spend that rests on usage an instrumentation did not fully report (``GET /api/v1/doctor``)."""
+    try:
+        result: dict[str, Any] = get(url, "/api/v1/doctor")["incomplete_usage"]
+    except (CollectorError, KeyError):
+        return None  # an older collector without doctor: status still answers
+    return result
+
+
 def _month_forecast(url: str) -> dict[str, Any] | None:
     try:
         result: dict[str, Any] = get(url, "/api/v1/forecast", {"period": "month"})
@@ -68,6 +77,7 @@ def status(url: str, as_json: bool, period: str, project: str | None) -> None:
     params = {"period": period, **({"project": project} if project else {})}
     data = get(url, "/api/v1/summary", params)
     data["forecast"] = _month_forecast(url) if project is None else None
+    data["incomplete_usage"] = _incomplete_usage(url) if project is None else None
     if project and not data["calls"] and not as_json:
         warn_unknown(url, {"project": project})
     if as_json:
@@ -115,6 +125,12 @@ def status(url: str, as_json: bool, period: str, project: str | None) -> None:
             line += f" ({level} % interval {usd(forecast['lower_usd'])} – {usd(forecast['upper_usd'])})"
         line += f", {usd(forecast['spent_usd'])} spent so far, method {forecast['method']}"
         console.print(line)
+    incomplete = data.get("incomplete_usage")
+    if incomplete and incomplete["calls"]:
+        console.print(
+            f"[yellow]{usd(incomplete['cost_usd'])} on incomplete usage ({incomplete['calls']} calls)[/yellow] in the"
+            " last 30 days: their instrumentation does not report every token class (see llmmeter doctor)"
+        )
     if data["unpriced_calls"]:
         models = ", ".join(f"{m['provider']}/{m['model']} ({m['calls']})" for m in data["unpriced_models"])
         console.print(f"[yellow]{data['unpriced_calls']} calls have no known price:[/yellow] {models}")

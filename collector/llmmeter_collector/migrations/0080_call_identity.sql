@@ -3,17 +3,18 @@
 -- The instrumentation scope that traced each call ("llmmeter.openai", "opentelemetry.instrumentation.openai_v2", ...).
 ALTER TABLE llm_calls ADD COLUMN scope text NOT NULL DEFAULT '';
 
--- Which span holds each identified call: one row per (trace, call key); the ledger's llm_calls has the span's row.
--- Kept as long as the calls (retention deletes by ts).
+-- Which span holds each identified call: one row per call key (identity.py: a provider's response id, or a
+-- trace's nested spans); the ledger's llm_calls has the span's row. Kept as long as the calls (retention deletes
+-- by ts).
 CREATE TABLE llm_call_identity (
-    trace_id     text        NOT NULL,
-    call_key     text        NOT NULL,
-    span_id      text        NOT NULL,
-    ts           timestamptz NOT NULL,
-    completeness smallint    NOT NULL,
-    prev_span_id text,                    -- the holder the last update displaced (read back by that update)
-    prev_ts      timestamptz,
-    PRIMARY KEY (trace_id, call_key)
+    call_key      text        PRIMARY KEY,
+    trace_id      text        NOT NULL,
+    span_id       text        NOT NULL,
+    ts            timestamptz NOT NULL,
+    completeness  smallint    NOT NULL,
+    prev_trace_id text,                   -- the holder the last update displaced (read back by that update)
+    prev_span_id  text,
+    prev_ts       timestamptz
 );
 CREATE INDEX llm_call_identity_ts_idx ON llm_call_identity (ts);
 
