@@ -210,7 +210,8 @@ class Invocation(Attempts):
         """
         if self._ended:
             return
-        if now or not options.current.capture_content:
+        current = options.current
+        if now or not current.capture_content or current.inline:
             try:
                 read(self, result)
             except Exception as exc:
@@ -257,7 +258,7 @@ class Invocation(Attempts):
             self._elapsed = time.perf_counter() - self._start
         self._end_ns = end_time_ns or self._end_ns or time.time_ns()
         self._outcome = (response_model, response_id, finish_reasons, usage, attributes, self.retries, None)
-        if self._off_path:
+        if self._off_path or options.current.inline:
             self._emit()
         else:  # one bound method queued: each object kept until the recorder runs is one more for the garbage
             later(self._emit)  # collector to count and promote
@@ -282,7 +283,7 @@ class Invocation(Attempts):
         self._end_ns = time.time_ns()
         error = (type(exc).__qualname__, http_status(exc), str(exc)[:500])
         self._outcome = (response_model, response_id, None, usage, attributes, self.retries, error)
-        if self._off_path:
+        if self._off_path or options.current.inline:
             self._emit()
         else:
             later(self._emit)
