@@ -13,7 +13,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import Meter
 from opentelemetry.trace import Tracer
 
-from llmmeter import recorder, semconv
+from llmmeter import recorder, semconv, spanids
 
 SCOPE_NAME = "llmmeter"
 try:
@@ -33,6 +33,7 @@ class Instruments:
     tracer: Tracer
     meter: Meter
     metrics: recorder.CallMetrics  # the GenAI client histograms, recorded off the call path
+    ids: spanids.ReservedIds | None = None  # the tracer's id generator: hands out ids reserved on the call path
 
 
 def configure(*, service_name: str | None = None, endpoint: str | None = None, export_metrics: bool = True) -> bool:
@@ -108,4 +109,4 @@ def create_instruments() -> Instruments:
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
         ),
     )
-    return Instruments(tracer=tracer, meter=meter, metrics=call_metrics)
+    return Instruments(tracer=tracer, meter=meter, metrics=call_metrics, ids=spanids.adopt(tracer))
