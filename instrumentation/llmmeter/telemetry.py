@@ -45,7 +45,8 @@ def configure(*, service_name: str | None = None, endpoint: str | None = None, e
     attrs = {"service.name": service_name} if service_name else {}
     resource = Resource.create(attrs)
 
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    app_traces = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if not app_traces:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -58,7 +59,10 @@ def configure(*, service_name: str | None = None, endpoint: str | None = None, e
         trace.set_tracer_provider(provider)
         installed = True
 
-    if export_metrics and _is_default_meter_provider(metrics.get_meter_provider()):
+    # Metrics follow the app: its meter provider when it set one; none exported when OTEL_METRICS_EXPORTER=none
+    # or when the app configured tracing itself and no meter provider (it chose what to export).
+    metrics_off = os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none" or app_traces
+    if export_metrics and not metrics_off and _is_default_meter_provider(metrics.get_meter_provider()):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
