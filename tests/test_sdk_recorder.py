@@ -213,3 +213,35 @@ def test_the_recorder_thread_wakes_less_often_when_calls_are_few() -> None:
     interval = recorder.next_interval(busy, int(rate * busy))
     assert interval == pytest.approx(recorder.DRAIN_BATCH / rate)
     assert recorder.next_interval(interval, int(rate * interval)) == pytest.approx(interval)  # and stays there
+
+
+@pytest.fixture
+def inline() -> Any:
+    yield from instrumented_with(recording="inline")
+
+
+def test_inline_recording_has_the_span_and_points_before_the_call_returns(client, inline, metric_reader) -> None:  # type: ignore[no-untyped-def]
+    plain = InMemorySpanExporter()  # read without any flush
+    processor = export_to(plain)
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+        for _ in stream:
+            pass
+        (span, streamed) = _llm(plain)  # visible right away, nothing flushed
+    finally:
+        stop_export(processor)
+    assert span.attributes["gen_ai.usage.input_tokens"] == 12 and span.attributes["gen_ai.request.stream"] is False
+    assert streamed.attributes["gen_ai.request.stream"] is True
+    assert len(recorder._work) == 0 and all(len(m.queue) == 0 for m in recorder._live_metrics())
+
+
+def test_recording_mode_comes_from_the_environment_and_a_bad_one_is_named(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from llmmeter import options
+
+    monkeypatch.setenv(options.RECORDING_ENV, "inline")
+    assert options.build().inline is True
+    assert options.build(recording="deferred").inline is False
+    monkeypatch.setenv(options.RECORDING_ENV, "sometimes")
+    with pytest.raises(ValueError, match="LLMMETER_RECORDING"):
+        options.build()

@@ -43,6 +43,7 @@ def instrument(
     fingerprint_key: str | bytes | None = None,
     stream_usage: bool = False,
     budget_policy: guard.PolicySource | None = None,
+    recording: str | None = None,
 ) -> None:
     """Patch every supported SDK that is installed, and export spans/metrics over OTLP/HTTP.
 
@@ -56,6 +57,9 @@ def instrument(
     ``stream_options.include_usage`` to OpenAI chat/completions streams that did not ask for usage.
     ``budget_policy`` (a YAML/JSON file or a mapping) swaps models or raises ``BudgetExceeded`` when a budget
     is over; a bad policy raises ``llmmeter.guard.PolicyError`` naming the field (see ``llmmeter.guard``).
+    ``recording``: ``"deferred"`` (default: spans and metric points recorded off the call path) or ``"inline"``
+    (recorded before the call returns: tests, serverless, apps reading spans synchronously); default the
+    ``LLMMETER_RECORDING`` variable. A bad value raises ``ValueError`` naming it.
     """
     global _threads_patched
     guard.configure(budget_policy, endpoint=endpoint)
@@ -68,6 +72,7 @@ def instrument(
                 redact=redact,
                 fingerprint_key=fingerprint_key,
                 stream_usage=stream_usage,
+                recording=recording,
             )
         )
         if configure_export:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.context import attach, detach
+
 from llmmeter import guard, options, semconv
 from llmmeter.content import Prompt, prompt_attributes
 from llmmeter.guard import BudgetExceeded
@@ -153,12 +155,14 @@ def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
         if invocation is None:
             return wrapped(*args, **kwargs)
         token = enter(invocation)
+        current = attach(invocation.ctx)  # the LLM span (its reserved ids) is the parent of spans inside the call
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
             raise
         finally:
+            detach(current)
             leave(token)
         try:
             return respond(invocation, result)
@@ -177,12 +181,14 @@ def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
         if invocation is None:
             return await wrapped(*args, **kwargs)
         token = enter(invocation)
+        current = attach(invocation.ctx)  # the LLM span (its reserved ids) is the parent of spans inside the call
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
             raise
         finally:
+            detach(current)
             leave(token)
         try:
             return respond(invocation, result)

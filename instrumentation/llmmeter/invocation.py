@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry import context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from llmmeter import options, recorder, semconv
+from llmmeter import options, recorder, semconv, spanids
 from llmmeter.attribution import KEY as ATTRIBUTION_KEY
 from llmmeter.recorder import LateAttributes, later
 from llmmeter.retries import Attempts, current_context
@@ -120,17 +120,35 @@ class Invocation(Attempts):
     On the call path only the times, the parent context, the request (``request``) and what the response
     reported (ids, finish reasons, usage, as given to ``end``/``fail``) are kept; the span is created (with the
     start time and parent taken on the call path), given its attributes (and captured content) and ended, and
-    the metric points are recorded, off the call path (``llmmeter.recorder``). The span is therefore not the
-    current span while the SDK call runs: spans the SDK or an HTTP instrumentation opens inside the call are
-    its siblings, under the same parent.
+    the metric points are recorded, off the call path (``llmmeter.recorder``). Its ids are reserved on the call
+    path (``llmmeter.spanids``) and ``ctx``, with them current, is attached while the SDK call runs: spans the
+    SDK or an HTTP instrumentation opens inside the call are its children.
     ``on_call_path=False`` (spans recorded by hand, after the fact or around the app's own code): the span is
     created now, current for nested calls, and ended on the caller's thread.
     """
 
     __slots__ = (
-        "_attribution", "_elapsed", "_end_ns", "_ended", "_inst", "_late", "_off_path", "_operation", "_outcome",
-        "_provider", "_reader", "_request_model", "_result", "_server", "_start", "_start_ns", "first_chunk_s",
-        "request", "span",
+        "_attribution",
+        "_elapsed",
+        "_end_ns",
+        "_ended",
+        "_ids",
+        "_inst",
+        "_late",
+        "_off_path",
+        "_operation",
+        "_outcome",
+        "_provider",
+        "_reader",
+        "_request_model",
+        "_result",
+        "_server",
+        "_start",
+        "_start_ns",
+        "ctx",
+        "first_chunk_s",
+        "request",
+        "span",
     )  # fmt: skip
 
     def __init__(
@@ -168,6 +186,11 @@ class Invocation(Attempts):
         self.parent = parent
         self._start_ns = start_time_ns or time.time_ns()
         self._off_path = not on_call_path  # True: the span is made, and ends, on the current thread
+        # on the call path: the span's ids, reserved now; ``ctx`` (them current) is attached while the SDK call runs
+        self._ids: tuple[int, int] | None = None
+        self.ctx = parent
+        if on_call_path and inst.ids is not None:
+            self._ids, self.ctx = spanids.reserve(parent)
         self.span: Span | None = None if on_call_path else self._start_span()
         self._start = time.perf_counter()
         self.first_chunk_s: float | None = None
@@ -187,7 +210,14 @@ class Invocation(Attempts):
             attrs[GEN_AI_REQUEST_MODEL] = model
         attrs.update(self._server)
         name = f"{self._operation} {model}" if model else self._operation
-        return self._inst.tracer.start_span(name, self.parent, SpanKind.CLIENT, attrs, start_time=self._start_ns)
+        ids, reserved = self._ids, self._inst.ids
+        if ids is None or reserved is None:
+            return self._inst.tracer.start_span(name, self.parent, SpanKind.CLIENT, attrs, start_time=self._start_ns)
+        reserved.local.ids = ids  # the tracer draws the ids its children already point at
+        try:
+            return self._inst.tracer.start_span(name, self.parent, SpanKind.CLIENT, attrs, start_time=self._start_ns)
+        finally:
+            reserved.local.ids = None
 
     @property
     def ended(self) -> bool:
@@ -210,7 +240,8 @@ class Invocation(Attempts):
         """
         if self._ended:
             return
-        if now or not options.current.capture_content:
+        current = options.current
+        if now or not current.capture_content or current.inline:
             try:
                 read(self, result)
             except Exception as exc:
@@ -257,7 +288,7 @@ class Invocation(Attempts):
             self._elapsed = time.perf_counter() - self._start
         self._end_ns = end_time_ns or self._end_ns or time.time_ns()
         self._outcome = (response_model, response_id, finish_reasons, usage, attributes, self.retries, None)
-        if self._off_path:
+        if self._off_path or options.current.inline:
             self._emit()
         else:  # one bound method queued: each object kept until the recorder runs is one more for the garbage
             later(self._emit)  # collector to count and promote
@@ -282,7 +313,7 @@ class Invocation(Attempts):
         self._end_ns = time.time_ns()
         error = (type(exc).__qualname__, http_status(exc), str(exc)[:500])
         self._outcome = (response_model, response_id, None, usage, attributes, self.retries, error)
-        if self._off_path:
+        if self._off_path or options.current.inline:
             self._emit()
         else:
             later(self._emit)

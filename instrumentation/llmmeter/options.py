@@ -18,6 +18,8 @@ FINGERPRINT_KEY_ENV = "LLMMETER_FINGERPRINT_KEY"
 # deployment that also uses the default, and a guessed prompt can be confirmed by hashing it. Set
 # LLMMETER_FINGERPRINT_KEY (or instrument(fingerprint_key=...)) to make them private to a deployment.
 DEFAULT_FINGERPRINT_KEY = b"llmmeter-prompt-fingerprint-v1"
+RECORDING_ENV = "LLMMETER_RECORDING"
+RECORDING_MODES = ("deferred", "inline")
 
 Redactor = Callable[[str], str]
 
@@ -30,6 +32,7 @@ class Options:
     redact: Redactor | None = redact_pii
     fingerprint_key: bytes = DEFAULT_FINGERPRINT_KEY
     stream_usage: bool = False
+    inline: bool = False  # recording="inline": span and metric points recorded before the call returns
 
 
 def _env_flag(name: str) -> bool:
@@ -42,6 +45,7 @@ def build(
     redact: Redactor | bool = True,
     fingerprint_key: str | bytes | None = None,
     stream_usage: bool = False,
+    recording: str | None = None,
 ) -> Options:
     """Resolve ``instrument()`` arguments against the environment; bad values raise naming the argument."""
     if capture_content is None:
@@ -63,11 +67,16 @@ def build(
         key_bytes = key
     else:
         raise TypeError(f"llmmeter.instrument: fingerprint_key must be str or bytes, got {type(key).__name__}")
+    mode = recording if recording is not None else (os.environ.get(RECORDING_ENV, "").strip().lower() or "deferred")
+    if mode not in RECORDING_MODES:
+        where = "recording" if recording is not None else RECORDING_ENV
+        raise ValueError(f"llmmeter.instrument: {where} must be 'deferred' or 'inline', got {mode!r}")
     return Options(
         capture_content=bool(capture_content),
         redact=redactor,
         fingerprint_key=key_bytes,
         stream_usage=bool(stream_usage),
+        inline=mode == "inline",
     )
 
 

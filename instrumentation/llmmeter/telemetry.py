@@ -13,7 +13,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import Meter
 from opentelemetry.trace import Tracer
 
-from llmmeter import recorder, semconv
+from llmmeter import recorder, semconv, spanids
 
 SCOPE_NAME = "llmmeter"
 try:
@@ -33,6 +33,7 @@ class Instruments:
     tracer: Tracer
     meter: Meter
     metrics: recorder.CallMetrics  # the GenAI client histograms, recorded off the call path
+    ids: spanids.ReservedIds | None = None  # the tracer's id generator: hands out ids reserved on the call path
 
 
 def configure(*, service_name: str | None = None, endpoint: str | None = None, export_metrics: bool = True) -> bool:
@@ -44,7 +45,8 @@ def configure(*, service_name: str | None = None, endpoint: str | None = None, e
     attrs = {"service.name": service_name} if service_name else {}
     resource = Resource.create(attrs)
 
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    app_traces = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if not app_traces:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -57,7 +59,10 @@ def configure(*, service_name: str | None = None, endpoint: str | None = None, e
         trace.set_tracer_provider(provider)
         installed = True
 
-    if export_metrics and _is_default_meter_provider(metrics.get_meter_provider()):
+    # Metrics follow the app: its meter provider when it set one; none exported when OTEL_METRICS_EXPORTER=none
+    # or when the app configured tracing itself and no meter provider (it chose what to export).
+    metrics_off = os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none" or app_traces
+    if export_metrics and not metrics_off and _is_default_meter_provider(metrics.get_meter_provider()):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -108,4 +113,4 @@ def create_instruments() -> Instruments:
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
         ),
     )
-    return Instruments(tracer=tracer, meter=meter, metrics=call_metrics)
+    return Instruments(tracer=tracer, meter=meter, metrics=call_metrics, ids=spanids.adopt(tracer))
