@@ -176,6 +176,7 @@ READS: dict[str, tuple[str, Callable[[httpx.Response], Any], bool]] = {
     "GET /api/v1/report": ("/api/v1/report", lambda r: _projects_of_rows(r.json()["by_project"]), False),
     "GET /api/v1/prices": ("/api/v1/prices", lambda r: {m["model"] for m in r.json()["unpriced_models"]}, False),
     "GET /api/v1/dimensions": ("/api/v1/dimensions", lambda r: set(r.json()["projects"]), False),
+    "GET /api/v1/doctor": ("/api/v1/doctor", lambda r: {m["model"] for m in r.json()["unpriced_models"]}, False),
 }
 _READ_PARAMS = {
     "/api/v1/summary": {"period": "all"},

@@ -140,6 +140,8 @@ def assert_priced_once(collector: BackgroundCollector, *, metrics: bool = True) 
     assert hourly == (1, best)
     (daily,) = ledger(collector, "SELECT sum(calls), sum(cost_usd) FROM llm_rollup_user_day")
     assert daily == (1, best)
+    (empty,) = ledger(collector, "SELECT count(*) FROM llm_rollup_minute WHERE calls = 0")
+    assert empty == (0,)  # a displaced span leaves no empty rollup row behind (no project with nothing in it)
     summary = httpx.get(collector.url + "/api/v1/summary", params={"period": "all"}).json()
     assert summary["calls"] == 1 and Decimal(summary["spend"]["all"]) == best
     if metrics:

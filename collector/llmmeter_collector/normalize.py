@@ -255,12 +255,7 @@ def is_llm_call(fields: _Attrs) -> bool:
         # No operation and no usage: an API call that is not a model call (e.g. the Anthropic SDK's own
         # span for the free messages.count_tokens, or sessions.create) — never a $0 "chat".
         return False
-    # llmmeter.billable=false: another span carries this usage. A span that reports its own response id and usage
-    # is kept all the same: the ledger then keeps the one of the two that reports the most (identity.py), where
-    # the marker alone would drop usage the other span may not have (a stream the marking SDK could not read).
-    return fields.get("billable") is not False or (
-        "response_id" in fields and ("input" in fields or "output" in fields)
-    )
+    return fields.get("billable") is not False
 
 
 def _operation(fields: _Attrs, span_name: str) -> str:

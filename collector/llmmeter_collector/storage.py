@@ -161,6 +161,17 @@ WITH d AS (
 ), {_rollups("gone", "-")}
 SELECT winner, scope FROM gone
 """
+# After a displacement: rollup rows it emptied (their only call moved to the duplicates) are removed, so no
+# zero row shows up as a project, model or user with nothing in it.
+_PRUNE_SQL = """
+WITH span AS (SELECT min(t) AS lo, max(t) AS hi FROM unnest(%(ts)s::timestamptz[]) AS t),
+m AS (DELETE FROM llm_rollup_minute r USING span
+      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('minute', span.lo) AND span.hi),
+h AS (DELETE FROM llm_rollup_hour r USING span
+      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('hour', span.lo) AND span.hi)
+DELETE FROM llm_rollup_user_day r USING span
+WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi
+"""
 # When some staged calls were not new: the keys of the rows this transaction inserted.
 _INSERTED_SQL = """
 SELECT s.trace_id, s.span_id, s.ts_us FROM llm_calls_staging s
@@ -368,6 +379,7 @@ def _identify(cur: psycopg.Cursor[Any], keyed: int) -> _Identity:
     scopes: dict[str, str] = {}
     if displaced:  # (holder's ts, trace, span, winner's trace, span)
         scopes = dict(cur.execute(_DISPLACE_SQL, [*columns[:3], columns[4]]).fetchall())
+        cur.execute(_PRUNE_SQL, {"ts": columns[0]})
     losers: dict[tuple[str, str], tuple[str, bool]] = {}
     if won < keyed:  # a staged span whose key another span holds (when each key's one span took it: none)
         losers = {(r[0], r[1]): (r[2], r[3]) for r in cur.execute(_LOSERS_SQL)}
