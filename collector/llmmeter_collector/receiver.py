@@ -158,16 +158,19 @@ class Pipeline:
         except Overloaded as exc:
             raise unavailable(str(exc), "overloaded") from None
         try:
-            await asyncio.wrap_future(future)
+            written = await asyncio.wrap_future(future)
         except StorageUnavailable as exc:
             raise unavailable(f"storage unavailable: {exc}", "storage") from None
         if self.forwarder is not None:
             self.forwarder.submit(request, list(zip(result.spans, result.calls, strict=True)), result.total_spans)
         response = ExportTraceServiceResponse()
-        if result.rejected_count:
-            response.partial_success.rejected_spans = result.rejected_count
-            more = result.rejected_count - MAX_REJECTION_MESSAGES
-            message = "; ".join(result.rejected[:MAX_REJECTION_MESSAGES])
+        # spans refused at the edge (normalize), then calls Postgres refused for their data (dead-lettered)
+        rejected = result.rejected_count + len(written.rejected)
+        reasons = result.rejected + [f"span {r.call.span_id[:32]}: {r.reason}" for r in written.rejected]
+        if rejected:
+            response.partial_success.rejected_spans = rejected
+            more = rejected - MAX_REJECTION_MESSAGES
+            message = "; ".join(reasons[:MAX_REJECTION_MESSAGES])
             response.partial_success.error_message = message + (f"; and {more} more" if more > 0 else "")
         return response
 

@@ -31,7 +31,7 @@ from llmmeter_collector.config import Settings
 
 logger = logging.getLogger("llmmeter.collector")
 
-_NAME_RE = re.compile(r"^llm_calls_p(\d{8})$")
+_NAME_RE = re.compile(r"^llm_calls_p(\d{8})(?:_(\d{8}))?$")  # a day, or a range of days (storage.py: backfill)
 _BOUND_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('llmmeter.retention'))"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('llmmeter.retention'))"
@@ -125,12 +125,17 @@ def list_partitions(conn: psycopg.Connection[Any], count_rows: bool = True) -> l
     leftovers = conn.execute(
         "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition"
         " AND relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'llm_calls'::regclass)"
-        " AND relname ~ '^llm_calls_p[0-9]{8}$'"
+        " AND relname ~ '^llm_calls_p[0-9]{8}(_[0-9]{8})?$'"
     ).fetchall()
     for (name,) in leftovers:
-        day = datetime.strptime(_NAME_RE.match(name).group(1), "%Y%m%d").replace(tzinfo=timezone.utc)  # type: ignore[union-attr]
+        match = _NAME_RE.match(name)
+        assert match is not None
+        day = datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=timezone.utc)
+        end = day + timedelta(days=1)
+        if match.group(2):  # a range of days (a backfill's partition)
+            end = datetime.strptime(match.group(2), "%Y%m%d").replace(tzinfo=timezone.utc)
         rows = _count(conn, name, exact=count_rows)
-        found.append(Partition(name, day, day + timedelta(days=1), rows, detached=True))
+        found.append(Partition(name, day, end, rows, detached=True))
     return sorted(found, key=lambda p: (p.start, p.name))
 
 
