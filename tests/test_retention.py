@@ -210,7 +210,8 @@ def test_a_failed_archive_drops_nothing_and_the_next_run_finishes(
 def test_one_retention_run_at_a_time(keep_forever: Settings, database_url: str, pg_schema: str) -> None:
     _ingest(keep_forever)
     with psycopg.connect(database_url, autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(hashtext('llmmeter.retention'))")
+        # the lock is per ledger (database and schema): another schema's retention never makes this one skip
+        other.execute("SELECT pg_advisory_lock(hashtext('llmmeter.retention.' || %s))", (pg_schema,))
         result = CliRunner().invoke(
             cli, ["db", "retention", "--days", "90", "--database-url", database_url, "--schema", pg_schema]
         )

@@ -8,7 +8,7 @@ A partition is expired when its whole day ends at or before the cutoff, the star
 a row younger than N days is always kept. Each expired partition is detached (``DETACH PARTITION
 CONCURRENTLY``: ingest is not blocked), archived when an archive target is configured, then dropped. A run
 interrupted between detach and drop leaves a detached table that the next run archives and drops.
-Several collectors on one database: one run at a time (a Postgres advisory lock); the others skip.
+Several collectors on one ledger (database and schema): one run at a time (a Postgres advisory lock); the others skip.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ logger = logging.getLogger("llmmeter.collector")
 
 _NAME_RE = re.compile(r"^llm_calls_p(\d{8})(?:_(\d{8}))?$")  # a day, or a range of days (storage.py: backfill)
 _BOUND_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
-_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('llmmeter.retention'))"
-_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('llmmeter.retention'))"
+_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('llmmeter.retention.' || current_schema()))"
+_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('llmmeter.retention.' || current_schema()))"
 
 
 class NoLedger(RuntimeError):

@@ -416,7 +416,7 @@ class Ledger:
         conn = self._connection()
         while True:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('llmmeter.partitions'))")
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('llmmeter.partitions.' || current_schema()))")
                 self._ranges = self._existing_ranges(conn)  # another collector may have made some
                 new = plan_partitions(wanted, self._ranges, today)
                 for start, end in new[:PARTITIONS_PER_TRANSACTION]:
@@ -444,8 +444,11 @@ class Ledger:
         return sorted(found)
 
     def ping(self) -> None:
-        """Raise unless Postgres answers on the writer's connection."""
-        self._connection().execute("SELECT 1")
+        """Raise unless Postgres answers on the writer's connection (in a transaction of its own: a write after
+        it must commit, not run in a savepoint of a transaction left open)."""
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute("SELECT 1")
 
     def write(
         self, calls: Sequence[LlmCall], rows: bytes | None = None, *, _retry: bool = True, _rollbacks: int = 0
@@ -462,6 +465,8 @@ class Ledger:
         days = {_EPOCH + timedelta(days=d) for d in {c.start_ns // _NS_PER_DAY for c in calls}}
         self.ensure_partitions(days)
         conn = self._connection()
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()  # never write inside a transaction someone left open: it would not commit here
         try:
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(_COPY_SQL) as copy:
