@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psycopg
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -136,7 +137,10 @@ class Pipeline:
                 if forced is not None:
                     call.project = forced
                 price(call)
-            result.rows = copy_rows(result.calls)
+            try:
+                result.rows = copy_rows(result.calls)
+            except psycopg.DataError:  # a value COPY cannot carry (a NUL): the writer isolates and rejects it
+                result.rows = None
         m = self.metrics
         m.spans_received.labels("genai").inc(len(result.calls) + result.rejected_count)
         if result.other_spans:
