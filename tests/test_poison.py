@@ -62,6 +62,7 @@ POISONS: dict[str, Callable[[], dict[str, object]]] = {
     "user.id": lambda: {"user_id": _noise(3000)},
     "environment": lambda: {"environment": _noise(3000)},
     "model": lambda: {"request_model": _noise(3000)},
+    "model, huge and compressible": lambda: {"response_model": "gpt-4o-" * 200_000},
     "provider": lambda: {"provider": _noise(3000)},
     "trace id": lambda: {"trace_id": _noise(3000)},
     "session.id": lambda: {"session_id": "s\x00ession"},
