@@ -14,10 +14,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import grpc
 import httpx
 import psycopg
 import pytest
 from click.testing import CliRunner
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from llmmeter_collector import storage
@@ -106,17 +108,32 @@ def test_one_refused_value_in_a_batch_is_rejected_and_the_rest_is_stored(
     assert json.loads(call)["span_id"] == bad.span_id  # the whole call, to inspect or replay
 
 
-def test_an_export_with_a_row_postgres_refuses_gets_partial_success_and_later_exports_are_stored(
-    collector: BackgroundCollector, database_url: str, pg_schema: str
-) -> None:
-    # 160 random 4-byte characters in each of six rollup dimensions: each value is short, together they are
-    # bigger than an index row of the rollups can be.
+def _poisoned() -> dict[str, object]:
+    """160 random 4-byte characters in each of six rollup dimensions: each value is short, together they are
+    bigger than an index row of the rollups can be."""
     wide = "".join(chr(_RANDOM.randrange(0x20000, 0x2A6D0)) for _ in range(160))
-    poisoned = {
+    return {
         **CHAT, "llmmeter.project": wide + "p", "llmmeter.feature": wide + "f", "llmmeter.environment": wide + "e",
         "gen_ai.request.model": wide + "m", "gen_ai.response.model": wide + "r", "gen_ai.provider.name": wide + "x",
     }  # fmt: skip
-    request = export_request(CHAT, poisoned, CHAT)
+
+
+def test_a_grpc_export_with_a_row_postgres_refuses_gets_partial_success(
+    collector: BackgroundCollector, database_url: str, pg_schema: str
+) -> None:
+    with grpc.insecure_channel(collector.grpc_target) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        response = stub.Export(export_request(CHAT, _poisoned(), CHAT), timeout=30)
+    assert response.partial_success.rejected_spans == 1
+    assert "index row" in response.partial_success.error_message
+    assert _count(database_url, pg_schema, "SELECT count(*) FROM llm_calls") == 2
+    assert _count(database_url, pg_schema, "SELECT count(*) FROM llm_calls_dead_letter") == 1
+
+
+def test_an_export_with_a_row_postgres_refuses_gets_partial_success_and_later_exports_are_stored(
+    collector: BackgroundCollector, database_url: str, pg_schema: str
+) -> None:
+    request = export_request(CHAT, _poisoned(), CHAT)
     answer = httpx.post(collector.url + "/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
     assert answer.status_code == 200
     response = ExportTraceServiceResponse.FromString(answer.content)

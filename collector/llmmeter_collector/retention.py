@@ -1,4 +1,7 @@
-"""Retention of the raw call ledger: daily partitions of ``llm_calls`` older than N days are dropped whole.
+"""Retention of the raw call ledger: partitions of ``llm_calls`` older than N days are dropped whole.
+
+Partitions are daily, except month-wide ones a backfill of past days gets (``storage.plan_partitions``); a
+partition goes when its whole range is older than the cutoff.
 
 Dropping a partition is instant and leaves no bloat, unlike ``DELETE``. Rollups (minute, hour, user-day) are
 never touched, so totals, dashboards and budgets over any period stay right after the raw rows are gone.
@@ -43,7 +46,7 @@ class NoLedger(RuntimeError):
 
 @dataclass(frozen=True)
 class Partition:
-    """One daily partition of the ledger: rows with ``start <= ts < end``."""
+    """One partition of the ledger (a day, or a backfill's range of days): rows with ``start <= ts < end``."""
 
     name: str
     start: datetime

@@ -1,9 +1,10 @@
 """``llmmeter db``: the ledger's data lifecycle, run against Postgres directly (not over the REST API).
 
 ``retention`` drops daily partitions of raw calls older than ``LLMMETER_RETENTION_DAYS`` (rollups stay),
-``partitions`` lists them, ``backup`` / ``restore`` wrap ``pg_dump -Fc`` / ``pg_restore``. The database is
-the collector's: ``LLMMETER_DATABASE_URL`` and ``LLMMETER_DATABASE_SCHEMA`` (or the options), or the
-embedded Postgres under ``LLMMETER_DATA_DIR`` when no URL is set.
+``partitions`` lists them, ``dead-letter`` lists and replays calls Postgres refused for their data,
+``backup`` / ``restore`` wrap ``pg_dump -Fc`` / ``pg_restore``. The database is the collector's:
+``LLMMETER_DATABASE_URL`` and ``LLMMETER_DATABASE_SCHEMA`` (or the options), or the embedded Postgres under
+``LLMMETER_DATA_DIR`` when no URL is set.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def retention(database_url: str | None, schema: str | None, days: int | None, dr
 @schema_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def partitions(database_url: str | None, schema: str | None, as_json: bool) -> None:
-    """List the daily partitions of raw calls with their row counts."""
+    """List the partitions of raw calls (daily; month-wide for a backfill) with their row counts."""
     from llmmeter_collector import retention as lifecycle
     from llmmeter_collector import storage
 
