@@ -169,7 +169,7 @@ def test_exports_acknowledged_during_an_outage_are_spooled_and_replayed(
         assert calls == 4
         assert "llmmeter_collector_spool_bytes 0.0" in text
         assert 'llmmeter_collector_storage_problem{reason="storage_unreachable"} 0.0' in text
-        assert httpx.get(running.url + "/readyz", timeout=10).json()["reasons"] == []
+        _wait(lambda: httpx.get(running.url + "/readyz", timeout=10).json()["reasons"] == [], "readiness")
 
 
 def test_a_spool_left_by_a_stopped_collector_is_replayed_by_the_next(

@@ -81,7 +81,7 @@ class Collector:
             self.dsn = self.embedded.start()
         self.retention = RetentionScheduler(self.dsn, self.schema, self.settings)  # a bad archive setting fails here
         spool = Spool(self.settings.spool_path, self.settings.spool_max_bytes) if self.settings.spool else None
-        self._pool = storage.create_pool(self.dsn, self.schema)
+        self._pool = storage.create_pool(self.dsn, self.schema, open=False)  # opened by _bring_up
         self._keys = KeyStore(
             self._pool, cache_seconds=self.settings.key_cache_seconds, require_keys=self.settings.require_keys
         )
@@ -133,6 +133,8 @@ class Collector:
         """Everything that needs Postgres at start: migrations, retention, counters, keys, partitions ahead."""
         assert self.dsn is not None and self.retention is not None and self._keys is not None
         storage.migrate(self.dsn, self.schema)
+        if self.pool.closed:
+            self.pool.open()  # now that Postgres answers: its first connection is made at once
         if not self._seeded:  # once: a retry after a later step failed must not count the totals twice
             self.metrics.seed(api.counter_seed(self.pool))
             self._seeded = True
@@ -202,12 +204,15 @@ class Collector:
     def readiness(self) -> dict[str, object]:
         """Ready when calls reach the ledger: Postgres answers and no problem (``Ingestor.problems``) keeps the
         writer from it. ``accepting``: exports are still taken (into the spool) while not ready."""
-        postgres = True
-        try:
-            with self.pool.connection(timeout=2) as conn:
-                conn.execute("SELECT 1")
-        except Exception:
-            postgres = False
+        postgres = False
+        for _ in range(2):  # a pooled connection that died in an outage fails once, then the pool drops it
+            try:
+                with self.pool.connection(timeout=2) as conn:
+                    conn.execute("SELECT 1")
+            except Exception:
+                continue
+            postgres = True
+            break
         ingestor = self._ingestor
         spool = ingestor.spool if ingestor is not None else None
         spool_room = spool is not None and spool.size_bytes < spool.max_bytes and not ingestor.spool_full  # type: ignore[union-attr]

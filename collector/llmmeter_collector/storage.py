@@ -166,9 +166,11 @@ def connect(dsn: str, schema: str | None = None, **kwargs: Any) -> psycopg.Conne
     return psycopg.connect(dsn, **connect_kwargs(schema), **kwargs)
 
 
-def create_pool(dsn: str, schema: str | None, max_size: int = 4) -> ConnectionPool:
+def create_pool(dsn: str, schema: str | None, max_size: int = 4, open: bool = True) -> ConnectionPool:
+    """Read connections. ``open=False``: opened later (``pool.open()``), e.g. once Postgres first answers, so
+    the pool does not sit in its reconnect backoff when it does."""
     return ConnectionPool(
-        dsn, min_size=1, max_size=max_size, kwargs=connect_kwargs(schema), open=True, name="llmmeter-read"
+        dsn, min_size=1, max_size=max_size, kwargs=connect_kwargs(schema), open=open, name="llmmeter-read"
     )
 
 
