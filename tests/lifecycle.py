@@ -39,7 +39,7 @@ def make_spans(calls: Sequence[Call]) -> list[ReadableSpan]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("lifecycle-test")
-    for call in calls:
+    for n, call in enumerate(calls):
         start = int(call.at.timestamp() * 1e9)
         span = tracer.start_span(
             "chat gpt-4o-mini",
@@ -50,6 +50,7 @@ def make_spans(calls: Sequence[Call]) -> list[ReadableSpan]:
                 "gen_ai.operation.name": "chat",
                 "gen_ai.request.model": "gpt-4o-mini",
                 "gen_ai.response.model": "gpt-4o-mini",
+                "gen_ai.response.id": f"chatcmpl-{start}-{n}",
                 "gen_ai.usage.input_tokens": call.input_tokens,
                 "gen_ai.usage.output_tokens": call.output_tokens,
                 "llmmeter.feature": call.feature,

@@ -124,6 +124,9 @@ def test_cli_lists_then_drops_old_partitions_archives_them_and_keeps_rollups(
                                   sum(c.cost for c in kept))  # fmt: skip
     for rollup in ("llm_rollup_minute", "llm_rollup_hour", "llm_rollup_user_day"):
         assert after[rollup] == before[rollup]  # rollups are kept forever
+    with psycopg.connect(database_url, options=f"-c search_path={pg_schema}") as conn:
+        held = conn.execute("SELECT count(*) FROM llm_call_identity").fetchone()
+    assert held == (len(kept),)  # which span holds a call is kept exactly as long as the call
     # partitions for today and the next 7 days exist (created ahead)
     assert {f"llm_calls_p{NOW.date() + timedelta(days=n):%Y%m%d}" for n in range(8)} <= names
 

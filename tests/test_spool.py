@@ -148,11 +148,14 @@ def test_exports_acknowledged_during_an_outage_are_spooled_and_replayed(
         assert acked == [200, 200, 200]
         assert _rows(database_url, pg_schema) == 1  # not in Postgres yet: on disk
         assert list(tmp_path.glob("*.calls.jsonl"))
+        # not ready (the ledger is not being written) but still accepting into the spool, and saying why
         ready = httpx.get(running.url + "/readyz", timeout=10)
-        assert ready.status_code == 200 and ready.json()["postgres"] is False and ready.json()["spool_bytes"] > 0
+        assert ready.status_code == 503 and ready.json()["postgres"] is False and ready.json()["spool_bytes"] > 0
+        assert ready.json()["accepting"] is True and ready.json()["reasons"] == ["storage_unreachable"]
         metrics = httpx.get(running.url + "/metrics").text
         assert "llmmeter_collector_postgres_up 0.0" in metrics
         assert "llmmeter_collector_spooled_calls_total 3.0" in metrics
+        assert 'llmmeter_collector_storage_problem{reason="storage_unreachable"} 1.0' in metrics
         assert "llmmeter_collector_spool_bytes 0.0" not in metrics
         proxy.restore()
         _wait(lambda: not list(tmp_path.glob("*.calls.jsonl")), "the spool to be replayed")
@@ -165,6 +168,8 @@ def test_exports_acknowledged_during_an_outage_are_spooled_and_replayed(
         )
         assert calls == 4
         assert "llmmeter_collector_spool_bytes 0.0" in text
+        assert 'llmmeter_collector_storage_problem{reason="storage_unreachable"} 0.0' in text
+        _wait(lambda: httpx.get(running.url + "/readyz", timeout=10).json()["reasons"] == [], "readiness")
 
 
 def test_a_spool_left_by_a_stopped_collector_is_replayed_by_the_next(
@@ -213,5 +218,8 @@ def test_a_full_spool_refuses_with_503(
         refused = _export(running.url, 1)
         assert refused.status_code == 503
         assert "spool is full" in status_pb2.Status.FromString(refused.content).message
+        ready = httpx.get(running.url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and "spool_full" in ready.json()["reasons"]
+        assert ready.json()["accepting"] is False
         proxy.restore()
     assert _rows(database_url, pg_schema) == 0

@@ -5,6 +5,11 @@ unreachable and a spool is configured, when its calls are fsync'd in the on-disk
 Postgres by the same writer once it is back). When the queue is full the export is refused as retryable
 (HTTP 503 / gRPC UNAVAILABLE) instead of growing memory; when Postgres fails and there is no spool, or the
 spool is full, every export of that batch is refused as retryable and nothing is half-written.
+
+A batch Postgres refuses for its data is split until the refused calls are alone (``Ledger.write_salvaging``):
+they are rejected (reported back per export, counted, kept in the dead-letter table) and the rest commit.
+``problems()`` names what keeps the ledger from being written: ``storage_unreachable`` (Postgres down, or
+not migrated yet), ``spool_full``, ``poisoned_segment`` (a spool segment was quarantined).
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timezone
+from pathlib import Path
 
 import psycopg
 
 from llmmeter_collector.llmcall import LlmCall
-from llmmeter_collector.spool import Spool, SpoolFull
-from llmmeter_collector.storage import ROLLED_BACK, Ledger, copy_rows
+from llmmeter_collector.spool import CorruptSegment, Spool, SpoolFull
+from llmmeter_collector.storage import ROLLED_BACK, Ledger, Rejected, Written, copy_rows, is_data_error
 
 logger = logging.getLogger("llmmeter.collector")
 
@@ -37,15 +43,29 @@ class StorageUnavailable(Exception):
 
 
 # (calls, their COPY rows when already made, the future acknowledging them)
-_Item = tuple[Sequence[LlmCall], "bytes | None", "Future[list[LlmCall]]"]
+_Item = tuple[Sequence[LlmCall], "bytes | None", "Future[Written]"]
+
+STORAGE_UNREACHABLE = "storage_unreachable"
+SPOOL_FULL = "spool_full"
+POISONED_SEGMENT = "poisoned_segment"
+WRITE_ERROR = "write_error"  # a failure that is neither Postgres being away nor a refused row (a bug)
+PROBLEMS = (STORAGE_UNREACHABLE, SPOOL_FULL, POISONED_SEGMENT, WRITE_ERROR)
 
 
 def _unreachable(exc: BaseException) -> bool:
     """A failure to reach Postgres (worth spooling), as opposed to a bug, a constraint violation, or a
     transaction Postgres rolled back (a deadlock: psycopg counts it as an ``OperationalError`` too)."""
-    if isinstance(exc, ROLLED_BACK):
+    if isinstance(exc, ROLLED_BACK) or is_data_error(exc):
         return False
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError)
+
+
+def _rows(batch: list[_Item]) -> bytes | None:
+    """The batch's COPY rows; None when a call cannot be formatted (the ledger then isolates it)."""
+    try:
+        return b"".join(item[1] if item[1] is not None else copy_rows(item[0]) for item in batch)
+    except psycopg.DataError:
+        return None
 
 
 class Ingestor:
@@ -67,6 +87,9 @@ class Ingestor:
         on_state: Callable[[bool, int], None] | None = None,
         on_spooled: Callable[[int], None] | None = None,
         partition_days_ahead: int = 7,
+        on_rejected: Callable[[list[Rejected], str], None] | None = None,
+        on_quarantined: Callable[[], None] | None = None,
+        storage_ready: bool = True,
     ) -> None:
         self._ledgers = [ledgers] if isinstance(ledgers, Ledger) else list(ledgers)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -79,9 +102,17 @@ class Ingestor:
         self._on_state = on_state
         self._on_spooled = on_spooled
         self._spool = spool
+        self._on_rejected = on_rejected
+        self._on_quarantined = on_quarantined
+        # Set once the schema is migrated (Collector: when Postgres first answers); until then exports spool.
+        self.storage_ready = threading.Event()
+        if storage_ready:
+            self.storage_ready.set()
+        self.spool_full = False
+        self.write_error = False
         self._days_ahead = partition_days_ahead
         self._partitions_day: object = None
-        self.storage_ok = True
+        self.storage_ok = storage_ready
         self._next_retry = 0.0
         self._stopping = False
         self._threads = [
@@ -99,12 +130,25 @@ class Ingestor:
     def spool(self) -> Spool | None:
         return self._spool
 
-    def submit(self, calls: Sequence[LlmCall], rows: bytes | None = None) -> Future[list[LlmCall]]:
-        """Queue calls (and their ``storage.copy_rows``) for commit; the future resolves (to the calls newly
-        inserted) once they are durable."""
-        future: Future[list[LlmCall]] = Future()
+    def problems(self) -> list[str]:
+        """What keeps calls from reaching the ledger now (empty when all is well), named as in ``PROBLEMS``."""
+        found = []
+        if not self.storage_ok or not self.storage_ready.is_set():
+            found.append(STORAGE_UNREACHABLE)
+        if self.spool_full:
+            found.append(SPOOL_FULL)
+        if self._spool is not None and self._spool.quarantined():
+            found.append(POISONED_SEGMENT)
+        if self.write_error:
+            found.append(WRITE_ERROR)
+        return found
+
+    def submit(self, calls: Sequence[LlmCall], rows: bytes | None = None) -> Future[Written]:
+        """Queue calls (and their ``storage.copy_rows``) for commit; the future resolves, once they are durable,
+        to what was written: the calls newly inserted and the ones Postgres refused for their data."""
+        future: Future[Written] = Future()
         if not calls:
-            future.set_result([])
+            future.set_result(Written())
             return future
         with self._lock:
             if self._stopping:
@@ -150,6 +194,8 @@ class Ingestor:
 
     def _idle(self, ledger: Ledger, final: bool = False) -> None:
         """Between batches: create upcoming partitions once a day, replay the spool when Postgres is back."""
+        if not self.storage_ready.is_set():
+            return
         try:
             today = datetime.now(timezone.utc).date()
             if today != self._partitions_day:
@@ -159,34 +205,77 @@ class Ingestor:
             if not _unreachable(exc):
                 logger.exception("could not create upcoming partitions")
         self._replay(ledger, final)
+        spool_empty = self._spool is None or self._spool.size_bytes == 0
+        if not self.storage_ok and spool_empty and time.monotonic() >= self._next_retry:
+            try:  # nothing to replay: find out whether Postgres is back without waiting for an export
+                ledger.ping()
+            except Exception:
+                self._next_retry = time.monotonic() + REPLAY_RETRY_SECONDS
+            else:
+                self._set_state(True)
 
     def _replay(self, ledger: Ledger, final: bool = False) -> None:
         spool = self._spool
-        if spool is None or (not final and time.monotonic() < self._next_retry):
+        if spool is None or (not final and time.monotonic() < self._next_retry) or not self.storage_ready.is_set():
             return
         with self._spool_lock:
             self._replay_segments(ledger, spool)
 
     def _replay_segments(self, ledger: Ledger, spool: Spool) -> None:
         for segment in spool.segments():
-            calls = spool.read(segment)
+            try:
+                calls = spool.read(segment)
+            except CorruptSegment as exc:
+                self._quarantine(spool, segment, f"unreadable: {exc}")
+                continue
+            except OSError:
+                continue  # removed meanwhile
             started = time.perf_counter()
             try:
-                inserted = ledger.write(calls)
+                written = ledger.write_salvaging(calls)
             except Exception as exc:
-                self._set_state(False)
-                self._next_retry = time.monotonic() + REPLAY_RETRY_SECONDS
-                if not _unreachable(exc):
-                    logger.exception("replay of spool segment %s failed", segment.name)
-                return
+                if _unreachable(exc) or isinstance(exc, ROLLED_BACK):
+                    self._set_state(False)
+                    self._next_retry = time.monotonic() + REPLAY_RETRY_SECONDS
+                    return
+                # neither Postgres being away nor a refused row (those are isolated): never retry it forever
+                logger.exception("replay of spool segment %s failed", segment.name)
+                self._quarantine(spool, segment, f"replay failed: {exc!r}"[:1000])
+                continue
             spool.remove(segment)
+            self.spool_full = False
             self._set_state(True)
-            logger.info("replayed %d spooled calls from %s (%d new)", len(calls), segment.name, len(inserted))
-            self._observe(inserted, time.perf_counter() - started)
+            logger.info(
+                "replayed %d spooled calls from %s (%d new, %d refused, kept in llm_calls_dead_letter)",
+                len(calls), segment.name, len(written.inserted), len(written.rejected),
+            )  # fmt: skip
+            self._reject(written.rejected, "spool")
+            self._observe(written.inserted, time.perf_counter() - started)
+
+    def _quarantine(self, spool: Spool, segment: Path, reason: str) -> None:
+        try:
+            spool.quarantine(segment, reason)
+        except OSError:
+            logger.exception("could not quarantine spool segment %s", segment.name)
+            return
+        logger.error("storage problem %s: spool segment %s set aside in %s", POISONED_SEGMENT, segment.name,
+                     spool.quarantine_dir)  # fmt: skip
+        if self._on_quarantined is not None:
+            self._on_quarantined()
+
+    def _reject(self, rejected: list[Rejected], source: str) -> None:
+        if rejected and self._on_rejected is not None:
+            try:
+                self._on_rejected(rejected, source)
+            except Exception:
+                logger.exception("on_rejected hook failed")
 
     def _set_state(self, ok: bool) -> None:
         if ok != self.storage_ok:
-            (logger.info if ok else logger.error)("Postgres is %s", "reachable again" if ok else "unreachable")
+            if ok:
+                logger.info("Postgres is reachable again")
+            else:
+                logger.error("storage problem %s: Postgres is unreachable", STORAGE_UNREACHABLE)
         self.storage_ok = ok
         if self._on_state is not None:
             self._on_state(ok, self._spool.size_bytes if self._spool else 0)
@@ -208,6 +297,14 @@ class Ingestor:
 
     def _write(self, ledger: Ledger, batch: list[_Item], calls: list[LlmCall]) -> None:
         spool = self._spool
+        if not self.storage_ready.is_set():  # Postgres not reached since the start: not migrated yet
+            if spool is not None:
+                with self._spool_lock:
+                    self._to_spool(batch, calls)
+            else:
+                for *_, future in batch:
+                    future.set_exception(StorageUnavailable("Postgres has not been reachable since the start"))
+            return
         if spool is not None and (not self.storage_ok or spool.size_bytes > 0):
             with self._spool_lock:
                 self._replay(ledger)  # no-op until the retry time; empties the spool when Postgres is back
@@ -216,8 +313,7 @@ class Ingestor:
                     return
         started = time.perf_counter()
         try:
-            rows = b"".join(item[1] if item[1] is not None else copy_rows(item[0]) for item in batch)
-            inserted = ledger.write(calls, rows)
+            written = ledger.write_salvaging(calls, _rows(batch))
         except Exception as exc:
             logger.error("commit of %d calls failed: %r", len(calls), exc)
             if _unreachable(exc):
@@ -227,33 +323,42 @@ class Ingestor:
                     with self._spool_lock:
                         self._to_spool(batch, calls)
                     return
+            else:
+                self.write_error = True
             for *_, future in batch:
                 future.set_exception(StorageUnavailable(str(exc)))
             return
+        self.write_error = False
         self._set_state(True)
-        self._observe(inserted, time.perf_counter() - started)
-        if len(inserted) == len(calls):  # the usual case: every call was new
+        self._reject(written.rejected, "export")
+        self._observe(written.inserted, time.perf_counter() - started)
+        if not written.rejected and len(written.inserted) == len(calls):  # the usual case: every call was new
             for item_calls, _, future in batch:
-                future.set_result(list(item_calls))
+                future.set_result(Written(list(item_calls)))
             return
-        new = {id(c) for c in inserted}
+        new = {id(c) for c in written.inserted}
+        refused = {id(r.call): r for r in written.rejected}
         for item_calls, _, future in batch:
-            future.set_result([c for c in item_calls if id(c) in new])
+            inserted = [c for c in item_calls if id(c) in new]
+            future.set_result(Written(inserted, [refused[id(c)] for c in item_calls if id(c) in refused]))
 
     def _to_spool(self, batch: list[_Item], calls: list[LlmCall]) -> None:
         assert self._spool is not None
         try:
             self._spool.append(calls)
         except (SpoolFull, OSError) as exc:
-            logger.error("cannot spool %d calls: %s", len(calls), exc)
+            if not self.spool_full:
+                logger.error("storage problem %s: cannot spool %d calls: %s", SPOOL_FULL, len(calls), exc)
+            self.spool_full = True
             for *_, future in batch:
                 future.set_exception(StorageUnavailable(f"Postgres unreachable and {exc}"))
             return
+        self.spool_full = False
         self._set_state(False)
         if self._on_spooled is not None:
             self._on_spooled(len(calls))
         for *_, future in batch:
-            future.set_result([])  # durable on disk; counted when replayed into Postgres
+            future.set_result(Written())  # durable on disk; counted when replayed into Postgres
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop taking exports, commit everything queued (spooling it if Postgres is down), stop the writer."""

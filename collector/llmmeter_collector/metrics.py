@@ -267,6 +267,22 @@ class Metrics:
         self.price_reloads = Counter(
             sc.PROM_PRICE_RELOADS, "Reloads of the price overrides file, by result.", ("result",), registry=r
         )
+        # ledger robustness (ingest.py): rows Postgres refuses, spool segments set aside, why writes fail now
+        self.rejected_calls = Counter(
+            sc.PROM_REJECTED_CALLS,
+            "Calls Postgres refused for their data (kept in llm_calls_dead_letter), by source (export, spool).",
+            ("source",),
+            registry=r,
+        )
+        self.quarantined_segments = Counter(
+            sc.PROM_QUARANTINED_SEGMENTS, "Unreadable spool segments moved to the spool's quarantine/.", registry=r
+        )
+        self.storage_problem = Gauge(
+            sc.PROM_STORAGE_PROBLEM,
+            "1 while the reason keeps calls from the ledger: storage_unreachable, spool_full, poisoned_segment.",
+            ("reason",),
+            registry=r,
+        )
 
         self.unrecognized_genai = Counter(
             sc.PROM_UNRECOGNIZED_GENAI,

@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import psycopg
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -155,7 +156,10 @@ class Pipeline:
                 if forced is not None:
                     call.project = forced
                 price(call)
-            result.rows = copy_rows(result.calls)
+            try:
+                result.rows = copy_rows(result.calls)
+            except psycopg.DataError:  # a value COPY cannot carry (a NUL): the writer isolates and rejects it
+                result.rows = None
         m = self.metrics
         m.spans_received.labels("genai").inc(len(result.calls) + result.rejected_count)
         if result.other_spans:
@@ -180,14 +184,17 @@ class Pipeline:
         except Overloaded as exc:
             raise unavailable(str(exc), "overloaded") from None
         try:
-            await asyncio.wrap_future(future)
+            written = await asyncio.wrap_future(future)
         except StorageUnavailable as exc:
             raise unavailable(f"storage unavailable: {exc}", "storage") from None
         if self.forwarder is not None:
             self.forwarder.submit(request, list(zip(result.spans, result.calls, strict=True)), result.total_spans)
         response = ExportTraceServiceResponse()
-        if result.rejected_count:
-            _partial_success(response, result.rejected_count, result.rejected)
+        # spans refused at the edge (normalize), then calls Postgres refused for their data (dead-lettered)
+        rejected = result.rejected_count + len(written.rejected)
+        if rejected:
+            reasons = result.rejected + [f"span {r.call.span_id[:32]}: {r.reason}" for r in written.rejected]
+            _partial_success(response, rejected, reasons)
         return response
 
 

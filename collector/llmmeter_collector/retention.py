@@ -1,4 +1,7 @@
-"""Retention of the raw call ledger: daily partitions of ``llm_calls`` older than N days are dropped whole.
+"""Retention of the raw call ledger: partitions of ``llm_calls`` older than N days are dropped whole.
+
+Partitions are daily, except month-wide ones a backfill of past days gets (``storage.plan_partitions``); a
+partition goes when its whole range is older than the cutoff.
 
 Dropping a partition is instant and leaves no bloat, unlike ``DELETE``. Rollups (minute, hour, user-day) are
 never touched, so totals, dashboards and budgets over any period stay right after the raw rows are gone.
@@ -31,7 +34,7 @@ from llmmeter_collector.config import Settings
 
 logger = logging.getLogger("llmmeter.collector")
 
-_NAME_RE = re.compile(r"^llm_calls_p(\d{8})$")
+_NAME_RE = re.compile(r"^llm_calls_p(\d{8})(?:_(\d{8}))?$")  # a day, or a range of days (storage.py: backfill)
 _BOUND_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 # One lock per schema: llmmeter schemas sharing a server run their retention independently.
 LOCK_KEY_SQL = "hashtext('llmmeter.retention ' || current_schema())"
@@ -45,7 +48,7 @@ class NoLedger(RuntimeError):
 
 @dataclass(frozen=True)
 class Partition:
-    """One daily partition of the ledger: rows with ``start <= ts < end``."""
+    """One partition of the ledger (a day, or a backfill's range of days): rows with ``start <= ts < end``."""
 
     name: str
     start: datetime
@@ -127,12 +130,17 @@ def list_partitions(conn: psycopg.Connection[Any], count_rows: bool = True) -> l
     leftovers = conn.execute(
         "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition"
         " AND relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'llm_calls'::regclass)"
-        " AND relname ~ '^llm_calls_p[0-9]{8}$'"
+        " AND relname ~ '^llm_calls_p[0-9]{8}(_[0-9]{8})?$'"
     ).fetchall()
     for (name,) in leftovers:
-        day = datetime.strptime(_NAME_RE.match(name).group(1), "%Y%m%d").replace(tzinfo=timezone.utc)  # type: ignore[union-attr]
+        match = _NAME_RE.match(name)
+        assert match is not None
+        day = datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=timezone.utc)
+        end = day + timedelta(days=1)
+        if match.group(2):  # a range of days (a backfill's partition)
+            end = datetime.strptime(match.group(2), "%Y%m%d").replace(tzinfo=timezone.utc)
         rows = _count(conn, name, exact=count_rows)
-        found.append(Partition(name, day, day + timedelta(days=1), rows, detached=True))
+        found.append(Partition(name, day, end, rows, detached=True))
     return sorted(found, key=lambda p: (p.start, p.name))
 
 
@@ -213,6 +221,11 @@ def run(
                     report.archived.append(archived)
                 report.dropped.append(part)
                 logger.info("retention: dropped %s (%d rows, before %s)", part.name, part.rows, the_plan.cutoff)
+            if the_plan.cutoff is not None:  # which span holds a call, and the duplicates: as long as raw calls
+                for table in ("llm_call_identity", "llm_call_duplicates"):
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE ts < %s").format(sql.Identifier(table)), (the_plan.cutoff,)
+                    )
         finally:
             conn.execute(_UNLOCK_SQL)
     return report

@@ -143,6 +143,10 @@ PROM_SPOOL_BYTES: Final = "llmmeter_collector_spool_bytes"  # gauge: bytes held 
 PROM_SPOOLED_CALLS: Final = "llmmeter_collector_spooled_calls"  # counter: calls written to the spool
 PROM_POSTGRES_UP: Final = "llmmeter_collector_postgres_up"  # gauge: 1 when the last write or ping succeeded
 PROM_FORWARDED_SPANS: Final = "llmmeter_collector_forwarded_spans"
+# ledger robustness (ingest.py): refused rows, quarantined spool segments, what keeps the ledger from being written
+PROM_REJECTED_CALLS: Final = "llmmeter_collector_rejected_calls"  # counter{source}: refused by Postgres, dead-lettered
+PROM_QUARANTINED_SEGMENTS: Final = "llmmeter_collector_quarantined_segments"  # counter: unreadable spool segments
+PROM_STORAGE_PROBLEM: Final = "llmmeter_collector_storage_problem"  # gauge{reason}: 1 while that problem lasts
 PROM_FORWARD_DROPPED_SPANS: Final = "llmmeter_collector_forward_dropped_spans"
 PROM_DUPLICATE_SPANS: Final = "llmmeter_collector_duplicate_spans"  # counter by scope: a call's second span
 PROM_PRICE_RELOADS: Final = "llmmeter_collector_price_reloads"  # counter by result ("ok" / "error")

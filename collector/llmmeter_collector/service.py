@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import signal
@@ -9,10 +10,12 @@ import socket
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import FrameType
 
+import psycopg
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
@@ -31,8 +34,8 @@ from llmmeter_collector.config import Settings
 from llmmeter_collector.embedded import EmbeddedPostgres
 from llmmeter_collector.forward import Forwarder
 from llmmeter_collector.grpc_receiver import GrpcReceiver
-from llmmeter_collector.ingest import Ingestor
-from llmmeter_collector.keys import KeyStore
+from llmmeter_collector.ingest import POISONED_SEGMENT, PROBLEMS, STORAGE_UNREACHABLE, Ingestor
+from llmmeter_collector.keys import KeyStore, KeyStoreUnavailable
 from llmmeter_collector.llmcall import Cost, LlmCall
 from llmmeter_collector.logging_setup import configure_logging
 from llmmeter_collector.metrics import Metrics
@@ -44,6 +47,8 @@ from llmmeter_collector.spool import Spool
 
 logger = logging.getLogger("llmmeter.collector")
 _ZERO = Decimal(0)
+STARTUP_RETRY_SECONDS = 2.0  # started without Postgres: how often to try migrating again
+_KEYS_MARKER = "keys-required"  # in the spool directory: keys were in use the last time Postgres answered
 
 
 class Collector:
@@ -66,28 +71,40 @@ class Collector:
         self.grpc: GrpcReceiver | None = None
         self.retention: RetentionScheduler | None = None  # drops old partitions on a schedule (retention.py)
         self.ready = False
+        self._ledgers: list[storage.Ledger] = []
+        self._closing = threading.Event()
+        self._seeded = False
+        self._starting: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start serving. With the spool on, Postgres may be down: exports are spooled, and the schema is
+        migrated and the spool replayed once Postgres answers (``_bring_up``, retried every few seconds)."""
         if not self.dsn:
             self.embedded = EmbeddedPostgres(self.settings.data_path)
             self.dsn = self.embedded.start()
-        storage.migrate(self.dsn, self.schema)
-        self.retention = RetentionScheduler(self.dsn, self.schema, self.settings)
-        self.retention.start()
-        self._pool = storage.create_pool(self.dsn, self.schema)
+        self.retention = RetentionScheduler(self.dsn, self.schema, self.settings)  # a bad archive setting fails here
+        spool = Spool(self.settings.spool_path, self.settings.spool_max_bytes) if self.settings.spool else None
+        self._pool = storage.create_pool(self.dsn, self.schema, open=False)  # opened by _bring_up
         self._keys = KeyStore(
             self._pool, cache_seconds=self.settings.key_cache_seconds, require_keys=self.settings.require_keys
         )
-        bootstrap.first_admin_key(self._pool, self.settings.bootstrap_admin_key, self.settings.require_keys)
-        self.metrics.seed(api.counter_seed(self._pool))
-        self._keys.required()  # known before any outage, so exports can be spooled while Postgres is away
-        ledgers = [storage.Ledger(self.dsn, self.schema) for _ in range(self.settings.writers)]
-        ledgers[0].ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
-        spool = Spool(self.settings.spool_path, self.settings.spool_max_bytes) if self.settings.spool else None
-        self.metrics.postgres_up.set(1)
+        self._ledgers = [storage.Ledger(self.dsn, self.schema) for _ in range(self.settings.writers)]
+        try:
+            self._bring_up()
+            up = True
+        except (psycopg.OperationalError, KeyStoreUnavailable) as exc:
+            if spool is None:
+                raise
+            logger.error(
+                "storage problem %s: Postgres is unreachable at start (%s); accepting exports into the spool at %s,"
+                " migrating and replaying when it answers",
+                STORAGE_UNREACHABLE, str(exc).strip().splitlines()[0] if str(exc).strip() else exc, spool.directory,
+            )  # fmt: skip
+            up = False
+        self.metrics.postgres_up.set(1 if up else 0)
         self.metrics.spool_bytes.set(spool.size_bytes if spool else 0)
         self._ingestor = Ingestor(
-            ledgers,
+            self._ledgers,
             max_queued_calls=self.settings.max_queued_calls,
             max_batch_calls=self.settings.max_batch_calls,
             on_commit=self.metrics.observe,
@@ -95,18 +112,76 @@ class Collector:
             on_state=self._storage_state,
             on_spooled=self.metrics.spooled_calls.inc,
             partition_days_ahead=self.settings.partition_days_ahead,
+            on_rejected=lambda rejected, source: self.metrics.rejected_calls.labels(source).inc(len(rejected)),
+            on_quarantined=self.metrics.quarantined_segments.inc,
+            storage_ready=up,
         )
+        ingestor = self._ingestor
+        for reason in PROBLEMS:
+            self.metrics.storage_problem.labels(reason).set_function(_problem_gauge(ingestor, reason))
         if self.settings.forward_endpoint:
             self.forwarder = Forwarder(self.settings.forward_endpoint, self.metrics, self.settings.forward_headers)
-        self.pipeline = Pipeline(self._ingestor, self.metrics, self.price, self._keys, self.forwarder)
-        ingestor = self._ingestor
+        # Down since the start: keys cannot be checked. Unless keys are (or were, last time we knew) required,
+        # exports are taken unauthenticated into the spool; otherwise they are refused as retryable until then.
+        keys = self._keys if up or self._keys_were_required(spool) else None
+        self.pipeline = Pipeline(self._ingestor, self.metrics, self.price, keys, self.forwarder)
         self.metrics.queue_depth.set_function(lambda: ingestor.queued_calls)
         self.pipeline.rate_limiter = self.rate_limits.ingest  # ingest limit per key or address (ratelimit.py)
+        if not up:
+            self._starting = threading.Thread(target=self._bring_up_later, name="llmmeter-startup", daemon=True)
+            self._starting.start()
         self.ready = True
+
+    def _bring_up(self) -> None:
+        """Everything that needs Postgres at start: migrations, retention, counters, keys, partitions ahead."""
+        assert self.dsn is not None and self.retention is not None and self._keys is not None
+        storage.migrate(self.dsn, self.schema)
+        if self.pool.closed:
+            self.pool.open()  # now that Postgres answers: its first connection is made at once
+        bootstrap.first_admin_key(self.pool, self.settings.bootstrap_admin_key, self.settings.require_keys)
+        if not self._seeded:  # once: a retry after a later step failed must not count the totals twice
+            self.metrics.seed(api.counter_seed(self.pool))
+            self._seeded = True
+        required = self._keys.required()  # known before any outage, so exports can be spooled while it is away
+        self._remember_keys_required(required)
+        self._ledgers[0].ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
+        self.retention.start()
+
+    def _bring_up_later(self) -> None:
+        """Retry ``_bring_up`` until Postgres answers; then the writers replay the spool (exactly once: the
+        ledger is idempotent on each call's key)."""
+        assert self._ingestor is not None and self.pipeline is not None
+        while not self._closing.wait(STARTUP_RETRY_SECONDS):
+            try:
+                self._bring_up()
+            except Exception as exc:
+                logger.warning("Postgres still unreachable, exports go to the spool: %s", str(exc).strip()[:200])
+                continue
+            self.pipeline.keys = self._keys
+            self._ingestor.storage_ready.set()
+            logger.info("Postgres reachable: schema migrated, replaying the spool")
+            return
 
     def _storage_state(self, ok: bool, spool_bytes: int) -> None:
         self.metrics.postgres_up.set(1 if ok else 0)
         self.metrics.spool_bytes.set(spool_bytes)
+
+    def _keys_were_required(self, spool: Spool | None) -> bool:
+        return self.settings.require_keys or (spool is not None and (spool.directory / _KEYS_MARKER).exists())
+
+    def _remember_keys_required(self, required: bool) -> None:
+        """Keep in the spool directory whether keys are in use, for a start during an outage."""
+        if not self.settings.spool:
+            return
+        marker = self.settings.spool_path / _KEYS_MARKER
+        try:
+            if required and not marker.exists():
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text("keys are in use: a start without Postgres refuses exports until it can check them\n")
+            elif not required:
+                marker.unlink(missing_ok=True)
+        except OSError:
+            logger.warning("cannot write %s", marker)
 
     def start_grpc(self, host: str, port: int) -> int:
         """Serve OTLP/gRPC on ``port`` (0: a free port); returns the bound port."""
@@ -131,25 +206,46 @@ class Collector:
         return []
 
     def readiness(self) -> dict[str, object]:
-        """Ready when Postgres answers, or when it does not but exports can still be spooled."""
-        postgres = True
-        try:
-            with self.pool.connection(timeout=2) as conn:
-                conn.execute("SELECT 1")
-        except Exception:
-            postgres = False
-        spool = self._ingestor.spool if self._ingestor is not None else None
-        spool_room = spool is not None and spool.size_bytes < spool.max_bytes
-        self.metrics.postgres_up.set(1 if postgres else 0)
+        """Ready when calls reach the ledger: Postgres answers and no problem (``Ingestor.problems``) keeps the
+        writer from it. ``accepting``: exports are still taken (into the spool) while not ready."""
+        postgres = False
+        for _ in range(2):  # a pooled connection that died in an outage fails once, then the pool drops it
+            try:
+                with self.pool.connection(timeout=2) as conn:
+                    conn.execute("SELECT 1")
+            except Exception:
+                continue
+            postgres = True
+            break
+        ingestor = self._ingestor
+        spool = ingestor.spool if ingestor is not None else None
+        spool_room = spool is not None and spool.size_bytes < spool.max_bytes and not ingestor.spool_full  # type: ignore[union-attr]
+        problems = ingestor.problems() if ingestor is not None else []
+        if not postgres and STORAGE_UNREACHABLE not in problems:
+            problems.insert(0, STORAGE_UNREACHABLE)
+        if postgres and ingestor is not None and not ingestor.problems():
+            self.metrics.postgres_up.set(1)
+        elif not postgres:
+            self.metrics.postgres_up.set(0)
+        if postgres and self._keys is not None:
+            with contextlib.suppress(Exception):  # Postgres just answered; a failure here changes nothing
+                self._remember_keys_required(self._keys.required())
+        writing = not (set(problems) - {POISONED_SEGMENT})  # a quarantined segment no longer blocks writes
         return {
-            "ready": self.ready and (postgres or spool_room),
+            "ready": self.ready and postgres and writing,
+            "accepting": self.ready and ((postgres and writing) or spool_room),
+            "reasons": problems,
             "postgres": postgres,
             "spool_bytes": spool.size_bytes if spool is not None else None,
-            "queued_calls": self._ingestor.queued_calls if self._ingestor is not None else 0,
+            "quarantined_segments": len(spool.quarantined()) if spool is not None else 0,
+            "queued_calls": ingestor.queued_calls if ingestor is not None else 0,
         }
 
     def close(self) -> None:
         self.ready = False
+        self._closing.set()
+        if self._starting is not None:
+            self._starting.join(30)
         if self.grpc is not None:
             self.grpc.stop()
         if self.retention is not None:
@@ -213,6 +309,10 @@ class Collector:
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits
         )
+
+
+def _problem_gauge(ingestor: Ingestor, reason: str) -> Callable[[], float]:
+    return lambda: 1.0 if reason in ingestor.problems() else 0.0
 
 
 class _Server(uvicorn.Server):

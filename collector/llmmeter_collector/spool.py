@@ -8,6 +8,10 @@ collector as well as the outage. Replay writes each segment through the same ide
 
 The spool is bounded (``max_bytes``); when it is full, exports are refused as retryable (503 / UNAVAILABLE)
 and the sender keeps them.
+
+Replay never blocks on one segment: calls Postgres refuses for their data go to the dead-letter table (the
+rest of the segment commits), and a segment that cannot be read (corrupt, truncated, not llmmeter's) is moved
+to ``quarantine/`` beside a ``.reason`` file, counted and reported, and replay moves on to the next.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from llmmeter_collector.llmcall import Cost, LlmCall, Usage
 logger = logging.getLogger("llmmeter.collector")
 
 _SUFFIX = ".calls.jsonl"
+
+
+class CorruptSegment(Exception):
+    """A spool segment that cannot be read back as calls."""
 
 
 class SpoolFull(Exception):
@@ -114,7 +122,40 @@ class Spool:
 
     @staticmethod
     def read(segment: Path) -> list[LlmCall]:
-        return [call_from_json(line) for line in segment.read_text(encoding="utf-8").splitlines() if line]
+        """The calls of a segment; raises CorruptSegment when it cannot be read back (OSError when it is gone)."""
+        try:
+            text = segment.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptSegment(f"not UTF-8: {exc}") from None
+        calls = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line:
+                continue
+            try:
+                calls.append(call_from_json(line))
+            except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                raise CorruptSegment(f"line {number} is not a spooled call: {exc!r}"[:500]) from None
+        return calls
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.directory / "quarantine"
+
+    def quarantined(self) -> list[Path]:
+        """Segments set aside by ``quarantine``, oldest first (a user inspects and removes them)."""
+        return sorted(self.quarantine_dir.glob("*" + _SUFFIX))
+
+    def quarantine(self, segment: Path, reason: str) -> Path:
+        """Move a segment replay cannot use out of the way, with the reason beside it; replay goes on."""
+        self.quarantine_dir.mkdir(exist_ok=True)
+        target = self.quarantine_dir / segment.name
+        (self.quarantine_dir / (segment.name + ".reason")).write_text(reason + "\n", encoding="utf-8")
+        size = segment.stat().st_size
+        os.replace(segment, target)
+        with self._lock:
+            self._bytes -= size
+        logger.error("spool segment %s quarantined to %s: %s", segment.name, target, reason)
+        return target
 
     def remove(self, segment: Path) -> None:
         size = segment.stat().st_size

@@ -6,12 +6,14 @@ nothing to the rollups, because rollups are computed only from the rows the INSE
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from typing import Any
 
@@ -19,6 +21,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from llmmeter_collector.llmcall import COST_CLASSES, LlmCall
+from llmmeter_collector.spool import call_to_json
 
 logger = logging.getLogger("llmmeter.collector")
 
@@ -187,6 +190,37 @@ ROLLED_BACK = (
     psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
 )  # fmt: skip
 
+# SQLSTATE classes of a row Postgres will never accept, however often it is sent: 22 data exception (bad
+# value, invalid encoding), 23 integrity constraint violation, 54 program limit exceeded (54000: index row
+# size). psycopg files class 54 under OperationalError, like a lost connection: hence the SQLSTATE test.
+DATA_ERROR_CLASSES = ("22", "23", "54")
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True for an error caused by the rows themselves (retrying cannot help; isolate and reject them)."""
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):  # also psycopg's own, e.g. a NUL in text
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.Error) and state[:2] in DATA_ERROR_CLASSES
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A call Postgres refused for its data, with Postgres' reason; it went to the dead-letter table."""
+
+    call: LlmCall
+    reason: str
+    sqlstate: str = ""
+
+
+@dataclass
+class Written:
+    """What a salvaging write did: the calls newly inserted and the calls rejected for their data."""
+
+    inserted: list[LlmCall] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
 # The writer must notice a dead or unreachable Postgres in seconds (then it spools or refuses), not hang.
 WRITER_TIMEOUTS: dict[str, Any] = {
     "connect_timeout": 5,
@@ -212,9 +246,11 @@ def connect(dsn: str, schema: str | None = None, **kwargs: Any) -> psycopg.Conne
     return psycopg.connect(dsn, **connect_kwargs(schema), **kwargs)
 
 
-def create_pool(dsn: str, schema: str | None, max_size: int = 4) -> ConnectionPool:
+def create_pool(dsn: str, schema: str | None, max_size: int = 4, open: bool = True) -> ConnectionPool:
+    """Read connections. ``open=False``: opened later (``pool.open()``), e.g. once Postgres first answers, so
+    the pool does not sit in its reconnect backoff when it does."""
     return ConnectionPool(
-        dsn, min_size=1, max_size=max_size, kwargs=connect_kwargs(schema), open=True, name="llmmeter-read"
+        dsn, min_size=1, max_size=max_size, kwargs=connect_kwargs(schema), open=open, name="llmmeter-read"
     )
 
 
@@ -259,6 +295,64 @@ def migrate(dsn: str, schema: str | None = None) -> list[int]:
 
 def _partition_name(day: date) -> str:
     return f"llm_calls_p{day:%Y%m%d}"
+
+
+def _range_name(start: date, end: date) -> str:
+    """A partition over several past days (a backfill): ``llm_calls_p<first day>_<day after the last>``."""
+    return f"llm_calls_p{start:%Y%m%d}_{end:%Y%m%d}"
+
+
+RECENT_DAYS_BEHIND = 2  # today and this many days before it always get daily partitions
+DAILY_PER_MONTH = 4  # a past month gets daily partitions until it holds this many; then month-wide ones
+PARTITIONS_PER_TRANSACTION = 16  # DDL is committed in small steps: its locks stay far from the lock table's size
+_BOUND_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
+
+
+def _bound_day(text: str) -> date:
+    return datetime.fromisoformat(text.strip()[:10]).date()
+
+
+def _month(day: date) -> tuple[date, date]:
+    first = day.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1)
+
+
+def plan_partitions(
+    days: Iterable[date], existing: Sequence[tuple[date, date]], today: date
+) -> list[tuple[date, date]]:
+    """The new partitions (start, end) that make every day in ``days`` covered, given the ``existing`` ranges.
+
+    Today, the days ahead and the last ``RECENT_DAYS_BEHIND`` days get one partition per day (retention drops
+    them day by day). So does a past day of a month with few partitions (late data stays daily). A past day of
+    a month that already holds ``DAILY_PER_MONTH`` partitions, or that this write brings many days of (a
+    backfill), gets one partition over the free part of its month around it: a backfill over years makes
+    about one partition per month, never one per day."""
+    ranges = sorted(existing)
+    recent = today - timedelta(days=RECENT_DAYS_BEHIND)
+    todo = sorted(d for d in set(days) if not _covered(ranges, d))
+    per_month: dict[date, int] = {}
+    for day in todo:
+        per_month[_month(day)[0]] = per_month.get(_month(day)[0], 0) + 1
+    created: list[tuple[date, date]] = []
+    for day in todo:
+        if _covered(ranges, day):
+            continue
+        first, after = _month(day)
+        in_month = sum(1 for s, e in ranges if s < after and e > first)
+        if day >= recent or in_month + per_month[first] < DAILY_PER_MONTH:
+            new = (day, day + timedelta(days=1))
+        else:  # the free stretch of the month around the day, ending before the recent window
+            start = max([first, *(e for s, e in ranges if e <= day)])
+            end = min([after, recent, *(s for s, e in ranges if s > day)])
+            new = (start, end)
+        bisect.insort(ranges, new)
+        created.append(new)
+    return created
+
+
+def _covered(ranges: Sequence[tuple[date, date]], day: date) -> bool:
+    i = bisect.bisect_right(ranges, (day, date.max)) - 1
+    return i >= 0 and ranges[i][0] <= day < ranges[i][1]
 
 
 _NS_PER_DAY = 86_400 * 10**9
@@ -386,6 +480,27 @@ def _identify(cur: psycopg.Cursor[Any], keyed: int) -> _Identity:
     return _Identity(losers, {(r[3], r[4]): (r[2], scopes.get(r[4], "")) for r in displaced})
 
 
+def row_key(call: LlmCall) -> str:
+    """The ledger key of a call (start time, trace id, span id) as a short digest: any length fits an index."""
+    key = f"{call.start_ns // 1000}/{call.trace_id}/{call.span_id}"
+    return hashlib.sha256(key.encode(errors="replace")).hexdigest()
+
+
+def _ts(call: LlmCall) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=call.start_ns // 1000)
+
+
+def _printable(text: str) -> str:
+    """Text Postgres stores whatever it holds (no NUL, no lone surrogate)."""
+    return text.replace("\x00", "\\0").encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """Postgres' message for a refused row, first line, with its SQLSTATE."""
+    message = (str(exc).strip().splitlines() or ["?"])[0][:300]
+    return f"{message} (SQLSTATE {exc.sqlstate or '22000'})"
+
+
 class Ledger:
     """Writes batches of calls on one connection; one transaction per batch."""
 
@@ -393,7 +508,7 @@ class Ledger:
         self._dsn = dsn
         self._schema = schema
         self._conn: psycopg.Connection[Any] | None = None
-        self._partitions: set[date] = set()
+        self._ranges: list[tuple[date, date]] = []  # partitions known to exist (start day, end day)
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -415,25 +530,49 @@ class Ledger:
         """Create the partitions of today and the next ``days_ahead`` days (at start, then daily)."""
         self.ensure_partitions(today + timedelta(days=n) for n in range(days_ahead + 1))
 
-    def ensure_partitions(self, days: Iterable[date]) -> None:
-        missing = sorted(set(days) - self._partitions)
-        if not missing:
+    def ensure_partitions(self, days: Iterable[date], today: date | None = None) -> None:
+        """Make every day in ``days`` covered by a partition (see ``plan_partitions``), creating what is missing
+        in transactions of its own, before the write: never one partition per day of a backfill."""
+        wanted = set(days)
+        if all(_covered(self._ranges, d) for d in wanted):
             return
+        today = today or datetime.now(timezone.utc).date()
         conn = self._connection()
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('llmmeter.partitions'))")
-            for day in missing:
-                name = _partition_name(day)
-                start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF llm_calls"
-                    f" FOR VALUES FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')"
-                )
-        self._partitions.update(missing)
+        while True:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('llmmeter.partitions.' || current_schema()))")
+                self._ranges = self._existing_ranges(conn)  # another collector may have made some
+                new = plan_partitions(wanted, self._ranges, today)
+                for start, end in new[:PARTITIONS_PER_TRANSACTION]:
+                    name = _partition_name(start) if end - start == timedelta(days=1) else _range_name(start, end)
+                    conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF llm_calls"
+                        f" FOR VALUES FROM ('{start.isoformat()} 00:00:00+00') TO ('{end.isoformat()} 00:00:00+00')"
+                    )
+                    bisect.insort(self._ranges, (start, end))
+            if len(new) <= PARTITIONS_PER_TRANSACTION:
+                return
+
+    @staticmethod
+    def _existing_ranges(conn: psycopg.Connection[Any]) -> list[tuple[date, date]]:
+        """The day ranges of the attached partitions of ``llm_calls``."""
+        rows = conn.execute(
+            "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'llm_calls'::regclass"
+        ).fetchall()
+        found = []
+        for (bound,) in rows:
+            match = _BOUND_RE.search(bound or "")
+            if match:
+                found.append((_bound_day(match.group(1)), _bound_day(match.group(2))))
+        return sorted(found)
 
     def ping(self) -> None:
-        """Raise unless Postgres answers on the writer's connection."""
-        self._connection().execute("SELECT 1")
+        """Raise unless Postgres answers on the writer's connection (in a transaction of its own: a write after
+        it must commit, not run in a savepoint of a transaction left open)."""
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute("SELECT 1")
 
     def write(
         self, calls: Sequence[LlmCall], rows: bytes | None = None, *, _retry: bool = True, _rollbacks: int = 0
@@ -450,6 +589,8 @@ class Ledger:
         days = {_EPOCH + timedelta(days=d) for d in {c.start_ns // _NS_PER_DAY for c in calls}}
         self.ensure_partitions(days)
         conn = self._connection()
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()  # never write inside a transaction someone left open: it would not commit here
         keyed = sum(1 for c in calls if c.call_key)
         try:
             with conn.transaction(), conn.cursor() as cur:
@@ -466,7 +607,7 @@ class Ledger:
             if not (_retry and "no partition" in str(exc)):
                 raise
             # retention.py (maybe in another collector) dropped a partition cached here: create it again
-            self._partitions -= days
+            self._ranges = []
             return self.write(calls, rows, _retry=False)
         except ROLLED_BACK:
             if conn.broken:
@@ -487,6 +628,42 @@ class Ledger:
         if identity is not None:
             identity.mark(calls, new)
         return new
+
+    def write_salvaging(self, calls: Sequence[LlmCall], rows: bytes | None = None) -> Written:
+        """``write``, except that a batch Postgres refuses for its data (``is_data_error``) is split in halves
+        until the refused calls are alone: those go to the dead-letter table, every other call commits.
+        Connectivity errors (and bugs) still raise: the caller spools or refuses the whole batch."""
+        try:
+            return Written(self.write(calls, rows))
+        except psycopg.Error as exc:
+            if not is_data_error(exc):
+                raise
+            error = exc
+        if len(calls) == 1:
+            rejected = Rejected(calls[0], _reason(error), error.sqlstate or "22000")
+            self.dead_letter([rejected])
+            logger.error("call %s/%s refused by Postgres, kept in llm_calls_dead_letter: %s",
+                         calls[0].trace_id[:64], calls[0].span_id[:32], rejected.reason)  # fmt: skip
+            return Written(rejected=[rejected])
+        half = len(calls) // 2
+        first, second = self.write_salvaging(calls[:half]), self.write_salvaging(calls[half:])
+        return Written(first.inserted + second.inserted, first.rejected + second.rejected)
+
+    def dead_letter(self, rejected: Sequence[Rejected]) -> None:
+        """Keep refused calls (as JSON, with the error) in ``llm_calls_dead_letter``; once per call."""
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO llm_calls_dead_letter (call_key, ts, project, error, sqlstate, call)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (call_key) DO UPDATE"
+                " SET error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, failed_at = now(),"
+                " attempts = llm_calls_dead_letter.attempts + 1",
+                [
+                    (row_key(r.call), _ts(r.call), _printable(r.call.project[:200]), _printable(r.reason),
+                     r.sqlstate, call_to_json(r.call))
+                    for r in rejected
+                ],
+            )  # fmt: skip
 
     def close(self) -> None:
         if self._conn is not None:

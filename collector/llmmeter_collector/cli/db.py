@@ -1,9 +1,10 @@
 """``llmmeter db``: the ledger's data lifecycle, run against Postgres directly (not over the REST API).
 
 ``retention`` drops daily partitions of raw calls older than ``LLMMETER_RETENTION_DAYS`` (rollups stay),
-``partitions`` lists them, ``backup`` / ``restore`` wrap ``pg_dump -Fc`` / ``pg_restore``. The database is
-the collector's: ``LLMMETER_DATABASE_URL`` and ``LLMMETER_DATABASE_SCHEMA`` (or the options), or the
-embedded Postgres under ``LLMMETER_DATA_DIR`` when no URL is set.
+``partitions`` lists them, ``dead-letter`` lists and replays calls Postgres refused for their data,
+``backup`` / ``restore`` wrap ``pg_dump -Fc`` / ``pg_restore``. The database is the collector's:
+``LLMMETER_DATABASE_URL`` and ``LLMMETER_DATABASE_SCHEMA`` (or the options), or the embedded Postgres under
+``LLMMETER_DATA_DIR`` when no URL is set.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def retention(database_url: str | None, schema: str | None, days: int | None, dr
 @schema_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def partitions(database_url: str | None, schema: str | None, as_json: bool) -> None:
-    """List the daily partitions of raw calls with their row counts."""
+    """List the partitions of raw calls (daily; month-wide for a backfill) with their row counts."""
     from llmmeter_collector import retention as lifecycle
     from llmmeter_collector import storage
 
@@ -267,3 +268,53 @@ def seed(database_url: str | None, schema: str | None, data_dir: Path | None, co
         where, serve = "the database", "LLMMETER_DATABASE_URL=... llmmeter serve"
     click.echo(f"Seeded {written:,} calls over the last {days} days into {where}.")
     click.echo(f"Start a collector on it ({serve}) and try `llmmeter status`, `llmmeter calls --since 7d`.")
+
+
+@db.group("dead-letter")
+def dead_letter() -> None:
+    """Calls Postgres refused for their data (kept in llm_calls_dead_letter): list them, replay them after a fix."""
+
+
+@dead_letter.command("list")
+@database_url_option
+@schema_option
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def dead_letter_list(database_url: str | None, schema: str | None, limit: int, as_json: bool) -> None:
+    """List refused calls, most recent first, with Postgres' error."""
+    from llmmeter_collector import storage
+    from llmmeter_collector.deadletter import list_dead_letters
+
+    settings = _settings(database_url, schema)
+    with _database(settings) as dsn, storage.connect(dsn, settings.database_schema or None) as conn:
+        rows = [d.summary() for d in list_dead_letters(conn, limit)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} refused calls (llm_calls_dead_letter)")
+    for column in ("id", "start (UTC)", "project", "span", "error", "attempts"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["id"]), r["ts"][:19], r["project"][:30], r["span_id"], r["error"], str(r["attempts"]))
+    Console().print(table)
+
+
+@dead_letter.command("replay")
+@database_url_option
+@schema_option
+def dead_letter_replay(database_url: str | None, schema: str | None) -> None:
+    """Write every refused call again; the ones Postgres now takes leave the table (exit 1 if any is refused)."""
+    from llmmeter_collector.deadletter import replay
+
+    settings = _settings(database_url, schema)
+    with _database(settings) as dsn:
+        report = replay(dsn, settings.database_schema or None)
+    click.echo(
+        f"{report.replayed} replayed, {report.still_refused} still refused"
+        + (f", {report.unreadable} not readable as calls" if report.unreadable else "")
+    )
+    if report.still_refused or report.unreadable:
+        raise SystemExit(1)
