@@ -460,6 +460,19 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
+        stat(
+            "Spend on incomplete usage in range",
+            sql("SELECT coalesce(sum(cost_usd), 0) AS spend FROM llm_calls WHERE {range} AND usage_incomplete <> ''"),
+            unit="currencyUSD",
+            steps=thresholds((None, "green"), (0.000001, "orange")),
+            description="Spend on calls whose instrumentation is known not to report a token class (the official "
+            "openai-v2 sends no cached or reasoning tokens, so cached input is priced at the full rate). "
+            "`llmmeter doctor` lists them by model and missing class.",
+        ),
+        4,
+        4,
+    )
+    d.add(
         timeseries(
             "Daily spend by model",
             [
