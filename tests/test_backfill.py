@@ -56,8 +56,10 @@ def test_one_export_over_two_thousand_past_days_commits_with_a_bounded_partition
         assert page.status_code == 200 and len(page.json()["calls"]) == 50
         # a later export of more old days lands in the partitions made for the backfill: none is added
         again = export_request(CHAT)
-        again.resource_spans[0].scope_spans[0].spans[0].start_time_unix_nano = noon_today - 1000 * NS_PER_DAY + 1
-        again.resource_spans[0].scope_spans[0].spans[0].span_id = (99_999).to_bytes(8, "big")
+        late = again.resource_spans[0].scope_spans[0].spans[0]
+        late.start_time_unix_nano = noon_today - 1000 * NS_PER_DAY + 1
+        late.end_time_unix_nano = late.start_time_unix_nano + 10**9  # a call of a second (not of 1,000 days)
+        late.span_id = (99_999).to_bytes(8, "big")
         assert httpx.post(running.url + "/v1/traces", content=again.SerializeToString(), headers=PROTOBUF).is_success
         assert len(_partitions(database_url, pg_schema)) == len(parts)
         assert _count(database_url, pg_schema, "SELECT count(*) FROM llm_calls") == DAYS + 1

@@ -130,7 +130,9 @@ def test_make_picks_a_python_311_or_newer_and_names_the_version_when_there_is_no
 
 
 def test_serve_with_a_bad_database_url_is_one_line_and_exit_code_5() -> None:
-    for url in (f"postgresql://postgres@127.0.0.1:{_closed_port()}/nothing", "not a url"):
+    # a server that answers and refuses (no such database) or no URL at all; a server that does not answer is an
+    # outage: the collector starts into its spool (tests/test_start_without_postgres.py)
+    for url in ("postgresql://postgres@127.0.0.1:5432/llmmeter_no_such_database", "not a url"):
         result = _run("serve", "--port", "0", "--database-url", url, env={"LLMMETER_GRPC_PORT": "0"})
         assert result.returncode == 5, result.stderr
         assert "cannot use the database" in _one_clear_line(result)
@@ -371,7 +373,9 @@ def test_metrics_have_build_info_and_process_metrics(collector: BackgroundCollec
 
 
 def test_a_background_collector_that_fails_to_start_leaves_no_spool_directory(database_url: str) -> None:
-    bad = Settings(database_url=f"postgresql://postgres@127.0.0.1:{_closed_port()}/x", http_port=0)
+    # the server refuses (no such database): the start fails; a server that does not answer is an outage it
+    # starts through, into the spool
+    bad = Settings(database_url=database_url.rsplit("/", 1)[0] + "/llmmeter_no_such_database", http_port=0)
     background = BackgroundCollector(bad)
     spool = Path(background.collector.settings.spool_dir)
     assert spool.name.startswith("llmmeter-spool-") and spool.exists()

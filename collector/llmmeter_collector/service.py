@@ -51,6 +51,20 @@ STARTUP_RETRY_SECONDS = 2.0  # started without Postgres: how often to try migrat
 _KEYS_MARKER = "keys-required"  # in the spool directory: keys were in use the last time Postgres answered
 
 
+def _refused_by_server(exc: BaseException) -> bool:
+    """Postgres answered and refused the connection (no such database, authentication failed, no such role):
+    a wrong setting, which starting into the spool would only hide."""
+    while exc is not None:
+        state = getattr(exc, "sqlstate", None)
+        if state and state[:2] in ("28", "3D"):
+            return True
+        message = str(exc)
+        if "does not exist" in message or "authentication failed" in message:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
 class Collector:
     """Everything one collector process runs. ``start()`` before serving, ``close()`` after."""
 
@@ -93,8 +107,8 @@ class Collector:
             self._bring_up()
             up = True
         except (psycopg.OperationalError, KeyStoreUnavailable) as exc:
-            if spool is None:
-                raise
+            if spool is None or _refused_by_server(exc):
+                raise  # no spool, or a server that answered and refused us: a setting to fix, not an outage
             logger.error(
                 "storage problem %s: Postgres is unreachable at start (%s); accepting exports into the spool at %s,"
                 " migrating and replaying when it answers",
