@@ -11,7 +11,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck docs pytest bench debs lock clean
 
-$(STAMP): pyproject.toml hatch_build.py collector/llmmeter_collector/_otlp_fields.c
+$(STAMP): pyproject.toml hatch_build.py collector/llmmeter_collector/ingest/_otlp_fields.c
 	@[ -n "$(PYTHON)" ] && $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
 	  { echo "llmmeter needs Python 3.11 or newer for the collector (found: $$($(or $(PYTHON),python3) --version 2>&1 || echo none)); install python3.11+ or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ debs:
 
 # KEEP=1: keep the demo's collector running for the CLI until Ctrl-C.
 demo: $(STAMP)
-	$(PY) -m llmmeter_collector.demo $(if $(filter-out 0,$(KEEP)),--keep)
+	$(PY) -m llmmeter_collector.devtools.demo $(if $(filter-out 0,$(KEEP)),--keep)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""Build hook: compile the collector's OTLP attribute reader (``llmmeter_collector/_otlp_fields.c``).
+"""Build hook: compile the collector's OTLP attribute reader (``llmmeter_collector/ingest/_otlp_fields.c``).
 
 Optional by design: without a C compiler (or the Python headers) the wheel is built without it and the
 collector reads attributes in Python (``normalize._fields``), slower but the same. A wheel with it is
@@ -18,7 +18,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("collector/llmmeter_collector/_otlp_fields.c")
+SOURCE = Path("collector/llmmeter_collector/ingest/_otlp_fields.c")
 
 
 class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
@@ -47,7 +47,7 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         if version != "editable":
-            build_data["force_include"][str(out)] = f"llmmeter_collector/{name}"
+            build_data["force_include"][str(out)] = f"llmmeter_collector/ingest/{name}"
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         """Remove the scratch directory of the compiled reader: a build leaves nothing in the temp directory."""

@@ -18,9 +18,9 @@ from datetime import date, datetime, timezone
 
 import psycopg
 
-from llmmeter_collector import budgets as b
-from llmmeter_collector import storage
-from llmmeter_collector.budget_status import evaluate, source_of
+from llmmeter_collector.budgets import definition as b
+from llmmeter_collector.budgets.status import evaluate, source_of
+from llmmeter_collector.ledger import storage
 
 DSN = os.environ.get("LLMMETER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SCOPES = {

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 from ingest_throughput import bench_dsn
 
-from llmmeter_collector import datagen
+from llmmeter_collector.devtools import datagen
+from llmmeter_collector.ledger.storage import Ledger, copy_rows, migrate
 from llmmeter_collector.llmcall import LlmCall
-from llmmeter_collector.pricing import PriceCatalog
-from llmmeter_collector.storage import Ledger, copy_rows, migrate
+from llmmeter_collector.pricing.catalog import PriceCatalog
 
 _TICK = os.sysconf("SC_CLK_TCK")
 

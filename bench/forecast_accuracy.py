@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from decimal import Decimal
 
-from llmmeter_collector.forecast import forecast_period_end
+from llmmeter_collector.budgets.forecast import forecast_period_end
 
 DAYS = 30
 CHECKPOINTS = (3.5, 7.5, 14.5, 21.5)

@@ -104,7 +104,7 @@ def bench_dsn() -> tuple[str, object | None]:
     import tempfile
     from pathlib import Path
 
-    from llmmeter_collector.embedded import EmbeddedPostgres
+    from llmmeter_collector.ledger.embedded import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="llmmeter-bench-")))
     return embedded.start(), embedded

@@ -4,7 +4,7 @@ CPU per call including the recorder thread, and memory after 100k calls.
 Same process, real ``openai`` SDK, interleaved blocks of bare and instrumented calls (``uninstrument()`` /
 ``instrument()`` between blocks, outside the timed region). Two transports:
 
-- fake server: ``python -m llmmeter_collector.fakeprovider`` in its own process (its work does not share this
+- fake server: ``python -m llmmeter_collector.devtools.fakeprovider`` in its own process (its work does not share this
   process's GIL), over loopback HTTP with keep-alive;
 - in-process: the SDK over an ``httpx`` mock transport (no socket, far less noise).
 
@@ -139,7 +139,7 @@ def _fake_server() -> tuple[subprocess.Popen[bytes], int]:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     server = subprocess.Popen(
-        [sys.executable, "-m", "llmmeter_collector.fakeprovider", "--port", str(port)], stdout=subprocess.PIPE
+        [sys.executable, "-m", "llmmeter_collector.devtools.fakeprovider", "--port", str(port)], stdout=subprocess.PIPE
     )
     assert server.stdout is not None
     server.stdout.readline()  # "fake provider listening on ..."

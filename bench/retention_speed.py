@@ -20,9 +20,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from llmmeter_collector import backup, retention, storage
-from llmmeter_collector.archive import ArchiveTarget
 from llmmeter_collector.config import Settings
+from llmmeter_collector.ledger import backup, retention, storage
+from llmmeter_collector.ledger.archive import ArchiveTarget
 
 DAY = date(2024, 1, 1)
 
@@ -58,7 +58,7 @@ def main() -> None:
     dsn = os.environ.get("LLMMETER_BENCH_DATABASE_URL") or os.environ.get("LLMMETER_TEST_DATABASE_URL")
     tmp = Path(tempfile.mkdtemp(prefix="llmmeter-bench-"))
     if not dsn:
-        from llmmeter_collector.embedded import EmbeddedPostgres
+        from llmmeter_collector.ledger.embedded import EmbeddedPostgres
 
         embedded = EmbeddedPostgres(tmp)
         dsn = embedded.start()

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import llmmeter
 from llmmeter_collector.config import Settings
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
 
 # Instants where calendar logic breaks: a month's first hour, its last hour, a Monday 00:00 UTC, a year's last
@@ -106,7 +106,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    from llmmeter_collector.embedded import EmbeddedPostgres
+    from llmmeter_collector.ledger.embedded import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")))
     yield embedded.start()

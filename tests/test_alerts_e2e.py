@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import llmmeter
 from llmmeter import guard, semconv
 from llmmeter_collector.config import Settings
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
 
 from .conftest import export_to, stop_export

@@ -21,12 +21,14 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 import llmmeter
-from llmmeter_collector import api, datagen, storage
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.api import routes as api
+from llmmeter_collector.api.openapi import document
+from llmmeter_collector.devtools import datagen
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
+from llmmeter_collector.ledger import storage
+from llmmeter_collector.ledger.storage import Ledger
 from llmmeter_collector.llmcall import Cost, LlmCall
-from llmmeter_collector.openapi import document
 from llmmeter_collector.service import BackgroundCollector
-from llmmeter_collector.storage import Ledger
 
 from .conftest import export_to, stop_export
 

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 import llmmeter
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 
 
 def _ask(client: openai.OpenAI) -> None:

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from llmmeter_collector.access.ratelimit import RateLimiter
 from llmmeter_collector.cli import cli
 from llmmeter_collector.config import Settings
+from llmmeter_collector.ledger.storage import Ledger
 from llmmeter_collector.llmcall import LlmCall, Usage
-from llmmeter_collector.ratelimit import RateLimiter
 from llmmeter_collector.service import BackgroundCollector
-from llmmeter_collector.storage import Ledger
 
 
 def _seed(collector: BackgroundCollector) -> None:

@@ -20,11 +20,11 @@ import psycopg
 import pytest
 from starlette.routing import BaseRoute, Route
 
+from llmmeter_collector.access.keys import KeyStore
 from llmmeter_collector.config import Settings
-from llmmeter_collector.keys import KeyStore
+from llmmeter_collector.ledger.storage import Ledger
 from llmmeter_collector.llmcall import LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
-from llmmeter_collector.storage import Ledger
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 ALPHA, BETA, GAMMA = "alpha", "beta", "gamma"

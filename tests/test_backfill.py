@@ -10,8 +10,8 @@ from datetime import date, datetime, timedelta, timezone
 import httpx
 import psycopg
 
-from llmmeter_collector import retention, storage
 from llmmeter_collector.config import Settings
+from llmmeter_collector.ledger import retention, storage
 from llmmeter_collector.service import BackgroundCollector
 
 from .test_receiver import CHAT, PROTOBUF, export_request

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from llmmeter_collector.backup import BackupError, find_tool
 from llmmeter_collector.cli import cli
 from llmmeter_collector.config import Settings
+from llmmeter_collector.ledger.backup import BackupError, find_tool
 from llmmeter_collector.service import BackgroundCollector
 
 from .lifecycle import Call, export, make_spans, totals

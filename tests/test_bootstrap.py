@@ -25,7 +25,7 @@ def _settings(database_url: str, schema: str, **extra: object) -> Settings:
 def test_keys_required_and_none_yet_the_collector_logs_an_admin_key_once(
     database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="llmmeter_collector.bootstrap")
+    caplog.set_level(logging.WARNING, logger="llmmeter_collector.access.bootstrap")
     with BackgroundCollector(_settings(database_url, pg_schema)) as running:
         logged = re.findall(r"shown only now: (llmm_\S+)", caplog.text)
         assert len(logged) == 1

@@ -18,10 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg_pool import ConnectionPool
 
-from llmmeter_collector import budgets as b
-from llmmeter_collector import storage
-from llmmeter_collector.budget_status import BudgetEngine, evaluate, source_of
+from llmmeter_collector.budgets import definition as b
+from llmmeter_collector.budgets.status import BudgetEngine, evaluate, source_of
 from llmmeter_collector.config import Settings
+from llmmeter_collector.ledger import storage
 from llmmeter_collector.llmcall import Cost, LlmCall
 from llmmeter_collector.service import BackgroundCollector
 

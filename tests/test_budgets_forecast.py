@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from llmmeter_collector.forecast import ForecastError, forecast_period_end
+from llmmeter_collector.budgets.forecast import ForecastError, forecast_period_end
 
 
 def test_steady_spend_forecasts_the_same_rate_to_the_end_of_the_month() -> None:

@@ -17,11 +17,11 @@ import pytest
 import time_machine
 from click.testing import CliRunner
 
-from llmmeter_collector import datagen
 from llmmeter_collector.cli import cli
 from llmmeter_collector.cli.status import budget_colour
+from llmmeter_collector.devtools import datagen
+from llmmeter_collector.ledger.storage import Ledger
 from llmmeter_collector.service import BackgroundCollector
-from llmmeter_collector.storage import Ledger
 
 from .conftest import CALENDAR_EDGES
 

@@ -23,13 +23,13 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from llmmeter_collector import datagen
 from llmmeter_collector.cli import cli
 from llmmeter_collector.cli.filters import parse_when
 from llmmeter_collector.config import Settings
-from llmmeter_collector.datagen import Workload
+from llmmeter_collector.devtools import datagen
+from llmmeter_collector.devtools.datagen import Workload
+from llmmeter_collector.ledger.storage import Ledger
 from llmmeter_collector.service import BackgroundCollector
-from llmmeter_collector.storage import Ledger
 
 LLMMETER = str(Path(sys.executable).parent / "llmmeter")
 

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from llmmeter_collector.config import Settings
-from llmmeter_collector.normalize import attributes_dict
+from llmmeter_collector.ingest.normalize import attributes_dict
 from llmmeter_collector.service import BackgroundCollector
 
 from .test_receiver import CHAT, PROTOBUF, export_request

@@ -109,7 +109,7 @@ def ledger(collector: BackgroundCollector, sql: str) -> list[tuple[Any, ...]]:
 
 def expected_cost(collector: BackgroundCollector, body: bytes) -> Decimal:
     """What the collector's catalog charges for the call as the given (single-span) export reports it."""
-    from llmmeter_collector.normalize import normalize
+    from llmmeter_collector.ingest.normalize import normalize
 
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from llmmeter_collector.demo import SAMPLE_CALLS, next_steps
+from llmmeter_collector.devtools.demo import SAMPLE_CALLS, next_steps
 
 pytestmark = pytest.mark.real_clock
 
@@ -72,7 +72,7 @@ def test_demo_keeps_to_itself_says_what_next_and_stays_up_with_keep(tmp_path: Pa
         for port in (4317, 4318):
             _occupy(stack, port)
         demo = subprocess.Popen(
-            [sys.executable, "-m", "llmmeter_collector.demo", "--keep"],
+            [sys.executable, "-m", "llmmeter_collector.devtools.demo", "--keep"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -322,7 +322,7 @@ def test_alertmanager_reads_the_config_the_render_job_writes_from_the_environmen
 def _render(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ALERTMANAGER_")}
     return subprocess.run(
-        [sys.executable, "-m", "llmmeter_collector.alertmanager_config", str(ROOT / "prometheus" / "alertmanager.yml"),
+        [sys.executable, "-m", "llmmeter_collector.budgets.alertmanager", str(ROOT / "prometheus" / "alertmanager.yml"),
          str(tmp_path)],
         env={**clean, **env}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -405,7 +405,7 @@ def test_grafana_provisioning_is_mounted_and_its_datasources_reach_the_stack(ser
     pg = by_type["grafana-postgresql-datasource"]
     assert _assert_reaches(services, pg["url"], "Postgres datasource") == "postgres"
     assert pg["jsonData"]["database"] == _environment(services["postgres"])["POSTGRES_DB"]
-    role_migration = (ROOT / "collector/llmmeter_collector/migrations/0040_grafana_role.sql").read_text()
+    role_migration = (ROOT / "collector/llmmeter_collector/ledger/migrations/0040_grafana_role.sql").read_text()
     assert f"CREATE ROLE {pg['user']} " in role_migration
     role_job = services["grafana-db-role"]
     assert f"ALTER ROLE {pg['user']} PASSWORD" in " ".join(role_job["command"])

@@ -23,9 +23,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from llmmeter_collector import bounds
 from llmmeter_collector.config import Settings
-from llmmeter_collector.normalize import normalize
+from llmmeter_collector.ingest import bounds
+from llmmeter_collector.ingest.normalize import normalize
 from llmmeter_collector.semconv import PROMPT_FINGERPRINT, SERVICE_TIER_KEYS
 from llmmeter_collector.service import BackgroundCollector
 

@@ -22,8 +22,8 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 from pydantic import BaseModel
 
-from llmmeter_collector.fakeprovider import FakeProvider
-from llmmeter_collector.fakeprovider.usage import answer_words
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider.usage import answer_words
 
 USER = [{"role": "user", "content": "Say hello in five words"}]  # 5 words -> 15 input tokens
 
@@ -676,7 +676,7 @@ def test_command_line_server() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmmeter_collector.fakeprovider", "--port", str(port)],
+        [sys.executable, "-m", "llmmeter_collector.devtools.fakeprovider", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,7 +9,7 @@ from importlib import resources
 import psycopg
 import pytest
 
-from llmmeter_collector.storage import migrate
+from llmmeter_collector.ledger.storage import migrate
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_migration_is_idempotent(database_url: str, two_schemas: list[str]) -> N
     schema = two_schemas[0]
     migrate(database_url, schema)
     with psycopg.connect(database_url, options=f"-c search_path={schema}") as conn:
-        sql = resources.files("llmmeter_collector.migrations") / "0040_grafana_role.sql"
+        sql = resources.files("llmmeter_collector.ledger.migrations") / "0040_grafana_role.sql"
         conn.execute(sql.read_text().encode())  # run again on an up-to-date schema: no error
     with grafana(database_url, schema) as conn:
         assert conn.execute("SELECT count(*) FROM llm_calls").fetchone() == (0,)

@@ -22,7 +22,7 @@ import llmmeter
 from llmmeter import guard, semconv
 from llmmeter.budget_policy import PolicyError, load
 from llmmeter_collector.config import Settings
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
 
 from .conftest import export_to, stop_export

@@ -16,11 +16,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from llmmeter_collector import anomalies, insights
 from llmmeter_collector.cli import cli
+from llmmeter_collector.insights import anomalies
+from llmmeter_collector.insights import recommendations as insights
+from llmmeter_collector.ledger.storage import Ledger
 from llmmeter_collector.llmcall import LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
-from llmmeter_collector.storage import Ledger
 
 M = Decimal("0.000001")  # USD per token = list price per million tokens x M
 _ids = itertools.count(1)

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from llmmeter_collector.llmcall import LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
 

@@ -7,8 +7,8 @@ import hashlib
 import psycopg
 import pytest
 
-from llmmeter_collector import storage
-from llmmeter_collector.keys import KeyStore, KeyStoreError, token_from_headers
+from llmmeter_collector.access.keys import KeyStore, KeyStoreError, token_from_headers
+from llmmeter_collector.ledger import storage
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import llmmeter
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
 
 from .conftest import export_to, stop_export

@@ -10,7 +10,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from llmmeter_collector import storage
+from llmmeter_collector.ledger import storage
 from llmmeter_collector.llmcall import Cost, LlmCall, Usage
 
 

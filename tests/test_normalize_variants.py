@@ -26,10 +26,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from llmmeter_collector import normalize as nm
+from llmmeter_collector.ingest import normalize as nm
+from llmmeter_collector.ingest.normalize import Normalized
 from llmmeter_collector.llmcall import LlmCall
-from llmmeter_collector.normalize import Normalized
-from llmmeter_collector.pricing import PriceCatalog
+from llmmeter_collector.pricing.catalog import PriceCatalog
 
 from .test_otlp_fields import any_value as _value
 

@@ -1,4 +1,4 @@
-"""The C attribute reader (llmmeter_collector/_otlp_fields.c) against the Python one it stands in for."""
+"""The C attribute reader (llmmeter_collector/ingest/_otlp_fields.c) against the Python one it stands in for."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from llmmeter_collector import normalize as nm
+from llmmeter_collector.ingest import normalize as nm
 
 ODD_VALUES: list[Any] = [
     "", "text", "émoji 🚀 \t\n\\", 0, -1, 2**63 - 1, -(2**63), 0.0, -0.5, 1e300, True, False, b"\x00\xff", None,

@@ -55,9 +55,9 @@ def test_the_wheel_ships_both_packages_and_keeps_collector_dependencies_in_extra
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "llmmeter/__init__.py" in names
     assert "llmmeter_collector/service.py" in names
-    assert any(n.startswith("llmmeter_collector/_otlp_fields.") and n.endswith(".so") for n in names)  # C reader
+    assert any(n.startswith("llmmeter_collector/ingest/_otlp_fields.") and n.endswith(".so") for n in names)  # C reader
     assert not any(n.endswith(".c") for n in names)
-    assert "llmmeter_collector/migrations/0001_ledger.sql" in names
+    assert "llmmeter_collector/ledger/migrations/0001_ledger.sql" in names
     assert "llmmeter = llmmeter._cli:main" in entry_points
     requires = metadata.get_all("Requires-Dist") or []
     unconditional = [r.split(";")[0].strip() for r in requires if "extra ==" not in r]

@@ -13,7 +13,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 
 import llmmeter
 from llmmeter_collector.cli import cli
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
 
 from .conftest import export_to, stop_export

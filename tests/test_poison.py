@@ -22,13 +22,13 @@ from click.testing import CliRunner
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from llmmeter_collector import storage
 from llmmeter_collector.cli import cli
 from llmmeter_collector.config import Settings
-from llmmeter_collector.ingest import Ingestor
+from llmmeter_collector.ledger import storage
+from llmmeter_collector.ledger.spool import Spool, call_to_json
+from llmmeter_collector.ledger.writer import Ingestor
 from llmmeter_collector.llmcall import Cost, LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
-from llmmeter_collector.spool import Spool, call_to_json
 
 from .test_receiver import CHAT, PROTOBUF, export_request
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from llmmeter_collector.llmcall import COST_CLASSES, LlmCall, Usage
-from llmmeter_collector.pricing import PriceCatalog, PriceError, Rates, check_price_file
+from llmmeter_collector.pricing.catalog import PriceCatalog, PriceError, Rates, check_price_file
 
-EXAMPLE_FILE = Path(__file__).parent.parent / "collector" / "llmmeter_collector" / "prices.example.yaml"
+EXAMPLE_FILE = Path(__file__).parent.parent / "collector" / "llmmeter_collector" / "pricing" / "prices.example.yaml"
 DAY = datetime(2025, 9, 1, 12, 0, tzinfo=UTC)
 
 
@@ -368,7 +368,7 @@ def test_time_of_day_prices_split_the_day(catalog: PriceCatalog) -> None:
 
 def test_inconsistent_usage_prices_what_it_can(catalog: PriceCatalog, caplog: pytest.LogCaptureFixture) -> None:
     call = make_call("openai", "gpt-4o-mini", input_tokens=100, cache_read_tokens=1_000, output_tokens=10)
-    with caplog.at_level(logging.WARNING, logger="llmmeter_collector.pricing"):
+    with caplog.at_level(logging.WARNING, logger="llmmeter_collector.pricing.catalog"):
         cost = catalog.price(call)
     assert cost is not None
     assert "input" not in cost.parts
@@ -393,7 +393,7 @@ def test_gemini_batch_keeps_context_cache_reads_at_standard(catalog: PriceCatalo
 def test_priority_without_a_known_price_is_standard_and_warned(
     catalog: PriceCatalog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="llmmeter_collector.pricing"):
+    with caplog.at_level(logging.WARNING, logger="llmmeter_collector.pricing.catalog"):
         rates = catalog.rates("openai", "o1", DAY, service_tier="priority")
     assert rates is not None and rates.input == Decimal("15e-6")
     assert "no priority-tier price" in caplog.text

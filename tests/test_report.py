@@ -16,10 +16,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from llmmeter_collector import storage
 from llmmeter_collector.cli import cli
+from llmmeter_collector.insights.report import ReportError, period_bounds
+from llmmeter_collector.ledger import storage
 from llmmeter_collector.llmcall import Cost, LlmCall
-from llmmeter_collector.report import ReportError, period_bounds
 from llmmeter_collector.service import BackgroundCollector
 
 UTC = timezone.utc

@@ -10,7 +10,7 @@ import httpx
 import psycopg
 import pytest
 
-from llmmeter_collector.api import OPERATIONS
+from llmmeter_collector.api.routes import OPERATIONS
 from llmmeter_collector.config import Settings
 from llmmeter_collector.service import BackgroundCollector
 

@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 from psycopg.rows import dict_row
 
-from llmmeter_collector import retention
-from llmmeter_collector.archive import ArchiveError, ArchiveTarget
 from llmmeter_collector.cli import cli
 from llmmeter_collector.config import ConfigError, Settings
+from llmmeter_collector.ledger import retention
+from llmmeter_collector.ledger.archive import ArchiveError, ArchiveTarget
 from llmmeter_collector.service import BackgroundCollector, Collector
 
 from .lifecycle import Call, export, make_spans, totals

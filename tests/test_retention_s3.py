@@ -22,9 +22,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from llmmeter_collector import retention
-from llmmeter_collector.archive import ArchiveError, ArchiveTarget
 from llmmeter_collector.config import Settings
+from llmmeter_collector.ledger import retention
+from llmmeter_collector.ledger.archive import ArchiveError, ArchiveTarget
 from llmmeter_collector.service import BackgroundCollector
 
 from .lifecycle import Call, export, make_spans

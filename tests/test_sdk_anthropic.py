@@ -10,7 +10,7 @@ import pytest
 from anthropic.resources.messages.messages import Messages
 
 import llmmeter
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from tests.sdk_support import llm_spans, only_span, points, usage_header
 
 MSG = [{"role": "user", "content": "hello there"}]  # 12 input tokens

@@ -16,7 +16,7 @@ import pytest
 import llmmeter
 from llmmeter import guard
 from llmmeter.redaction import redact_pii
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from tests.sdk_support import instrumented_with, llm_spans, only_span, points
 
 PII = "Mail jane.doe@example.com, call +1 415-555-0132, card 4111 1111 1111 1111, SSN 123-45-6789"

@@ -10,7 +10,7 @@ from google.genai import errors, types
 from google.genai.models import Models
 
 import llmmeter
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from tests.sdk_support import llm_spans, only_span, usage_header
 
 MODEL = "gemini-2.5-flash"

@@ -10,7 +10,7 @@ import openai
 import pytest
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from tests.sdk_support import llm_spans
 
 MSG = [{"role": "user", "content": "hello there"}]

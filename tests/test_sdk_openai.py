@@ -14,7 +14,7 @@ import pytest
 from openai.resources.chat.completions.completions import AsyncCompletions, Completions
 
 import llmmeter
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from tests.sdk_support import instrumented_with, llm_spans, only_span, points, usage_header
 
 MSG = [{"role": "user", "content": "hello there"}]  # 2 words + 10 = 12 input tokens

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import llmmeter
 from llmmeter import recorder
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from tests.conftest import export_to, stop_export
 from tests.sdk_support import instrumented_with, only_span, points
 

@@ -26,24 +26,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmmeter_collector import api, bootstrap, budgets, buildinfo, storage
-from llmmeter_collector.apiauth import ApiAuth, metrics_token_ok
+from llmmeter_collector.access import bootstrap
+from llmmeter_collector.access.keys import KeyStore, KeyStoreUnavailable
+from llmmeter_collector.access.ratelimit import RateLimits
+from llmmeter_collector.api import routes as api
+from llmmeter_collector.api.auth import ApiAuth, metrics_token_ok
+from llmmeter_collector.budgets import definition as budgets
 from llmmeter_collector.cli.doctor import routes as doctor_routes
 from llmmeter_collector.cli.prices import routes as price_routes
 from llmmeter_collector.config import Settings
-from llmmeter_collector.embedded import EmbeddedPostgres
-from llmmeter_collector.forward import Forwarder
-from llmmeter_collector.grpc_receiver import GrpcReceiver
-from llmmeter_collector.ingest import POISONED_SEGMENT, PROBLEMS, STORAGE_UNREACHABLE, Ingestor
-from llmmeter_collector.keys import KeyStore, KeyStoreUnavailable
+from llmmeter_collector.exporters import buildinfo
+from llmmeter_collector.exporters.forward import Forwarder
+from llmmeter_collector.exporters.metrics import Metrics
+from llmmeter_collector.ingest.grpc_receiver import GrpcReceiver
+from llmmeter_collector.ingest.receiver import Pipeline, Receiver
+from llmmeter_collector.ledger import storage
+from llmmeter_collector.ledger.embedded import EmbeddedPostgres
+from llmmeter_collector.ledger.retention import RetentionScheduler
+from llmmeter_collector.ledger.spool import Spool
+from llmmeter_collector.ledger.writer import POISONED_SEGMENT, PROBLEMS, STORAGE_UNREACHABLE, Ingestor
 from llmmeter_collector.llmcall import Cost, LlmCall
 from llmmeter_collector.logging_setup import configure_logging
-from llmmeter_collector.metrics import Metrics
-from llmmeter_collector.pricing import PriceCatalog, PriceError
-from llmmeter_collector.ratelimit import RateLimits
-from llmmeter_collector.receiver import Pipeline, Receiver
-from llmmeter_collector.retention import RetentionScheduler
-from llmmeter_collector.spool import Spool
+from llmmeter_collector.pricing.catalog import PriceCatalog, PriceError
 
 logger = logging.getLogger("llmmeter.collector")
 _ZERO = Decimal(0)
@@ -282,7 +286,7 @@ class Collector:
 
     @property
     def keys(self) -> KeyStore:
-        """API and ingest keys (see ``llmmeter_collector.keys``)."""
+        """API and ingest keys (see ``llmmeter_collector.access.keys``)."""
         assert self._keys is not None, "start() first"
         return self._keys
 

@@ -32,7 +32,7 @@ from typing import Any
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from llmmeter_collector.fakeprovider import FakeProvider
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from llmmeter_collector import otlp_json
+from llmmeter_collector.ingest import otlp_json
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DUPLICATE_MARK = "-with-"  # a fixture whose app ran two instrumentations of one SDK: "<a>-with-<b>"

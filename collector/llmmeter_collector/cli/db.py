@@ -21,7 +21,7 @@ from llmmeter_collector.cli.common import DatabaseError, require_collector_pytho
 
 if TYPE_CHECKING:
     from llmmeter_collector.config import Settings
-    from llmmeter_collector.retention import Partition
+    from llmmeter_collector.ledger.retention import Partition
 
 
 def _settings(database_url: str | None, schema: str | None, **overrides: Any) -> Settings:
@@ -42,14 +42,14 @@ def _database(settings: Settings) -> Iterator[str]:
     import psycopg
 
     from llmmeter_collector.cli.serve import database_problem
-    from llmmeter_collector.retention import NoLedger
+    from llmmeter_collector.ledger.retention import NoLedger
 
     embedded = None
     try:
         if settings.database_url:
             yield settings.database_url
         else:
-            from llmmeter_collector.embedded import EmbeddedPostgres
+            from llmmeter_collector.ledger.embedded import EmbeddedPostgres
 
             embedded = EmbeddedPostgres(settings.data_path)
             yield embedded.start()
@@ -114,9 +114,9 @@ def retention(database_url: str | None, schema: str | None, days: int | None, dr
 
     Rollups are kept forever. The collector runs this on its own every LLMMETER_RETENTION_INTERVAL_SECONDS.
     """
-    from llmmeter_collector import retention as lifecycle
-    from llmmeter_collector.archive import ArchiveError, ArchiveTarget
     from llmmeter_collector.config import ConfigError
+    from llmmeter_collector.ledger import retention as lifecycle
+    from llmmeter_collector.ledger.archive import ArchiveError, ArchiveTarget
 
     settings = _settings(database_url, schema, retention_days=days)
     try:
@@ -175,8 +175,8 @@ def retention(database_url: str | None, schema: str | None, days: int | None, dr
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def partitions(database_url: str | None, schema: str | None, as_json: bool) -> None:
     """List the partitions of raw calls (daily; month-wide for a backfill) with their row counts."""
-    from llmmeter_collector import retention as lifecycle
-    from llmmeter_collector import storage
+    from llmmeter_collector.ledger import retention as lifecycle
+    from llmmeter_collector.ledger import storage
 
     settings = _settings(database_url, schema)
     with _database(settings) as dsn, storage.connect(dsn, settings.database_schema or None) as conn:
@@ -194,8 +194,8 @@ def partitions(database_url: str | None, schema: str | None, as_json: bool) -> N
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def backup(database_url: str | None, schema: str | None, pg_bin_dir: str | None, file: Path) -> None:
     """Write a backup of the ledger to FILE (pg_dump custom format: compressed, restorable anywhere)."""
-    from llmmeter_collector.backup import BackupError
-    from llmmeter_collector.backup import backup as dump
+    from llmmeter_collector.ledger.backup import BackupError
+    from llmmeter_collector.ledger.backup import backup as dump
 
     settings = _settings(database_url, schema)
     with _database(settings) as dsn:
@@ -215,8 +215,8 @@ def backup(database_url: str | None, schema: str | None, pg_bin_dir: str | None,
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def restore(database_url: str | None, pg_bin_dir: str | None, clean: bool, no_privileges: bool, file: Path) -> None:
     """Restore a backup made by `llmmeter db backup` into the database (all or nothing)."""
-    from llmmeter_collector.backup import BackupError
-    from llmmeter_collector.backup import restore as load
+    from llmmeter_collector.ledger.backup import BackupError
+    from llmmeter_collector.ledger.backup import restore as load
 
     settings = _settings(database_url, None)
     with _database(settings) as dsn:
@@ -246,8 +246,9 @@ def seed(database_url: str | None, schema: str | None, data_dir: Path | None, co
     the same spans would give. The target must be named (--database-url, or --data-dir for an embedded Postgres
     of its own): seeded calls are not marked as demo data, so they never land in `llmmeter serve`'s default one.
     """
-    from llmmeter_collector import datagen, storage
-    from llmmeter_collector.pricing import PriceCatalog
+    from llmmeter_collector.devtools import datagen
+    from llmmeter_collector.ledger import storage
+    from llmmeter_collector.pricing.catalog import PriceCatalog
 
     if bool(database_url) == bool(data_dir):
         raise click.UsageError(
@@ -282,8 +283,8 @@ def dead_letter() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def dead_letter_list(database_url: str | None, schema: str | None, limit: int, as_json: bool) -> None:
     """List refused calls, most recent first, with Postgres' error."""
-    from llmmeter_collector import storage
-    from llmmeter_collector.deadletter import list_dead_letters
+    from llmmeter_collector.ledger import storage
+    from llmmeter_collector.ledger.deadletter import list_dead_letters
 
     settings = _settings(database_url, schema)
     with _database(settings) as dsn, storage.connect(dsn, settings.database_schema or None) as conn:
@@ -307,7 +308,7 @@ def dead_letter_list(database_url: str | None, schema: str | None, limit: int, a
 @schema_option
 def dead_letter_replay(database_url: str | None, schema: str | None) -> None:
     """Write every refused call again; the ones Postgres now takes leave the table (exit 1 if any is refused)."""
-    from llmmeter_collector.deadletter import replay
+    from llmmeter_collector.ledger.deadletter import replay
 
     settings = _settings(database_url, schema)
     with _database(settings) as dsn:

@@ -122,7 +122,7 @@ def routes(collector: Collector) -> list[Route]:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from llmmeter_collector import apiauth
+    from llmmeter_collector.api import auth as apiauth
     from llmmeter_collector.cli.prices import unpriced_models
 
     def report(request: Request) -> Response:

@@ -23,7 +23,7 @@ from llmmeter_collector.cli.common import CollectorError, get, json_option, requ
 if TYPE_CHECKING:
     from starlette.routing import Route
 
-    from llmmeter_collector.pricing import Rates
+    from llmmeter_collector.pricing.catalog import Rates
     from llmmeter_collector.service import Collector
 
 _MILLION = Decimal(1_000_000)
@@ -41,7 +41,7 @@ def check(file: str) -> None:
     """Validate a price overrides FILE (exit 1 and one line per problem when it is invalid)."""
     from pathlib import Path
 
-    from llmmeter_collector.pricing import check_price_file
+    from llmmeter_collector.pricing.catalog import check_price_file
 
     if not Path(file).is_file():
         raise click.BadParameter(f"no such file {file!r}", param_hint="FILE")
@@ -166,7 +166,7 @@ def routes(collector: Collector) -> list[Route]:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from llmmeter_collector import apiauth
+    from llmmeter_collector.api import auth as apiauth
 
     def lookup_or_list(request: Request) -> Response:
         q = request.query_params

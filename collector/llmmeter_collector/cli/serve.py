@@ -45,7 +45,7 @@ def serve(host: str | None, http_port: int | None, database_url: str | None) -> 
     require_collector_python("llmmeter serve (the collector)")
     import psycopg
 
-    from llmmeter_collector.bootstrap import check_token
+    from llmmeter_collector.access.bootstrap import check_token
     from llmmeter_collector.config import ConfigError, Settings
     from llmmeter_collector.service import serve as run
 

@@ -1,0 +1,1 @@
+"""The REST API: routes, key auth and roles, rate limits at the edge, OpenAPI."""

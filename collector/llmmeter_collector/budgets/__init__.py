@@ -1,0 +1,1 @@
+"""Budgets: definitions, their evaluation from the ledger, the period-end forecast, alert routing."""

@@ -1,0 +1,1 @@
+"""What leaves the collector besides the ledger: Prometheus metrics and the OTLP forward."""

@@ -1,0 +1,1 @@
+"""What the ledger says beyond totals: savings recommendations, anomalies, the cost report."""

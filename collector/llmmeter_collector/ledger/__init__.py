@@ -1,0 +1,1 @@
+"""The ledger in Postgres: migrations, the write path, spool, dead letters, retention, archive, backup."""
