@@ -33,9 +33,11 @@ debs:
 demo: $(STAMP)
 	$(PY) -m llmmeter_collector.devtools.demo $(if $(filter-out 0,$(KEEP)),--keep)
 
+# lint-imports: no import cycles, the collector's stages import downwards only ([tool.importlinter] in pyproject.toml)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

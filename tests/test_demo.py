@@ -121,6 +121,6 @@ def test_without_keep_the_demo_says_how_to_keep_it_and_where_the_grafana_stack_i
 
 def test_make_demo_passes_keep(tmp_path: Path) -> None:
     plan = subprocess.run(["make", "-n", "-C", str(REPO), "demo", "KEEP=1"], capture_output=True, text=True)
-    assert re.search(r"-m llmmeter_collector\.demo --keep$", plan.stdout, re.M), plan.stdout + plan.stderr
+    assert re.search(r"-m llmmeter_collector\.devtools\.demo --keep$", plan.stdout, re.M), plan.stdout + plan.stderr
     plain = subprocess.run(["make", "-n", "-C", str(REPO), "demo"], capture_output=True, text=True)
     assert "--keep" not in plain.stdout

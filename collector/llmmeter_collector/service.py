@@ -29,11 +29,9 @@ from starlette.routing import Route
 from llmmeter_collector.access import bootstrap
 from llmmeter_collector.access.keys import KeyStore, KeyStoreUnavailable
 from llmmeter_collector.access.ratelimit import RateLimits
+from llmmeter_collector.api import budgets, doctor, prices
 from llmmeter_collector.api import routes as api
 from llmmeter_collector.api.auth import ApiAuth, metrics_token_ok
-from llmmeter_collector.budgets import definition as budgets
-from llmmeter_collector.cli.doctor import routes as doctor_routes
-from llmmeter_collector.cli.prices import routes as price_routes
 from llmmeter_collector.config import Settings
 from llmmeter_collector.exporters import buildinfo
 from llmmeter_collector.exporters.forward import Forwarder
@@ -321,9 +319,9 @@ class Collector:
                 Route("/healthz", healthz),
                 Route("/readyz", readyz),
                 *api.routes(self),
-                *price_routes(self),  # cli/prices.py: GET /api/v1/prices, POST /api/v1/prices/reload
-                *doctor_routes(self),  # cli/doctor.py: GET /api/v1/doctor
-                *budgets.routes(self),
+                *prices.routes(self),  # GET /api/v1/prices, POST /api/v1/prices/reload
+                *doctor.routes(self),  # GET /api/v1/doctor
+                *budgets.routes(self),  # budgets and the cost report
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits
         )

@@ -34,7 +34,7 @@ from llmmeter_collector.access.ratelimit import retry_after_header
 from llmmeter_collector.control_chars import has_control_characters
 
 if TYPE_CHECKING:
-    from llmmeter_collector.service import Collector
+    from llmmeter_collector.api.context import Collector
 
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
 # Changes that reach every project: only an admin key of every project may make them.

@@ -41,7 +41,7 @@ from llmmeter_collector.budgets.status import (
 from llmmeter_collector.insights import report
 
 if TYPE_CHECKING:
-    from llmmeter_collector.service import Collector
+    from llmmeter_collector.api.context import Collector
 
 logger = logging.getLogger("llmmeter.collector")
 _ENGINES: weakref.WeakKeyDictionary[Collector, BudgetEngine] = weakref.WeakKeyDictionary()
@@ -210,7 +210,7 @@ def routes(collector: Collector) -> list[Route]:
         return JSONResponse({"budgets_file": engine.budgets_file, "budgets": [x.name for x in loaded]})
 
     return [
-        *report.routes(lambda: collector.pool, engine, _visible),
+        *_report_routes(lambda: collector.pool, engine, _visible),
         Route("/api/v1/budgets", list_budgets, methods=["GET"]),
         Route("/api/v1/budgets", create, methods=["POST"]),
         Route("/api/v1/budgets/status", status, methods=["GET"]),
@@ -219,3 +219,28 @@ def routes(collector: Collector) -> list[Route]:
         Route("/api/v1/budgets/{name}", put, methods=["PUT"]),
         Route("/api/v1/budgets/{name}", delete, methods=["DELETE"]),
     ]
+
+
+def _report_routes(pool: Any, engine: BudgetEngine | None, visible: Any = lambda request: None) -> list[Route]:
+    """``GET /api/v1/report``; ``pool`` returns the read pool, ``visible(request)`` the key's projects."""
+
+    async def get_report(request: Request) -> Response:
+        params = request.query_params
+        current = params.get("current", "false").lower()
+        if current not in ("true", "false", "1", "0"):
+            return JSONResponse({"error": f"current must be true or false, got {current!r}"}, status_code=400)
+        try:
+            body = await run_in_threadpool(
+                report.build,
+                pool(),
+                params.get("period", "week"),
+                None,
+                current in ("true", "1"),
+                engine,
+                visible(request),
+            )
+        except report.ReportError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(body)
+
+    return [Route("/api/v1/report", get_report, methods=["GET"])]

@@ -29,7 +29,7 @@ from llmmeter_collector.insights import anomalies
 from llmmeter_collector.insights import recommendations as insights
 
 if TYPE_CHECKING:
-    from llmmeter_collector.service import Collector
+    from llmmeter_collector.api.context import Collector
 
 __all__ = ["OPERATIONS", "BadRequest", "counter_seed", "routes", "summary"]
 

@@ -26,7 +26,7 @@ REST API / CLI (stored in Postgres). The file looks like::
         end: 2025-03-07
         scope: {tags: {campaign: launch}}
 
-Spend is evaluated by ``budget_status``; REST routes live in ``budget_api`` (mounted with ``routes``).
+Spend is evaluated by ``budgets.status``; the REST routes are ``api/budgets.py``.
 """
 
 from __future__ import annotations
@@ -37,17 +37,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from llmmeter_collector.control_chars import has_control_characters
-
-if TYPE_CHECKING:
-    from starlette.routing import Route
-
-    from llmmeter_collector.service import Collector
 
 PERIODS = ("daily", "weekly", "monthly", "fixed")
 # scope key -> column of llm_calls (and of the rollups that have it)
@@ -403,10 +398,3 @@ def merge(file_budgets: Sequence[Budget], api_budgets: Sequence[Budget]) -> list
     """File budgets win over API budgets of the same name (the file is the operator's source of truth)."""
     names = {b.name for b in file_budgets}
     return sorted([*file_budgets, *(b for b in api_budgets if b.name not in names)], key=lambda b: b.name)
-
-
-def routes(collector: Collector) -> list[Route]:
-    """REST routes for budgets and cost reports; starts the collector's budget evaluation."""
-    from llmmeter_collector.api import budgets as budget_api
-
-    return budget_api.routes(collector)

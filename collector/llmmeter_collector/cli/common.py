@@ -9,7 +9,7 @@ from typing import Any
 import click
 import httpx
 
-DEFAULT_URL = "http://localhost:4318"
+from llmmeter_collector.cli.config import DEFAULT_URL, load, resolved
 
 # Exit codes of every ``llmmeter`` command (documented in docs/cli.md, "Exit codes").
 EXIT_OK = 0
@@ -42,8 +42,6 @@ class OutputError(click.ClickException):
 
 def api_key() -> str | None:
     """The API key for this invocation: --api-key > LLMMETER_API_KEY > config file (see cli/config.py)."""
-    from llmmeter_collector.cli.config import resolved
-
     ctx = click.get_current_context(silent=True)
     flag = ctx.meta.get(_KEY_META) if ctx is not None else None
     return resolved(key_flag=flag)["api_key"]
@@ -148,8 +146,6 @@ _KEY_META = "llmmeter.api_key"
 
 
 def _default_url() -> str:
-    from llmmeter_collector.cli.config import load
-
     return load().get("url") or DEFAULT_URL
 
 

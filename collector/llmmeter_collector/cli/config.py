@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+DEFAULT_URL = "http://localhost:4318"
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -94,8 +96,6 @@ def mask(key: str | None) -> str | None:
 
 def resolved(url_flag: str | None = None, key_flag: str | None = None) -> dict[str, Any]:
     """The URL and key the CLI uses, and where each came from."""
-    from llmmeter_collector.cli.common import DEFAULT_URL
-
     file_values = load()
     out: dict[str, Any] = {}
     for key, flag, env, default in (

@@ -105,12 +105,8 @@ def _demo_env(data_dir: str, grpc_port: int) -> dict[str, str]:
 
 
 def main(keep: bool = False) -> None:
-    from llmmeter_collector.cli.common import PythonTooOld, require_collector_python
-
-    try:
-        require_collector_python("make demo (the collector)")
-    except PythonTooOld as exc:
-        raise SystemExit(f"llmmeter demo: {exc.message}") from None
+    if sys.version_info < (3, 11):
+        raise SystemExit(f"llmmeter demo: the collector needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     data_dir = tempfile.mkdtemp(prefix="llmmeter-demo-")
@@ -130,10 +126,11 @@ def main(keep: bool = False) -> None:
                 "OTEL_METRIC_EXPORT_INTERVAL": "60000",
             }
             subprocess.run([sys.executable, "-m", "llmmeter_collector.devtools.demo", "app"], env=env, check=True)
-        print()
-        from llmmeter_collector.cli import cli
-
-        cli.main(args=["status", "--url", url, "--period", "all"], prog_name="llmmeter", standalone_mode=False)
+        print(flush=True)
+        # the CLI as a user runs it (devtools never import the CLI or the service: they drive them from outside)
+        subprocess.run(
+            [sys.executable, "-m", "llmmeter_collector.cli", "status", "--url", url, "--period", "all"], check=True
+        )
         print(next_steps(url, keep), flush=True)
         if keep:
             _wait_for_interrupt(collector)

@@ -1,7 +1,7 @@
 """The weekly / monthly cost report: spend of the last complete week or month (or the current one so far),
 compared with the period before, by model, feature and project, unpriced calls, and budget status.
 
-Served as ``GET /api/v1/report?period=week|month[&current=true]`` (mounted with the budget routes) and
+Served as ``GET /api/v1/report?period=week|month[&current=true]`` (``api/budgets.py``) and
 rendered by ``llmmeter report`` (text, Markdown, JSON; sent to a webhook or Slack). Money as strings.
 """
 
@@ -13,10 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 if TYPE_CHECKING:
     from llmmeter_collector.budgets.status import BudgetEngine
@@ -127,22 +123,3 @@ def build(
         "by_project": _rows(pool, "project", params, only),
         "budgets": [s.to_json() for s in statuses],
     }
-
-
-def routes(pool: Any, engine: BudgetEngine | None, visible: Any = lambda request: None) -> list[Route]:
-    """``GET /api/v1/report``; ``pool`` returns the read pool, ``visible(request)`` the key's projects."""
-
-    async def get_report(request: Request) -> Response:
-        params = request.query_params
-        current = params.get("current", "false").lower()
-        if current not in ("true", "false", "1", "0"):
-            return JSONResponse({"error": f"current must be true or false, got {current!r}"}, status_code=400)
-        try:
-            body = await run_in_threadpool(
-                build, pool(), params.get("period", "week"), None, current in ("true", "1"), engine, visible(request)
-            )
-        except ReportError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse(body)
-
-    return [Route("/api/v1/report", get_report, methods=["GET"])]

@@ -8,7 +8,6 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from .server import Call, RouteTable, error_response, sse_event
 from .usage import (
     Usage,
     answer_text,
@@ -19,6 +18,7 @@ from .usage import (
     text_deltas,
     wants_tool_call,
 )
+from .wire import Call, RouteTable, error_response, sse_event
 
 
 def anthropic_usage(usage: Usage, service_tier: str = "standard") -> dict[str, Any]:

@@ -13,7 +13,6 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from .server import Call, RouteTable, error_response, sse_event
 from .usage import (
     DEFAULT_EMBEDDING_DIMENSIONS,
     Usage,
@@ -27,6 +26,7 @@ from .usage import (
     text_deltas,
     wants_tool_call,
 )
+from .wire import Call, RouteTable, error_response, sse_event
 
 
 def usage_metadata(usage: Usage, final: bool = True) -> dict[str, Any]:

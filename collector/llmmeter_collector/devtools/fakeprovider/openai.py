@@ -12,7 +12,6 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from .server import Call, RouteTable, error_response, sse_event
 from .usage import (
     DEFAULT_EMBEDDING_DIMENSIONS,
     Usage,
@@ -25,6 +24,7 @@ from .usage import (
     text_deltas,
     wants_tool_call,
 )
+from .wire import Call, RouteTable, error_response, sse_event
 
 SYSTEM_FINGERPRINT = "fp_fake"
 
