@@ -28,7 +28,7 @@ from ingest_throughput import bench_dsn
 from llmmeter_collector.devtools import datagen
 from llmmeter_collector.ledger.storage import Ledger, copy_rows, migrate
 from llmmeter_collector.llmcall import LlmCall
-from llmmeter_collector.pricing.catalog import PriceCatalog
+from llmmeter_collector.pricing import PriceCatalog
 
 _TICK = os.sysconf("SC_CLK_TCK")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from llmmeter_collector.llmcall import LlmCall, Usage
-from llmmeter_collector.pricing.catalog import PriceCatalog
+from llmmeter_collector.pricing import PriceCatalog
 
 AT = datetime(2025, 9, 1, 12, tzinfo=UTC)
 MODELS = [

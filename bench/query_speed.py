@@ -24,7 +24,7 @@ import psycopg
 from llmmeter_collector.config import Settings
 from llmmeter_collector.devtools import datagen
 from llmmeter_collector.ledger import storage
-from llmmeter_collector.pricing.catalog import PriceCatalog
+from llmmeter_collector.pricing import PriceCatalog
 from llmmeter_collector.service import BackgroundCollector
 
 DSN = os.environ.get("LLMMETER_BENCH_DATABASE_URL") or os.environ.get(

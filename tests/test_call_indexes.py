@@ -9,7 +9,7 @@ import psycopg
 
 from llmmeter_collector.devtools import datagen
 from llmmeter_collector.ledger import storage
-from llmmeter_collector.pricing.catalog import PriceCatalog
+from llmmeter_collector.pricing import PriceCatalog
 
 # Index name -> how its definition ends. What each is for: migrations/0022_fewer_call_indexes.sql.
 CALL_INDEXES = {

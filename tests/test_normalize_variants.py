@@ -29,7 +29,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from llmmeter_collector.ingest import normalize as nm
 from llmmeter_collector.ingest.normalize import Normalized
 from llmmeter_collector.llmcall import LlmCall
-from llmmeter_collector.pricing.catalog import PriceCatalog
+from llmmeter_collector.pricing import PriceCatalog
 
 from .test_otlp_fields import any_value as _value
 

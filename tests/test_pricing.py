@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llmmeter_collector.llmcall import COST_CLASSES, LlmCall, Usage
-from llmmeter_collector.pricing.catalog import PriceCatalog, PriceError, Rates, check_price_file
+from llmmeter_collector.pricing import PriceCatalog, PriceError, Rates, check_price_file
 
 EXAMPLE_FILE = Path(__file__).parent.parent / "collector" / "llmmeter_collector" / "pricing" / "prices.example.yaml"
 DAY = datetime(2025, 9, 1, 12, 0, tzinfo=UTC)

@@ -45,7 +45,7 @@ from llmmeter_collector.ledger.spool import Spool
 from llmmeter_collector.ledger.writer import POISONED_SEGMENT, PROBLEMS, STORAGE_UNREACHABLE, Ingestor
 from llmmeter_collector.llmcall import Cost, LlmCall
 from llmmeter_collector.logging_setup import configure_logging
-from llmmeter_collector.pricing.catalog import PriceCatalog, PriceError
+from llmmeter_collector.pricing import PriceCatalog, PriceError
 
 logger = logging.getLogger("llmmeter.collector")
 _ZERO = Decimal(0)

@@ -14,7 +14,7 @@ from llmmeter_collector.access.keys import KeyStore
 from llmmeter_collector.access.ratelimit import RateLimits
 from llmmeter_collector.config import Settings
 from llmmeter_collector.exporters.metrics import Metrics
-from llmmeter_collector.pricing.catalog import PriceCatalog
+from llmmeter_collector.pricing import PriceCatalog
 
 
 class Collector(Protocol):

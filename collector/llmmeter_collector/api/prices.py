@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from llmmeter_collector.api import auth as apiauth
 from llmmeter_collector.api.context import Collector
-from llmmeter_collector.pricing.catalog import Rates
+from llmmeter_collector.pricing import Rates
 
 _MILLION = Decimal(1_000_000)
 _RATE_NAMES = ("input", "cache_read", "cache_write_5m", "cache_write_1h", "output", "input_audio", "output_audio")

@@ -248,7 +248,7 @@ def seed(database_url: str | None, schema: str | None, data_dir: Path | None, co
     """
     from llmmeter_collector.devtools import datagen
     from llmmeter_collector.ledger import storage
-    from llmmeter_collector.pricing.catalog import PriceCatalog
+    from llmmeter_collector.pricing import PriceCatalog
 
     if bool(database_url) == bool(data_dir):
         raise click.UsageError(

@@ -30,7 +30,7 @@ def check(file: str) -> None:
     """Validate a price overrides FILE (exit 1 and one line per problem when it is invalid)."""
     from pathlib import Path
 
-    from llmmeter_collector.pricing.catalog import check_price_file
+    from llmmeter_collector.pricing import check_price_file
 
     if not Path(file).is_file():
         raise click.BadParameter(f"no such file {file!r}", param_hint="FILE")
@@ -40,6 +40,14 @@ def check(file: str) -> None:
             click.echo(problem, err=True)
         raise CollectorError(f"{file}: {len(problems)} problem(s); the collector would refuse this file")
     click.echo(f"{file}: OK")
+
+
+@prices.command()
+def schema() -> None:
+    """Print the JSON Schema of the overrides file, for an editor's completion and inline checks."""
+    from llmmeter_collector.pricing.overrides import schema_text
+
+    click.echo(schema_text(), nl=False)
 
 
 @prices.command()

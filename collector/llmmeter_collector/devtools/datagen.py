@@ -25,7 +25,7 @@ import psycopg
 
 from llmmeter_collector.ledger.storage import Ledger
 from llmmeter_collector.llmcall import LlmCall, Usage
-from llmmeter_collector.pricing.catalog import PriceCatalog
+from llmmeter_collector.pricing import PriceCatalog
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from llmmeter_collector.pricing.catalog import PriceCatalog, Rates
+from llmmeter_collector.pricing import PriceCatalog, Rates
 
 MIN_CALLS = 10
 SIMPLE_MAX_INPUT = 2000
