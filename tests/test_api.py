@@ -377,7 +377,7 @@ def test_openapi_documents_every_route_and_only_real_ones(collector: BackgroundC
     }
     documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
     assert documented == served
-    # the operations declared in api.py carry their query parameters, from the same declaration that validates
+    # the operations declared in api/routes.py carry their query parameters, from the same declaration that validates
     for op in api.OPERATIONS:
         entry = doc["paths"][op.path][op.method.lower()]
         assert [p["name"] for p in entry["parameters"] if p["in"] == "query"] == [p.name for p in op.params]

@@ -314,7 +314,7 @@ def test_alertmanager_reads_the_config_the_render_job_writes_from_the_environmen
     am_volumes = dict(_volume_mounts(am))
     assert config_path == am_volumes[volume] + "/alertmanager.yml"
     assert job["user"] == "65534:65534"  # Alertmanager's user reads the 0600 secret files
-    module = (ROOT / "collector" / "llmmeter_collector" / "alertmanager_config.py").read_text()
+    module = (ROOT / "collector" / "llmmeter_collector" / "budgets" / "alertmanager.py").read_text()
     assert set(re.findall(r"ALERTMANAGER_[A-Z_]+[A-Z]", module)) <= set(_environment(job))
     assert "example.com" not in (ROOT / "prometheus" / "alertmanager.yml").read_text()
 
@@ -558,9 +558,10 @@ def test_the_build_context_builds_a_collector_wheel(tmp_path: Path) -> None:
     assert not list(scratch.glob("llmmeter-build-*")), "the build left its scratch directory behind"
     (wheel,) = (tmp_path / "dist").glob("llmmeter-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    migrations = {p.name for p in (ROOT / "collector/llmmeter_collector/migrations").glob("*.sql")}
-    assert {f"llmmeter_collector/migrations/{m}" for m in migrations} <= set(names)
-    assert "llmmeter_collector/retention.py" in names and "llmmeter/__init__.py" in names
+    migrations = {p.name for p in (ROOT / "collector/llmmeter_collector/ledger/migrations").glob("*.sql")}
+    assert migrations and {f"llmmeter_collector/ledger/migrations/{m}" for m in migrations} <= set(names)
+    assert "llmmeter_collector/ledger/retention.py" in names and "llmmeter/__init__.py" in names
+    assert "llmmeter_collector/pricing/prices.schema.json" in names
 
 
 def test_readme_self_host_documents_the_published_ports(services: dict[str, Any]) -> None:

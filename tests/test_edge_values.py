@@ -1,4 +1,4 @@
-"""Limits at the edge (bounds.py): a span carrying a value llmmeter would store that is too long, not finite, out
+"""Limits at the edge (ingest/bounds.py): a span carrying a value llmmeter would store that is too long, not finite, out
 of range or not storable text is rejected by name (OTLP partial success + a metric by reason); the good spans
 of the same export are stored. gzip bodies: every member is read, a truncated stream or trailing bytes is a 400.
 Real collector, real Postgres."""
@@ -181,7 +181,7 @@ def test_a_non_finite_or_out_of_range_number_rejects_its_span(
     ],
 )
 def test_the_c_reader_and_the_python_reader_reject_alike(bad: dict[str, object]) -> None:
-    """Protobuf bodies are read in C (which screens values for bounds.py), OTLP/JSON in Python: same verdicts."""
+    """Protobuf bodies are read in C (which screens values for ingest/bounds.py), OTLP/JSON in Python: same verdicts."""
     request = _export(CHAT, {**CHAT, **bad})
     in_c = normalize(request, body=request.SerializeToString())
     in_python = normalize(request)

@@ -1,6 +1,6 @@
 """Two instrumentations of one SDK in one app (captured by tests/interop/capture.py): one billable row per
 provider call, at the true usage and price, whichever instrumentation traced it (the ledger's identity rule,
-identity.py), in one export and in two exports in either order."""
+ingest/identity.py), in one export and in two exports in either order."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def test_one_refused_value_in_a_batch_is_rejected_and_the_rest_is_stored(
 
 
 def _poisoned(collector: BackgroundCollector) -> dict[str, object]:
-    """A span the edge accepts and Postgres refuses for its data. The edge's limits (bounds.py) keep every value
+    """A span the edge accepts and Postgres refuses for its data. The edge's limits (ingest/bounds.py) keep every value
     inside what Postgres holds, so the refusal comes from a rule Postgres has and the edge does not know: a CHECK
     constraint, as an operator's own rule or a future column type would be (SQLSTATE 23514, a data error)."""
     core = collector.collector

@@ -35,10 +35,10 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_queued_calls: int = 100_000
     max_batch_calls: int = 20_000  # calls committed in one transaction at most
-    writers: int = 2  # writer threads, one Postgres connection each (ingest.py)
+    writers: int = 2  # writer threads, one Postgres connection each (ledger/writer.py)
     max_label_values: int = 200
     require_keys: bool = False  # refuse unauthenticated exports even before any key exists
-    bootstrap_admin_key: str = ""  # the first admin key, stored when no key was ever created (bootstrap.py)
+    bootstrap_admin_key: str = ""  # the first admin key, stored when no key was ever created (access/bootstrap.py)
     key_cache_seconds: int = 10
     forward_endpoint: str = ""  # OTLP/HTTP base URL (or .../v1/traces) to forward priced spans to
     forward_headers: str = ""  # "k1=v1,k2=v2" sent with every forwarded export

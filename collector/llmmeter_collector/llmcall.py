@@ -84,7 +84,7 @@ class LlmCall:
     reported_cost: Decimal | None = None
     cost: Cost | None = None  # None: no price known (stored as NULL, counted as unpriced)
     scope: str = ""  # the instrumentation scope that traced it (e.g. "llmmeter.openai", "openlit.otel.tracing")
-    # The identity of the provider call (identity.py): spans of one trace with the same key are one call, priced
+    # The identity of the provider call (ingest/identity.py): spans of one trace with the same key are one call, priced
     # once. "" when the span says nothing that identifies it. ``completeness`` ranks the usage a span reports.
     call_key: str = ""
     completeness: int = 0

@@ -133,7 +133,7 @@ PROM_CALLS: Final = "llmmeter_calls"  # counter by status
 PROM_UNPRICED_CALLS: Final = "llmmeter_unpriced_calls"
 PROM_CALL_DURATION: Final = "llmmeter_call_duration_seconds"
 PROM_TIME_TO_FIRST_CHUNK: Final = "llmmeter_time_to_first_chunk_seconds"
-PROM_BUILD_INFO: Final = "llmmeter_build_info"  # gauge 1 by version, python (buildinfo.py)
+PROM_BUILD_INFO: Final = "llmmeter_build_info"  # gauge 1 by version, python (exporters/buildinfo.py)
 PROM_SPANS_RECEIVED: Final = "llmmeter_collector_spans_received"
 PROM_SPANS_REJECTED: Final = "llmmeter_collector_spans_rejected"
 PROM_EXPORTS_REFUSED: Final = "llmmeter_collector_exports_refused"
@@ -143,7 +143,7 @@ PROM_SPOOL_BYTES: Final = "llmmeter_collector_spool_bytes"  # gauge: bytes held 
 PROM_SPOOLED_CALLS: Final = "llmmeter_collector_spooled_calls"  # counter: calls written to the spool
 PROM_POSTGRES_UP: Final = "llmmeter_collector_postgres_up"  # gauge: 1 when the last write or ping succeeded
 PROM_FORWARDED_SPANS: Final = "llmmeter_collector_forwarded_spans"
-# ledger robustness (ingest.py): refused rows, quarantined spool segments, what keeps the ledger from being written
+# ledger robustness (ledger/writer.py): refused rows, quarantined spool segments, what keeps the ledger unwritten
 PROM_REJECTED_CALLS: Final = "llmmeter_collector_rejected_calls"  # counter{source}: refused by Postgres, dead-lettered
 PROM_QUARANTINED_SEGMENTS: Final = "llmmeter_collector_quarantined_segments"  # counter: unreadable spool segments
 PROM_STORAGE_PROBLEM: Final = "llmmeter_collector_storage_problem"  # gauge{reason}: 1 while that problem lasts

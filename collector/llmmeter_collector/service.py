@@ -78,14 +78,14 @@ class Collector:
         self.metrics = Metrics(settings.max_label_values, project_labels=settings.metrics_project_labels)
         buildinfo.register(self.metrics.registry)  # llmmeter_build_info and process_* metrics
         self.catalog = PriceCatalog(settings.prices_file or None)
-        self.rate_limits = RateLimits.from_env()  # API and ingest limits per key, or per address (ratelimit.py)
+        self.rate_limits = RateLimits.from_env()  # API and ingest limits per key, or per address (access/ratelimit.py)
         self._ingestor: Ingestor | None = None
         self._pool: ConnectionPool | None = None
         self._keys: KeyStore | None = None
         self.pipeline: Pipeline | None = None
         self.forwarder: Forwarder | None = None
         self.grpc: GrpcReceiver | None = None
-        self.retention: RetentionScheduler | None = None  # drops old partitions on a schedule (retention.py)
+        self.retention: RetentionScheduler | None = None  # drops old partitions on a schedule (ledger/retention.py)
         self.ready = False
         self._ledgers: list[storage.Ledger] = []
         self._closing = threading.Event()
@@ -142,7 +142,7 @@ class Collector:
         keys = self._keys if up or self._keys_were_required(spool) else None
         self.pipeline = Pipeline(self._ingestor, self.metrics, self.price, keys, self.forwarder)
         self.metrics.queue_depth.set_function(lambda: ingestor.queued_calls)
-        self.pipeline.rate_limiter = self.rate_limits.ingest  # ingest limit per key or address (ratelimit.py)
+        self.pipeline.rate_limiter = self.rate_limits.ingest  # ingest limit per key or address (access/ratelimit.py)
         if not up:
             self._starting = threading.Thread(target=self._bring_up_later, name="llmmeter-startup", daemon=True)
             self._starting.start()

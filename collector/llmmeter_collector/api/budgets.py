@@ -7,7 +7,7 @@
     GET    /api/v1/budgets/{name}     one budget and its status
     PUT    /api/v1/budgets/{name}     create or replace an API budget
     DELETE /api/v1/budgets/{name}     delete an API budget (file budgets are read-only: 409)
-    GET    /api/v1/report             the weekly / monthly cost report (``report.py``)
+    GET    /api/v1/report             the weekly / monthly cost report (``insights/report.py``)
 
 Money is returned as strings. Writes need an admin key when keys are in use (``apiauth``). A budget belongs
 to its scope: a key limited to projects sees, creates, replaces and deletes only budgets whose

@@ -2,7 +2,7 @@
 
 For each instrumentation scope the collector has seen since it started: the spans it counted as calls, and
 the spans that carry a model or token counts but were not counted, with why (``no_provider``: names we read
-but no provider attribute; ``unknown_attributes``: names no dialect in ``dialects.py`` uses; ``rejected``:
+but no provider attribute; ``unknown_attributes``: names no dialect in ``ingest/dialects.py`` uses; ``rejected``:
 invalid counts or no model). Then the models without a price, and the calls whose instrumentation is known not
 to report a token class (``usage_missing``) with the spend that rests on them. The REST side is
 ``api/doctor.py`` (``GET /api/v1/doctor``). Scope counts are per collector process and shown to keys that see every

@@ -102,7 +102,7 @@ class CallSeries(Collector):
         with self._lock:
             for call in calls:
                 if call.duplicate_of or call.replaces:
-                    continue  # a call another span already counted (identity.py)
+                    continue  # a call another span already counted (ingest/identity.py)
                 series = self._get((call.provider, call.model, call.project, call.feature, call.operation))
                 series.calls[call.status] = series.calls.get(call.status, 0.0) + 1
                 if call.cost is None:
@@ -267,7 +267,7 @@ class Metrics:
         self.price_reloads = Counter(
             sc.PROM_PRICE_RELOADS, "Reloads of the price overrides file, by result.", ("result",), registry=r
         )
-        # ledger robustness (ingest.py): rows Postgres refuses, spool segments set aside, why writes fail now
+        # ledger robustness (ledger/writer.py): rows Postgres refuses, spool segments set aside, why writes fail now
         self.rejected_calls = Counter(
             sc.PROM_REJECTED_CALLS,
             "Calls Postgres refused for their data (kept in llm_calls_dead_letter), by source (export, spool).",

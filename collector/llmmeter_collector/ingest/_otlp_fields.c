@@ -1,5 +1,5 @@
 /* The attributes normalize reads from every span of an OTLP ExportTraceServiceRequest, read from its
- * protobuf bytes in one pass (normalize.py's _fields, in C: reading them through the protobuf runtime
+ * protobuf bytes in one pass (ingest/normalize.py's _fields, in C: reading them through the protobuf runtime
  * costs about 0.5 us per attribute in Python objects, most of a span's decoding time).
  *
  *   span_fields(body: bytes, known: dict[str, tuple[str, int, bool]], tag_prefix: str)
@@ -15,10 +15,10 @@
  *
  *   span_fields(body, known, tag_prefix, max_plain: int, max_number: float) -> (entries, plain: bool)
  *
- * With the two limits, the reader also screens what it reads for bounds.py, at no extra pass: ``plain`` is
+ * With the two limits, the reader also screens what it reads for ingest/bounds.py, at no extra pass: ``plain`` is
  * True when every string read (values and tag names) is at most ``max_plain`` bytes without a NUL byte, every
  * number is in [0, max_number] (NaN fails), no value is bytes, and no non-text field came as a string. When it
- * is False, bounds.py checks each value itself.
+ * is False, ingest/bounds.py checks each value itself.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -93,7 +93,7 @@ typedef struct {
     Py_ssize_t tag_prefix_len;
     Py_ssize_t max_plain; /* < 0: no screening */
     double max_number;
-    int plain;            /* cleared by any value that needs bounds.py's closer look */
+    int plain;            /* cleared by any value that needs ingest/bounds.py's closer look */
 } Config;
 
 static void screen_text(Config *config, const uint8_t *p, Py_ssize_t n) {

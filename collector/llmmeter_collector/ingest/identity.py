@@ -11,7 +11,7 @@ Anthropic instrumentation and anthropic's own tracing). Their spans are one call
    no response id tells them apart (a wrapper's span over the SDK's own), the parent having only that one such
    child (a parent over several calls, e.g. retries, is not one of them).
 
-The key is decided here, per export; the ledger (storage.py) enforces it across exports and collectors: the first
+The key is decided here, per export; the ledger (ledger/storage.py) enforces it across exports and collectors: the first
 span of a key is stored as the call, a later one either becomes a duplicate or, when it reports more of the usage,
 takes the call's place. Limits: spans without a response id are matched only with their parent or child in the
 same export and trace.

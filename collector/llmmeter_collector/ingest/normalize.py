@@ -7,7 +7,7 @@ A span is an LLM call when it carries a GenAI provider/system attribute and a bi
 Names are read in the order listed in ``semconv`` (the v1.37+ name first, then older and vendor variants:
 ``gen_ai.system``, ``gen_ai.usage.prompt_tokens`` / ``completion_tokens``, ``gen_ai.usage.cache_write.input_tokens``,
 OpenLLMetry's ``llm.*`` and OpenLIT's names). Names only one instrumentation uses (OpenInference, Langfuse, …) and
-its corrections are in ONE table, ``dialects.py``: it is applied to each span before it is judged a call.
+its corrections are in ONE table, ``ingest/dialects.py``: it is applied to each span before it is judged a call.
 
 Whether input tokens include cached ones (applied here, once)
 --------------------------------------------------------------

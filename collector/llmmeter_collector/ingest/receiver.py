@@ -85,7 +85,7 @@ class ExportRefused(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.status in (429, 503)  # 429: per-project ingest rate limit (ratelimit.py)
+        return self.status in (429, 503)  # 429: per-project ingest rate limit (access/ratelimit.py)
 
 
 def printable(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -112,7 +112,7 @@ class Pipeline:
     price: Callable[[LlmCall], None]  # attaches call.cost
     keys: KeyStore | None = None
     forwarder: Forwarder | None = None
-    rate_limiter: RateLimiter | None = None  # ingest limit per key, or per address without keys (ratelimit.py)
+    rate_limiter: RateLimiter | None = None  # ingest limit per key, or per address without keys (access/ratelimit.py)
     rejection_log: RejectionLog = field(default_factory=lambda: RejectionLog(logger))
 
     def authenticate(self, token: str | None) -> Principal | None:
@@ -173,7 +173,7 @@ class Pipeline:
 
     async def commit(self, request: ExportTraceServiceRequest, result: Normalized) -> ExportTraceServiceResponse:
         """Wait until the calls are durable; raises ExportRefused(503) when they cannot be (the receiver counts it)."""
-        if self.rate_limiter is not None and result.calls:  # per key (or address): 429 + Retry-After (ratelimit.py)
+        if self.rate_limiter is not None and result.calls:  # per key (or address): 429 + Retry-After (ratelimit)
             wait = self.rate_limiter.take(result.sender, len(result.calls))
             if wait > 0:
                 raise ExportRefused(

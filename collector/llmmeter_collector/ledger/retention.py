@@ -34,7 +34,7 @@ from llmmeter_collector.ledger.archive import ArchivedFile, ArchiveTarget
 
 logger = logging.getLogger("llmmeter.collector")
 
-_NAME_RE = re.compile(r"^llm_calls_p(\d{8})(?:_(\d{8}))?$")  # a day, or a range of days (storage.py: backfill)
+_NAME_RE = re.compile(r"^llm_calls_p(\d{8})(?:_(\d{8}))?$")  # a day, or a range of days (ledger/storage.py: backfill)
 _BOUND_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 # One lock per schema: llmmeter schemas sharing a server run their retention independently.
 LOCK_KEY_SQL = "hashtext('llmmeter.retention ' || current_schema())"

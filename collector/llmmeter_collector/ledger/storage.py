@@ -37,7 +37,7 @@ CALL_COLUMNS = (
     "price_source", "reported_cost_usd", "duration_s", "ttfc_s", "status", "error_type", "retries",
     "streaming", "batch", "service_tier", "prompt_fingerprint", "usage_incomplete", "scope",
 )  # fmt: skip
-# Staged with each call, not stored in llm_calls: its identity (identity.py), which the write enforces.
+# Staged with each call, not stored in llm_calls: its identity (ingest/identity.py), which the write enforces.
 _IDENTITY_COLUMNS = ("call_key", "completeness")
 
 _ROLLUP_DIMS = "project, environment, provider, model, feature, operation, status"
@@ -106,7 +106,7 @@ WITH ins AS (
 ), {_rollups("ins")}
 SELECT count(*) FROM ins
 """
-# One priced call per provider call (identity.py). The best staged span of each key is upserted into
+# One priced call per provider call (ingest/identity.py). The best staged span of each key is upserted into
 # llm_call_identity, replacing the holder when it beats it (more usage classes reported, then the lowest span id:
 # the same winner whatever order the spans arrive in). ON CONFLICT locks the key's row (whether it updates it or
 # not) until commit, and rows are upserted in key order, so writers sharing the database wait for each other and
@@ -606,7 +606,7 @@ class Ledger:
         except psycopg.errors.CheckViolation as exc:
             if not (_retry and "no partition" in str(exc)):
                 raise
-            # retention.py (maybe in another collector) dropped a partition cached here: create it again
+            # ledger/retention.py (maybe in another collector) dropped a partition cached here: create it again
             self._ranges = []
             return self.write(calls, rows, _retry=False)
         except ROLLED_BACK:
