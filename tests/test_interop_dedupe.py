@@ -1,23 +1,30 @@
 """Two instrumentations of one SDK in one app (captured by tests/interop/capture.py): one billable row per
 provider call, at the true usage and price, whichever instrumentation traced it (the ledger's identity rule,
-ingest/identity.py), in one export and in two exports in either order."""
+ingest/identity.py), in one export and in two exports in either order; and llmmeter beside the official
+openai-v2, run live."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
 import psycopg
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+import llmmeter
+from llmmeter_collector.devtools.fakeprovider import FakeProvider
 from llmmeter_collector.service import BackgroundCollector
 
+from .conftest import export_to, stop_export
 from .interop.fixtures import load, replay
 from .test_interop import _price, expected_usage
 
 DUPLICATES = load(duplicates=True)
-# llmmeter's SDK (as captured) read no usage from a stream the official openai-v2 had wrapped, and marked openai-v2's
-# span, which has it, non-billable (so that anthropic's own span under llmmeter's is never priced twice, which the
-# marker is for): the call is stored once, with its usage marked missing (test below), until llmmeter reads it.
-STREAM_UNDER_OPENAI_V2 = "llmmeter-with-openai-v2/openai-stream"
-CASES = [pytest.param(f, id=f.id) for f in DUPLICATES if f.id != STREAM_UNDER_OPENAI_V2]
+CASES = [pytest.param(f, id=f.id) for f in DUPLICATES]
 
 
 @pytest.mark.parametrize("fixture", CASES)
@@ -50,11 +57,78 @@ def test_the_duplicate_pairs_were_captured() -> None:
     }
 
 
-def test_a_stream_whose_usage_only_the_other_instrumentation_read_is_one_call_marked_usage_missing(
-    collector: BackgroundCollector,
+@pytest.fixture(params=["openai-v2-first", "llmmeter-first"])
+def llmmeter_and_openai_v2(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The official openai-v2 instrumentation and llmmeter in one app (it co-installs with the test dependencies),
+    instrumented in either order: the one instrumented last wraps the other's wrapper (and its stream)."""
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    instrumentor = OpenAIInstrumentor()
+    if request.param == "openai-v2-first":
+        instrumentor.instrument()
+        llmmeter.instrument(configure_export=False)
+    else:
+        llmmeter.instrument(configure_export=False)
+        instrumentor.instrument()
+    yield request.param
+    llmmeter.uninstrument()
+    instrumentor.uninstrument()
+
+
+def _openai_call(fake: FakeProvider, usage: dict[str, int], use_async: bool, stream: bool) -> None:
+    headers = {"x-fake-usage": json.dumps(usage)}
+    kwargs: dict[str, Any] = {
+        "model": "o4-mini",
+        "messages": [{"role": "user", "content": "Say something short about the sea."}],
+        "extra_headers": headers,
+    }
+    if stream:
+        kwargs |= {"stream": True, "stream_options": {"include_usage": True}}
+    if not use_async:
+        answer = openai.OpenAI(base_url=fake.openai_base_url, api_key="x", max_retries=0).chat.completions.create(
+            **kwargs
+        )
+        if stream:
+            for _ in answer:
+                pass
+        return
+
+    async def call() -> None:
+        client = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="x", max_retries=0)
+        answer = await client.chat.completions.create(**kwargs)
+        if stream:
+            async for _ in answer:
+                pass
+
+    asyncio.run(call())
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_llmmeter_and_openai_v2_live_are_one_call_at_the_true_price(
+    collector: BackgroundCollector, fake: FakeProvider, llmmeter_and_openai_v2: str, use_async: bool, stream: bool
 ) -> None:
-    (fixture,) = [f for f in DUPLICATES if f.id == STREAM_UNDER_OPENAI_V2]
-    replay(collector.url, fixture)
+    """Whichever wraps the other, and whether the app reads a stream sync or async: one row, with the usage the
+    provider reported (cached and reasoning tokens included, which only llmmeter reads), at the true price."""
+    fixture = next(f for f in DUPLICATES if f.id == f"llmmeter-with-openai-v2/openai-{'stream' if stream else 'plain'}")
+    usage = fixture.truth["usage"]
+    processor = export_to(OTLPSpanExporter(endpoint=collector.url + "/v1/traces"))
+    try:
+        _openai_call(fake, usage, use_async, stream)
+    finally:
+        stop_export(processor)
     with psycopg.connect(collector.collector.dsn, options=f"-c search_path={collector.collector.schema}") as conn:
-        rows = conn.execute("SELECT scope, usage_missing, input_tokens FROM llm_calls").fetchall()
-    assert rows == [("llmmeter", True, 0)]  # one call, visibly without usage (status, doctor), never a silent $0
+        rows = conn.execute(
+            "SELECT scope, input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, usage_missing, cost_usd"
+            " FROM llm_calls"
+        ).fetchall()
+        duplicates = conn.execute("SELECT count(*) FROM llm_call_duplicates").fetchone()
+    tokens = expected_usage(fixture)
+    assert [row[:6] for row in rows] == [
+        ("llmmeter", tokens["input"], tokens["output"], tokens["cache_read"], tokens["reasoning"], False)
+    ]
+    assert rows[0][6] == _price(collector, fixture, tokens)
+    if llmmeter_and_openai_v2 == "openai-v2-first":  # openai-v2's span opened inside llmmeter's call: non-billable
+        assert duplicates == (0,)
+    else:  # llmmeter's span inside openai-v2's: one call by response id, openai-v2's span kept for audit
+        assert duplicates == (1,)

@@ -36,7 +36,9 @@ class Shape:
     ``request(instance, kwargs)`` the request's other attributes and ``prompt(kwargs)`` the prompt to
     fingerprint/capture, both read off the call path from a ``SentRequest``; ``respond(invocation, result)``
     ends the invocation from the SDK's result (or wraps a stream that will) and returns what the app
-    receives; ``prepare(kwargs)`` may adjust a streaming request (``stream=True``: only ``stream_usage``);
+    receives (``respond_async``, where given, does it for the async method: a stream another instrumentation
+    wrapped is iterated the way the method returns it); ``prepare(kwargs)`` may adjust a streaming request
+    (``stream=True``: only ``stream_usage``);
     ``model_key`` names the argument that holds the requested model.
     """
 
@@ -46,6 +48,7 @@ class Shape:
     request: Callable[[Any, Mapping[str, Any]], dict[str, Any]]
     respond: Callable[[Invocation, Any], Any]
     prompt: Callable[[Mapping[str, Any]], Prompt | None] | None = None
+    respond_async: Callable[[Invocation, Any], Any] | None = None
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     model_key: str = "model"
 
@@ -174,7 +177,7 @@ def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
 
 def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
     """A wrapt wrapper for an async SDK method (returns a coroutine, as the original does)."""
-    respond = shape.respond
+    respond = shape.respond_async or shape.respond
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         invocation, kwargs = _begin(inst, shape, instance, kwargs)

@@ -26,9 +26,10 @@ _PARSED, _STREAM, _ASYNC_STREAM, _RAW = range(4)
 
 
 def _responder(
-    end: Callable[[Invocation, Any], None], accumulator: type[Accumulator]
+    end: Callable[[Invocation, Any], None], accumulator: type[Accumulator], asynchronous: bool = False
 ) -> Callable[[Invocation, Any], Any]:
-    """``respond`` for one API: end from a parsed object, wrap a stream, or read a raw response."""
+    """``respond`` for one API (its sync or its async method): end from a parsed object, wrap a stream, or read
+    a raw response."""
     import openai
     from openai._legacy_response import LegacyAPIResponse
     from openai._response import APIResponse, AsyncAPIResponse
@@ -42,6 +43,10 @@ def _responder(
             kind = _ASYNC_STREAM
         elif issubclass(cls, LegacyAPIResponse | APIResponse | AsyncAPIResponse):
             kind = _RAW
+        elif hasattr(cls, "__anext__" if asynchronous else "__next__"):
+            # Another instrumentation's wrapper of the SDK's stream, neither a Stream nor a proxy of one (openai-v2's
+            # ChatStreamWrapper, when llmmeter was instrumented after it): its items are the stream's chunks.
+            kind = _ASYNC_STREAM if asynchronous else _STREAM
         else:
             kind = _PARSED
         if len(kinds) > 256:  # parsed generics make one type per response format: bounded by the app's code
@@ -85,6 +90,7 @@ def _shapes() -> dict[str, Shape]:
         endpoint=rsp.endpoint,
         request=rsp.request_attributes,
         respond=chat_respond,
+        respond_async=_responder(rsp.end_chat, ChatAccumulator, asynchronous=True),
         prompt=rsp.chat_prompt,
         prepare=_include_stream_usage,
     )
@@ -96,6 +102,7 @@ def _shapes() -> dict[str, Shape]:
             endpoint=rsp.endpoint,
             request=rsp.request_attributes,
             respond=_responder(rsp.end_response, ResponsesAccumulator),
+            respond_async=_responder(rsp.end_response, ResponsesAccumulator, asynchronous=True),
             prompt=rsp.responses_prompt,
         ),
         "completions": Shape(
@@ -104,6 +111,7 @@ def _shapes() -> dict[str, Shape]:
             endpoint=rsp.endpoint,
             request=rsp.request_attributes,
             respond=_responder(rsp.end_completion, ChatAccumulator),
+            respond_async=_responder(rsp.end_completion, ChatAccumulator, asynchronous=True),
             prompt=rsp.completions_prompt,
             prepare=_include_stream_usage,
         ),
