@@ -6,8 +6,10 @@ default ``http://localhost:4318``) only when the app has not set a tracer or met
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Meter
@@ -55,7 +57,9 @@ def configure(*, service_name: str | None = None, endpoint: str | None = None, e
         if endpoint or not traces_endpoint:
             traces_endpoint = base + "/v1/traces"
         provider = TracerProvider(resource=resource)
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint)))
+        span_exporter = OTLPSpanExporter(endpoint=traces_endpoint)
+        _log_failures_once(span_exporter, "spans", traces_endpoint)
+        provider.add_span_processor(BatchSpanProcessor(span_exporter))
         trace.set_tracer_provider(provider)
         installed = True
 
@@ -70,10 +74,54 @@ def configure(*, service_name: str | None = None, endpoint: str | None = None, e
         metrics_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
         if endpoint or not metrics_endpoint:
             metrics_endpoint = base + "/v1/metrics"
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=metrics_endpoint))
+        metric_exporter = OTLPMetricExporter(endpoint=metrics_endpoint)
+        _log_failures_once(metric_exporter, "metrics", metrics_endpoint)
+        reader = PeriodicExportingMetricReader(metric_exporter)
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
         installed = True
     return installed
+
+
+class _FailingExports(logging.Filter):
+    """One line when an exporter llmmeter installed starts failing (the endpoint is down), then silence until an
+    export succeeds again: the OTLP exporters log every retry of every export, every few seconds."""
+
+    def __init__(self, signal: str, endpoint: str) -> None:
+        super().__init__()
+        self.signal = signal
+        self.endpoint = endpoint
+        self.failing = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        if self.failing:
+            return False
+        self.failing = True
+        reason = record.getMessage()[:200]
+        record.msg = "llmmeter: cannot export %s to %s (%s); not logged again until an export succeeds"
+        record.args = (self.signal, self.endpoint, reason)
+        return True
+
+    def succeeded(self) -> None:
+        if self.failing:
+            self.failing = False
+            logging.getLogger("llmmeter").info("llmmeter: exporting %s to %s again", self.signal, self.endpoint)
+
+
+def _log_failures_once(exporter: Any, signal: str, endpoint: str) -> None:
+    """Install ``_FailingExports`` on the exporter's logger and reset it whenever ``exporter`` exports."""
+    once = _FailingExports(signal, endpoint)
+    logging.getLogger(type(exporter).__module__).addFilter(once)
+    export = exporter.export
+
+    def export_then_reset(*args: Any, **kwargs: Any) -> Any:
+        result = export(*args, **kwargs)
+        if getattr(result, "name", "") == "SUCCESS":
+            once.succeeded()
+        return result
+
+    exporter.export = export_then_reset
 
 
 def _is_default_meter_provider(provider: object) -> bool:
