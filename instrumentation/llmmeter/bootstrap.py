@@ -24,6 +24,7 @@ _INSTRUMENTORS = (
 _lock = threading.Lock()
 _active: list[Any] = []
 _threads_patched = False
+_entry_point_instruments: telemetry.Instruments | None = None
 
 
 def _installed(module_name: str) -> bool:
@@ -106,3 +107,33 @@ def uninstrument() -> None:
             recorder.unhook_flush()
             _threads_patched = False
     recorder.drain()  # what instrumented calls queued is ended and recorded, not left behind
+
+
+def entry_point_instruments(instrumentor: Any) -> telemetry.Instruments:
+    """The instruments for ``instrumentor`` when ``opentelemetry-instrument`` loaded it (an
+    ``opentelemetry_instrumentor`` entry point) instead of ``instrument()``.
+
+    Options come from the environment (``LLMMETER_*``, ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``),
+    spans and metrics go to the providers the distro configured, and what the four instrumentors share (options,
+    instruments, thread propagation, the recorder) is set up once. An SDK that is missing raises
+    ``ModuleNotFoundError``, which ``opentelemetry-instrument`` skips quietly; one too old is also skipped, with a
+    warning naming the version needed.
+    """
+    global _entry_point_instruments, _threads_patched
+    conflict = instrumentor._check_dependency_conflicts()
+    if conflict is not None:
+        required = str(getattr(conflict, "required", conflict))
+        if getattr(conflict, "found", None):
+            logger.warning("llmmeter: not instrumenting %s: %s", required, conflict)
+        raise ModuleNotFoundError(f"llmmeter: {conflict}")
+    with _lock:
+        if _entry_point_instruments is None:
+            options.set_current(options.build())
+            _entry_point_instruments = telemetry.create_instruments()
+        if not _threads_patched:
+            threads.patch()
+            recorder.hook_flush()
+            _threads_patched = True
+        _active.append(instrumentor)  # instrument() is then a no-op, uninstrument() undoes it
+    recorder.restart()
+    return _entry_point_instruments

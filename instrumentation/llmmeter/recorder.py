@@ -35,6 +35,7 @@ A forked child drops what its parent had queued (the parent records it).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -295,8 +296,20 @@ def _drain_first(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: 
 _FLUSHING_METHODS = ("force_flush", "shutdown")
 
 
+def _drain_at_exit() -> None:
+    try:
+        drain()
+    except Exception as exc:  # never an error at exit
+        logger.debug("llmmeter: drain at exit failed: %r", exc)
+
+
 def hook_flush() -> None:
-    """Make the OpenTelemetry SDK's ``TracerProvider.force_flush`` and ``shutdown`` end queued spans first."""
+    """Make the OpenTelemetry SDK's ``TracerProvider.force_flush`` and ``shutdown`` end queued spans first, and
+    end them at exit too: a provider made before the hook (by ``instrument()``, or by the distro under
+    ``opentelemetry-instrument``) registered its unhooked ``shutdown`` with ``atexit``; this handler, registered
+    later, runs before it."""
+    atexit.unregister(_drain_at_exit)
+    atexit.register(_drain_at_exit)
     try:
         for method in _FLUSHING_METHODS:
             wrap_function_wrapper("opentelemetry.sdk.trace", f"TracerProvider.{method}", _drain_first)
@@ -305,6 +318,7 @@ def hook_flush() -> None:
 
 
 def unhook_flush() -> None:
+    atexit.unregister(_drain_at_exit)
     try:
         from opentelemetry.sdk.trace import TracerProvider
     except ImportError:

@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from llmmeter.anthropic.patch import messages_create, messages_stream
+from llmmeter.bootstrap import entry_point_instruments
 from llmmeter.retries import counting_wrapper
 from llmmeter.telemetry import Instruments
 
@@ -43,7 +44,7 @@ class AnthropicInstrumentor(BaseInstrumentor):
         return ("anthropic >= 0.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        inst: Instruments = kwargs["instruments"]
+        inst: Instruments = kwargs.get("instruments") or entry_point_instruments(self)
         create = messages_create(inst)
         stream = messages_stream(inst)
         for module, cls, method, kind in PATCHED:

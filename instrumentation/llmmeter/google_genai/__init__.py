@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from llmmeter.bootstrap import entry_point_instruments
 from llmmeter.google_genai.patch import wrappers
 from llmmeter.retries import counting_wrapper
 from llmmeter.telemetry import Instruments
@@ -45,7 +46,7 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):
         return ("google-genai >= 1.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        inst: Instruments = kwargs["instruments"]
+        inst: Instruments = kwargs.get("instruments") or entry_point_instruments(self)
         by_kind = wrappers(inst)
         for module, cls, method, kind in PATCHED:
             if kind == "attempt":

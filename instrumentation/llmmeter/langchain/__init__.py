@@ -16,7 +16,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from llmmeter import telemetry
+from llmmeter.bootstrap import entry_point_instruments
 from llmmeter.langchain import patches
 from llmmeter.langchain.embeddings import EmbeddingsPatch
 from llmmeter.langchain.handler import LlmMeterCallbackHandler
@@ -64,7 +64,7 @@ class LangChainInstrumentor(BaseInstrumentor):
 
         from langchain_core.tracers.context import register_configure_hook
 
-        inst = kwargs.get("instruments") or telemetry.create_instruments()
+        inst = kwargs.get("instruments") or entry_point_instruments(self)
         handler = LlmMeterCallbackHandler(inst)
         # A ContextVar whose default is the handler: every context, every thread, sees it.
         self._handler_var = ContextVar("llmmeter_langchain_handler", default=handler)

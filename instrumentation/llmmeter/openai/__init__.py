@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from llmmeter.bootstrap import entry_point_instruments
 from llmmeter.openai.patch import stream_helper, wrappers
 from llmmeter.retries import counting_wrapper
 from llmmeter.telemetry import Instruments
@@ -54,7 +55,7 @@ class OpenAIInstrumentor(BaseInstrumentor):
         return ("openai >= 1.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        inst: Instruments = kwargs["instruments"]
+        inst: Instruments = kwargs.get("instruments") or entry_point_instruments(self)
         by_api = wrappers(inst)
         for module, cls, method, api in PATCHED:
             if api == "stream_helper":
