@@ -25,15 +25,49 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROMETHEUS = {"type": "prometheus", "uid": "llmmeter-prometheus"}
-POSTGRES = {"type": "grafana-postgresql-datasource", "uid": "llmmeter-postgres"}
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    common,
+    gauge,
+    piechart,
+    prometheus,
+    stat,
+    timeseries,
+)
+from grafana_foundation_sdk.builders import dashboard as board
+from grafana_foundation_sdk.builders import (
+    table as tables,
+)
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import piechart as pm
+from grafana_foundation_sdk.models import prometheus as promm
+
+Json = dict[str, Any]
+Panel = Any  # a panel builder of grafana-foundation-sdk (stat.Panel, timeseries.Panel, ...)
+
+# Datasources are template variables whose defaults are the provisioned uids, so the boards also import into a
+# Grafana whose datasources have other names: pick them in the variables.
+PROMETHEUS_UID = "llmmeter-prometheus"
+POSTGRES_UID = "llmmeter-postgres"
+PROMETHEUS = {"type": "prometheus", "uid": "${prometheus}"}
+POSTGRES = {"type": "grafana-postgresql-datasource", "uid": "${postgres}"}
+# A call's trace id opens the tracing backend at this URL + the id (the calls explorer's trace_url variable).
+TRACE_URL = "http://localhost:16686/trace/"  # Jaeger's UI; Zipkin: http://localhost:9411/zipkin/traces/
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
 DIMENSIONS = ("project", "environment", "provider", "model", "feature")
 PROM_DIMENSIONS = ("project", "provider", "model", "feature")
 MONEY_COLUMNS = ".*(cost|spend|saved|spent|limit|forecast).*"  # table columns shown in USD
 NOT_BY_ENVIRONMENT = " Prometheus panel: the environment variable does not filter it (not a Prometheus label)."
+MODEL_COMPARISON = "llmmeter-model-comparison"
+TRACE_ID_COLUMN = "trace_id"
 
-Json = dict[str, Any]
+
+def _ref(ds: Json) -> dm.DataSourceRef:
+    return dm.DataSourceRef(type_val=ds["type"], uid=ds["uid"])
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -50,36 +84,57 @@ def sel(**extra: str) -> str:
     return "{" + ", ".join(matchers) + "}"
 
 
-def sql(raw: str, fmt: str = "table", ref: str = "A") -> Json:
+class SqlQuery(cogvariants.Dataquery):
+    """A raw-SQL query of Grafana's Postgres datasource (grafana-foundation-sdk has no builder for it)."""
+
+    def __init__(self, raw: str, fmt: str, ref: str) -> None:
+        self.raw, self.fmt, self.ref = raw, fmt, ref
+
+    def to_json(self) -> Json:
+        return {
+            "datasource": POSTGRES,
+            "refId": self.ref,
+            "editorMode": "code",
+            "rawQuery": True,
+            "format": self.fmt,
+            "rawSql": self.raw,
+        }
+
+
+class Sql(cogbuilder.Builder[cogvariants.Dataquery]):
+    def __init__(self, raw: str, fmt: str, ref: str) -> None:
+        self._query = SqlQuery(raw, fmt, ref)
+
+    def build(self) -> SqlQuery:
+        return self._query
+
+
+Target = cogbuilder.Builder[Any]
+
+
+def sql(raw: str, fmt: str = "table", ref: str = "A") -> Target:
     """A raw-SQL target. In ``raw``, ``{dims}`` stands for the dimension filters and ``{range}`` for
     ``$__timeFilter(ts) AND {dims}`` (the usual WHERE clause on ``llm_calls``)."""
     raw = raw.replace("{range}", "$__timeFilter(ts) AND {dims}").replace("{dims}", dims_sql())
-    return {
-        "datasource": POSTGRES,
-        "refId": ref,
-        "editorMode": "code",
-        "rawQuery": True,
-        "format": fmt,
-        "rawSql": " ".join(raw.split()),
-    }
+    return Sql(" ".join(raw.split()), fmt, ref)
 
 
-def prom(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A", table: bool = False) -> Json:
-    target: Json = {
-        "datasource": PROMETHEUS,
-        "refId": ref,
-        "editorMode": "code",
-        "expr": " ".join(expr.split()),
-        "legendFormat": legend or "__auto",
-        "instant": instant,
-        "range": not instant,
-    }
+def prom(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A", table: bool = False) -> Target:
+    target = (
+        prometheus.Dataquery()
+        .datasource(PROMETHEUS)
+        .ref_id(ref)
+        .editor_mode(promm.QueryEditorMode.CODE)
+        .expr(" ".join(expr.split()))
+        .legend_format(legend or "__auto")
+    )
+    target = target.instant() if instant else target.range()
     if table:
-        target["format"] = "table"
+        target = target.format(promm.PromQueryFormat.TABLE)
     return target
 
 
-def quantiles(metric: str, by: str = "model") -> list[Json]:
+def quantiles(metric: str, by: str = "model") -> list[Target]:
     return [
         prom(
             f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{sel()}[$__rate_interval])))",
@@ -93,134 +148,186 @@ def quantiles(metric: str, by: str = "model") -> list[Json]:
 # --- panels ------------------------------------------------------------------------------------------------
 
 
-def thresholds(*steps: tuple[float | None, str]) -> Json:
-    return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in steps]}
+def thresholds(*steps: tuple[float | None, str]) -> board.ThresholdsConfig:
+    return (
+        board.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=value, color=color) for value, color in steps])
+    )
 
 
-GREEN = thresholds((None, "green"))
+GREEN = ((None, "green"),)
+KINDS: dict[str, type[Any]] = {
+    "stat": stat.Panel,
+    "timeseries": timeseries.Panel,
+    "table": tables.Panel,
+    "bargauge": bargauge.Panel,
+    "piechart": piechart.Panel,
+    "gauge": gauge.Panel,
+}
+
+
+def _reduce(values: bool) -> common.ReduceDataOptions:
+    return common.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(values)
 
 
 def panel(
     kind: str,
     title: str,
-    targets: list[Json],
+    targets: list[Target],
     *,
     description: str,
     unit: str | None = None,
     decimals: int | None = None,
-    options: Json | None = None,
-    custom: Json | None = None,
-    steps: Json | None = None,
+    steps: board.ThresholdsConfig | None = None,
     money_columns: bool = False,
     time_from: str | None = None,
     transformations: list[Json] | None = None,
     minmax: tuple[float, float] | None = None,
-) -> Json:
-    defaults: Json = {
-        "thresholds": steps or GREEN,
-        "color": {"mode": "palette-classic" if kind in ("timeseries", "piechart") else "thresholds"},
-    }
+) -> Panel:
+    built = KINDS[kind]().title(title).description(description)
+    sources = {json.dumps(t.build().to_json()["datasource"], sort_keys=True) for t in targets}
+    if len(sources) == 1:
+        built = built.datasource(_ref(json.loads(sources.pop())))
+    else:
+        built = built.datasource(dm.DataSourceRef(type_val="datasource", uid="-- Mixed --"))
+    for target in targets:
+        built = built.with_target(target)
+    built = built.thresholds(steps or thresholds(*GREEN))
+    scheme = "palette-classic" if kind in ("timeseries", "piechart") else "thresholds"
+    built = built.color_scheme(board.FieldColor().mode(dm.FieldColorModeId(scheme)))
     if unit:
-        defaults["unit"] = unit
+        built = built.unit(unit)
     if decimals is not None:
-        defaults["decimals"] = decimals
-    if custom:
-        defaults["custom"] = custom
+        built = built.decimals(decimals)
     if minmax:
-        defaults["min"], defaults["max"] = minmax
-    overrides: list[Json] = []
+        built = built.min(minmax[0]).max(minmax[1])
     if money_columns:
-        overrides.append(
-            {
-                "matcher": {"id": "byRegexp", "options": MONEY_COLUMNS},
-                "properties": [{"id": "unit", "value": "currencyUSD"}, {"id": "decimals", "value": 6}],
-            }
+        built = built.override_by_regexp(
+            MONEY_COLUMNS,
+            [
+                dm.DynamicConfigValue(id_val="unit", value="currencyUSD"),
+                dm.DynamicConfigValue(id_val="decimals", value=6),
+            ],
         )
-    result: Json = {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": targets[0]["datasource"]
-        if len({t["datasource"]["uid"] for t in targets}) == 1
-        else {"type": "datasource", "uid": "-- Mixed --"},
-        "targets": targets,
-        "fieldConfig": {"defaults": defaults, "overrides": overrides},
-        "options": options or {},
-    }
     if time_from:
-        result["timeFrom"] = time_from
-    if transformations:
-        result["transformations"] = transformations
-    return result
+        built = built.time_from(time_from)
+    for transformation in transformations or ():
+        built = built.with_transformation(
+            dm.DataTransformerConfig(id_val=transformation["id"], options=transformation["options"])
+        )
+    return built
 
 
-def stat(title: str, target: Json, *, description: str, unit: str, **kw: Any) -> Json:
-    options = {
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "colorMode": "value",
-        "graphMode": "none",
-        "justifyMode": "auto",
-        "textMode": "auto",
-        "orientation": "auto",
-    }
-    return panel("stat", title, [target], description=description, unit=unit, options=options, **kw)
+def stat_panel(title: str, target: Target, *, description: str, unit: str, **kw: Any) -> Panel:
+    return (
+        panel("stat", title, [target], description=description, unit=unit, **kw)
+        .reduce_options(_reduce(False))
+        .color_mode(cm.BigValueColorMode.VALUE)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .justify_mode(cm.BigValueJustifyMode.AUTO)
+        .text_mode(cm.BigValueTextMode.AUTO)
+        .orientation(cm.VizOrientation.AUTO)
+    )
 
 
-def timeseries(
+def gauge_panel(title: str, target: Target, *, description: str, unit: str, **kw: Any) -> Panel:
+    return (
+        panel("gauge", title, [target], description=description, unit=unit, **kw)
+        .reduce_options(_reduce(False))
+        .show_threshold_markers(True)
+        .show_threshold_labels(False)
+        .orientation(cm.VizOrientation.AUTO)
+    )
+
+
+def timeseries_panel(
     title: str,
-    targets: list[Json],
+    targets: list[Target],
     *,
     description: str,
     unit: str,
     bars: bool = False,
     stacked: bool = False,
     **kw: Any,
-) -> Json:
-    custom = {
-        "drawStyle": "bars" if bars else "line",
-        "fillOpacity": 80 if bars else 10,
-        "lineWidth": 1,
-        "showPoints": "never",
-        "spanNulls": False,
-        "stacking": {"mode": "normal" if stacked else "none", "group": "A"},
-    }
-    options = {
-        "legend": {
-            "displayMode": "table",
-            "placement": "right",
-            "calcs": ["sum" if bars else "mean", "max"],
-            "showLegend": True,
-        },
-        "tooltip": {"mode": "multi", "sort": "desc"},
-    }
-    return panel("timeseries", title, targets, description=description, unit=unit, custom=custom, options=options, **kw)
+) -> Panel:
+    return (
+        panel("timeseries", title, targets, description=description, unit=unit, **kw)
+        .draw_style(cm.GraphDrawStyle.BARS if bars else cm.GraphDrawStyle.LINE)
+        .fill_opacity(80 if bars else 10)
+        .line_width(1)
+        .show_points(cm.VisibilityMode.NEVER)
+        .span_nulls(False)
+        .stacking(common.StackingConfig().mode(cm.StackingMode.NORMAL if stacked else cm.StackingMode.NONE).group("A"))
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(cm.LegendDisplayMode.TABLE)
+            .placement(cm.LegendPlacement.RIGHT)
+            .calcs(["sum" if bars else "mean", "max"])
+            .show_legend(True)
+        )
+        .tooltip(common.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING))
+    )
 
 
-def table(title: str, targets: list[Json], *, description: str, **kw: Any) -> Json:
-    options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"]}}
-    return panel("table", title, targets, description=description, options=options, money_columns=True, **kw)
+def table_panel(
+    title: str,
+    targets: list[Target],
+    *,
+    description: str,
+    model_links: bool = False,
+    trace_links: bool = False,
+    **kw: Any,
+) -> Panel:
+    built = (
+        panel("table", title, targets, description=description, money_columns=True, **kw)
+        .show_header(True)
+        .cell_height(cm.TableCellHeight.SM)
+        .footer(common.TableFooterOptions().show(False).reducer(["sum"]))
+    )
+    return with_links(built, trace=trace_links) if model_links or trace_links else built
 
 
-def bars(title: str, target: Json, *, description: str, unit: str, **kw: Any) -> Json:
+def bars_panel(title: str, target: Target, *, description: str, unit: str, **kw: Any) -> Panel:
     """A bar gauge with one bar per row of a table-format query."""
-    options = {
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
-        "orientation": "horizontal",
-        "displayMode": "gradient",
-        "showUnfilled": True,
-        "valueMode": "color",
-    }
-    return panel("bargauge", title, [target], description=description, unit=unit, options=options, **kw)
+    return (
+        panel("bargauge", title, [target], description=description, unit=unit, **kw)
+        .reduce_options(_reduce(True))
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+        .show_unfilled(True)
+        .value_mode(cm.BarGaugeValueMode.COLOR)
+    )
 
 
-def pie(title: str, target: Json, *, description: str, unit: str) -> Json:
-    options = {
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
-        "pieType": "donut",
-        "legend": {"displayMode": "table", "placement": "right", "values": ["value", "percent"], "showLegend": True},
-        "tooltip": {"mode": "single"},
-    }
-    return panel("piechart", title, [target], description=description, unit=unit, options=options)
+def pie_panel(title: str, target: Target, *, description: str, unit: str) -> Panel:
+    return (
+        panel("piechart", title, [target], description=description, unit=unit)
+        .reduce_options(_reduce(True))
+        .pie_type(pm.PieChartType.DONUT)
+        .legend(
+            piechart.PieChartLegendOptions()
+            .display_mode(cm.LegendDisplayMode.TABLE)
+            .placement(cm.LegendPlacement.RIGHT)
+            .values([pm.PieChartLegendValues.VALUE, pm.PieChartLegendValues.PERCENT])
+            .show_legend(True)
+        )
+        .tooltip(common.VizTooltipOptions().mode(cm.TooltipDisplayMode.SINGLE))
+    )
+
+
+def _link(title: str, url: str, new_tab: bool = False) -> dm.DynamicConfigValue:
+    return dm.DynamicConfigValue(id_val="links", value=[{"title": title, "url": url, "targetBlank": new_tab}])
+
+
+def with_links(p: Panel, *, trace: bool = False) -> Panel:
+    """Data links on a table's cells: a model opens the model comparison filtered to it (same time range and
+    project); with ``trace``, a trace id opens the tracing backend (the ``trace_url`` variable + the id)."""
+    compare = f"/d/{MODEL_COMPARISON}?var-model=${{__value.raw}}&${{__url_time_range}}&${{project:queryparam}}"
+    p = p.override_by_name("model", [_link("Compare this model", compare)])
+    if trace:
+        p = p.override_by_name(TRACE_ID_COLUMN, [_link("Open the trace", "${trace_url}${__value.raw}", new_tab=True)])
+    return p
 
 
 # --- variables and dashboards ------------------------------------------------------------------------------
@@ -239,9 +346,20 @@ _DEPENDS = {
     "model": ("project", "provider"),
     "feature": ("project",),
 }
+_ALL = dm.VariableOption(selected=True, text=["All"], value=["$__all"])
 
 
-def dimension_variable(name: str) -> Json:
+def datasource_variable(name: str, label: str, plugin: str, default: str) -> board.DatasourceVariable:
+    """The datasource the boards query, by default the provisioned one."""
+    return (
+        board.DatasourceVariable(name)
+        .label(label)
+        .type(plugin)
+        .current(dm.VariableOption(selected=True, text=default, value=default))
+    )
+
+
+def dimension_variable(name: str) -> board.QueryVariable:
     """A multi-value variable of one dimension, values seen in the rollups in the selected range."""
     where = ["bucket >= date_trunc('hour', $__timeFrom()::timestamptz)", "bucket <= $__timeTo()"]
     where += [f"{d} ~ '^(${{{d}:regex}})$'" for d in _DEPENDS[name]]
@@ -249,86 +367,100 @@ def dimension_variable(name: str) -> Json:
         f"SELECT DISTINCT {name} AS __value, CASE WHEN {name} = '' THEN '(none)' ELSE {name} END AS __text"
         f" FROM llm_rollup_hour WHERE {' AND '.join(where)} ORDER BY 1"
     )
-    return {
-        "name": name,
-        "label": _LABELS[name],
-        "type": "query",
-        "datasource": POSTGRES,
-        "query": query,
-        "definition": query,
-        "refresh": 2,
-        "multi": True,
-        "includeAll": True,
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "options": [],
-        "regex": "",
-        "sort": 1,
-        "hide": 0,
-    }
+    return (
+        board.QueryVariable(name)
+        .label(_LABELS[name])
+        .datasource(_ref(POSTGRES))
+        .query(query)
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(_ALL)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
 
 
-def textbox(name: str, label: str) -> Json:
-    return {
-        "name": name,
-        "label": label,
-        "type": "textbox",
-        "query": "",
-        "hide": 0,
-        "current": {"selected": False, "text": "", "value": ""},
-        "options": [],
-    }
+def textbox(name: str, label: str, default: str = "") -> board.TextBoxVariable:
+    return (
+        board.TextBoxVariable(name)
+        .label(label)
+        .default_value(default)
+        .current(dm.VariableOption(selected=False, text=default, value=default))
+    )
 
 
-def prom_variable(name: str, label: str, query: str) -> Json:
-    return {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": PROMETHEUS,
-        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
-        "definition": query,
-        "refresh": 2,
-        "multi": True,
-        "includeAll": True,
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "options": [],
-        "regex": "",
-        "sort": 1,
-        "hide": 0,
-    }
+def prom_variable(name: str, label: str, query: str) -> board.QueryVariable:
+    return (
+        board.QueryVariable(name)
+        .label(label)
+        .datasource(_ref(PROMETHEUS))
+        .query({"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1})
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(_ALL)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
 
 
 class Dashboard:
-    """Lays panels out left to right on Grafana's 24-column grid and numbers them."""
+    """One board: lays panels out left to right on Grafana's 24-column grid, numbers them and builds the
+    dashboard with grafana-foundation-sdk."""
 
     def __init__(
-        self, uid: str, title: str, description: str, *, time_from: str, extra_variables: list[Json] | None = None
+        self,
+        uid: str,
+        title: str,
+        description: str,
+        *,
+        time_from: str,
+        extra_variables: list[cogbuilder.Builder[dm.VariableModel]] | None = None,
     ) -> None:
-        self.uid, self.title, self.description, self.time_from = uid, title, description, time_from
-        self.variables = [*(extra_variables or []), *(dimension_variable(d) for d in DIMENSIONS)]
-        self.panels: list[Json] = []
+        self.board = (
+            board.Dashboard(title)
+            .uid(uid)
+            .description(description)
+            .tags(["llmmeter"])
+            .timezone("utc")
+            .week_start("monday")
+            .editable()
+            .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+            .refresh("1m")
+            .time(time_from, "now")
+            .link(
+                board.DashboardLink("llmmeter")
+                .type(dm.DashboardLinkType.DASHBOARDS)
+                .tags(["llmmeter"])
+                .as_dropdown(True)
+                .include_vars(True)
+                .keep_time(True)
+            )
+        )
+        self.board = self.board.with_variable(
+            datasource_variable("prometheus", "Prometheus", "prometheus", PROMETHEUS_UID)
+        ).with_variable(datasource_variable("postgres", "Postgres", "grafana-postgresql-datasource", POSTGRES_UID))
+        for variable in [*(extra_variables or []), *(dimension_variable(d) for d in DIMENSIONS)]:
+            self.board = self.board.with_variable(variable)
         self._x = self._y = self._row_height = 0
+        self._id = 0
+
+    def _next_id(self) -> int:
+        self._id += 1
+        return self._id
 
     def row(self, title: str) -> None:
         self._newline()
-        self.panels.append(
-            {
-                "type": "row",
-                "title": title,
-                "collapsed": False,
-                "panels": [],
-                "gridPos": {"x": 0, "y": self._y, "w": 24, "h": 1},
-            }
+        self.board = self.board.with_row(
+            board.Row(title).id(self._next_id()).collapsed(False).grid_pos(dm.GridPos(x=0, y=self._y, w=24, h=1))
         )
         self._y += 1
 
-    def add(self, p: Json, w: int, h: int = 8) -> None:
+    def add(self, p: Panel, w: int, h: int = 8) -> None:
         if self._x + w > 24:
             self._newline()
-        p["gridPos"] = {"x": self._x, "y": self._y, "w": w, "h": h}
-        self.panels.append(p)
+        self.board = self.board.with_panel(p.id(self._next_id()).grid_pos(dm.GridPos(x=self._x, y=self._y, w=w, h=h)))
         self._x += w
         self._row_height = max(self._row_height, h)
 
@@ -337,41 +469,8 @@ class Dashboard:
         self._x = self._row_height = 0
 
     def json(self) -> Json:
-        for number, p in enumerate(self.panels, start=1):
-            p["id"] = number
-        return {
-            "uid": self.uid,
-            "title": self.title,
-            "description": self.description,
-            "tags": ["llmmeter"],
-            "timezone": "utc",
-            "weekStart": "monday",
-            "editable": True,
-            "graphTooltip": 1,
-            "refresh": "1m",
-            "schemaVersion": 39,
-            "version": 1,
-            "time": {"from": self.time_from, "to": "now"},
-            "timepicker": {},
-            "templating": {"list": self.variables},
-            "annotations": {"list": []},
-            "links": [
-                {
-                    "type": "dashboards",
-                    "tags": ["llmmeter"],
-                    "asDropdown": True,
-                    "title": "llmmeter",
-                    "includeVars": True,
-                    "keepTime": True,
-                }
-            ],
-            "panels": [{k: p[k] for k in sorted(p, key=_panel_key_order)} for p in self.panels],
-        }
-
-
-def _panel_key_order(key: str) -> tuple[int, str]:
-    first = ("id", "type", "title", "description", "gridPos", "datasource")
-    return (first.index(key), "") if key in first else (len(first), key)
+        built: Json = json.loads(json.dumps(self.board.build(), cls=JSONEncoder))
+        return built
 
 
 # --- 1. Cost overview --------------------------------------------------------------------------------------
@@ -387,7 +486,7 @@ PRICED = "HAVING sum(calls) > sum(unpriced_calls)"
 SPEND = "SELECT coalesce(sum(cost_usd), 0) AS spend FROM {table} WHERE $__timeFilter(bucket) AND {dims}"
 
 
-def spend_by(col: str, alias: str) -> Json:
+def spend_by(col: str, alias: str) -> Target:
     return sql(f"""
         SELECT {col} AS {alias}, sum(cost_usd) AS spend FROM llm_rollup_minute
         WHERE $__timeFilter(bucket) AND {{dims}} GROUP BY 1 {PRICED} ORDER BY 2 DESC, 1""")
@@ -414,7 +513,7 @@ def cost_overview() -> Json:
     hourly = SPEND.replace("{table}", "llm_rollup_hour")
     for title, period in (("Spend today", "now/d"), ("Spend this week", "now/w"), ("Spend this month", "now/M")):
         d.add(
-            stat(
+            stat_panel(
                 title,
                 sql(hourly),
                 unit="currencyUSD",
@@ -426,7 +525,7 @@ def cost_overview() -> Json:
             4,
         )
     d.add(
-        stat(
+        stat_panel(
             "Spend, all time",
             sql("SELECT coalesce(sum(cost_usd), 0) AS spend FROM llm_rollup_hour WHERE {dims}"),
             unit="currencyUSD",
@@ -436,7 +535,7 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
-        stat(
+        stat_panel(
             "Spend in selected range",
             sql(SPEND.replace("{table}", "llm_rollup_minute")),
             unit="currencyUSD",
@@ -446,7 +545,7 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
-        stat(
+        stat_panel(
             "Unpriced calls in range",
             sql("""
                 SELECT coalesce(sum(unpriced_calls), 0) AS unpriced FROM llm_rollup_minute
@@ -460,7 +559,7 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
-        stat(
+        stat_panel(
             "Spend on incomplete usage in range",
             sql("SELECT coalesce(sum(cost_usd), 0) AS spend FROM llm_calls WHERE {range} AND usage_incomplete <> ''"),
             unit="currencyUSD",
@@ -473,7 +572,7 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Daily spend by model",
             [
                 sql(
@@ -493,7 +592,7 @@ def cost_overview() -> Json:
         9,
     )
     d.add(
-        pie(
+        pie_panel(
             "Spend by model",
             spend_by("model", "model"),
             unit="currencyUSD",
@@ -502,7 +601,7 @@ def cost_overview() -> Json:
         8,
     )
     d.add(
-        pie(
+        pie_panel(
             "Spend by provider",
             spend_by("provider", "provider"),
             unit="currencyUSD",
@@ -511,7 +610,7 @@ def cost_overview() -> Json:
         8,
     )
     d.add(
-        bars(
+        bars_panel(
             "Spend by project",
             spend_by(none("project"), "project"),
             unit="currencyUSD",
@@ -520,7 +619,7 @@ def cost_overview() -> Json:
         8,
     )
     d.add(
-        bars(
+        bars_panel(
             "Spend by feature",
             spend_by(none("feature"), "feature"),
             unit="currencyUSD",
@@ -529,7 +628,7 @@ def cost_overview() -> Json:
         12,
     )
     d.add(
-        table(
+        table_panel(
             "Models without a price",
             [
                 sql("""
@@ -537,6 +636,7 @@ def cost_overview() -> Json:
                     sum(output_tokens) AS output_tokens, max(ts) AS last_call FROM llm_calls
                     WHERE {range} AND cost_usd IS NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2""")
             ],
+            model_links=True,
             description="Models the price catalog does not know: their calls are in no spend figure until a "
             "price override exists.",
         ),
@@ -550,7 +650,7 @@ def cost_overview() -> Json:
         for name, expr in TOKEN_CLASSES
     )
     d.add(
-        bars(
+        bars_panel(
             "Tokens by class",
             sql(token_classes),
             unit="short",
@@ -560,7 +660,7 @@ def cost_overview() -> Json:
         8,
     )
     d.add(
-        stat(
+        stat_panel(
             "Cache hit rate",
             sql("""
                 SELECT sum(cache_read_tokens)::numeric / nullif(sum(input_tokens), 0) AS cache_hit_rate
@@ -572,7 +672,7 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
-        stat(
+        stat_panel(
             "Saved by caching (net)",
             sql("""
                 SELECT coalesce(sum(saved), 0) AS saved FROM (
@@ -588,7 +688,7 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Token rate by class",
             [prom(f"sum by (type) (rate(llmmeter_tokens_total{sel()}[$__rate_interval]))", "{{type}}")],
             unit="short",
@@ -600,7 +700,7 @@ def cost_overview() -> Json:
 
     d.row("Spend rate, errors and latency")
     d.add(
-        timeseries(
+        timeseries_panel(
             "Spend rate by model",
             [prom(f"sum by (model) (rate(llmmeter_cost_usd_total{sel()}[$__rate_interval])) * 3600", "{{model}}")],
             unit="currencyUSD",
@@ -609,7 +709,7 @@ def cost_overview() -> Json:
         12,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Error rate by model",
             [prom(error_ratio("rate", "$__rate_interval"), "{{model}}")],
             unit="percentunit",
@@ -618,7 +718,7 @@ def cost_overview() -> Json:
         12,
     )
     d.add(
-        stat(
+        stat_panel(
             "Error rate in range",
             sql("""
                 SELECT coalesce(sum(calls) FILTER (WHERE status = 'error'), 0)::numeric / nullif(sum(calls), 0)
@@ -631,7 +731,7 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
-        stat(
+        stat_panel(
             "Retries in range",
             sql("SELECT coalesce(sum(retries), 0) AS retries FROM llm_calls WHERE {range}"),
             unit="short",
@@ -641,7 +741,7 @@ def cost_overview() -> Json:
         4,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Failed calls and retries",
             [
                 sql(
@@ -659,7 +759,7 @@ def cost_overview() -> Json:
         16,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Latency p50 / p90 / p99 by model",
             quantiles("llmmeter_call_duration_seconds"),
             unit="s",
@@ -669,7 +769,7 @@ def cost_overview() -> Json:
         9,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Time to first chunk p50 / p90 / p99 by model",
             quantiles("llmmeter_time_to_first_chunk_seconds"),
             unit="s",
@@ -702,20 +802,13 @@ def budgets() -> Json:
     b = '{budget=~"$budget"}'
     d.row("Budgets")
     d.add(
-        panel(
-            "gauge",
+        gauge_panel(
             "Budget used",
-            [prom(f"max by (budget) (llmmeter_budget_utilization_ratio{b})", "{{budget}}", instant=True)],
+            prom(f"max by (budget) (llmmeter_budget_utilization_ratio{b})", "{{budget}}", instant=True),
             unit="percentunit",
             decimals=0,
             minmax=(0, 1.2),
             steps=thresholds((None, "green"), (0.8, "yellow"), (1.0, "red")),
-            options={
-                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                "showThresholdMarkers": True,
-                "showThresholdLabels": False,
-                "orientation": "auto",
-            },
             description="Spent / limit of each budget in its current period: yellow from 80 %, red from 100 %.",
         ),
         24,
@@ -723,7 +816,7 @@ def budgets() -> Json:
     )
     for title, level, color in (("Budgets past warning", "warning", "yellow"), ("Budgets exceeded", "exceeded", "red")):
         d.add(
-            stat(
+            stat_panel(
                 title,
                 prom(
                     f"count(llmmeter_budget_utilization_ratio{b} >= on (budget) "
@@ -738,7 +831,7 @@ def budgets() -> Json:
             4,
         )
     d.add(
-        table(
+        table_panel(
             "Current alerts",
             [prom('ALERTS{alertname=~"LLM.+"}', instant=True, table=True)],
             transformations=[
@@ -750,7 +843,7 @@ def budgets() -> Json:
         4,
     )
     d.add(
-        table(
+        table_panel(
             "Spent, forecast and limit",
             [
                 prom(f"max by (budget) (llmmeter_budget_{name}_usd{b})", instant=True, table=True, ref=ref)
@@ -771,7 +864,7 @@ def budgets() -> Json:
         12,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Forecast vs limit",
             [
                 prom(f"max by (budget) (llmmeter_budget_{name}_usd{b})", f"{{{{budget}}}} {name}", ref=ref)
@@ -784,7 +877,7 @@ def budgets() -> Json:
     )
     d.row("Burn")
     d.add(
-        timeseries(
+        timeseries_panel(
             "Burn rate",
             [
                 prom(
@@ -798,7 +891,7 @@ def budgets() -> Json:
         12,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Spend rate by project",
             [
                 prom(
@@ -812,7 +905,7 @@ def budgets() -> Json:
         12,
     )
     d.add(
-        table(
+        table_panel(
             "Spend in range by project and environment",
             [
                 sql(f"""
@@ -840,7 +933,7 @@ def attribution() -> Json:
     )
     d.row("Top spenders")
     d.add(
-        table(
+        table_panel(
             "Top users by cost",
             [
                 sql(f"""
@@ -856,7 +949,7 @@ def attribution() -> Json:
         9,
     )
     d.add(
-        table(
+        table_panel(
             "Top sessions by cost",
             [
                 sql(f"""
@@ -872,7 +965,7 @@ def attribution() -> Json:
     )
     for dim, limit in (("feature", 15), ("project", 15)):
         d.add(
-            bars(
+            bars_panel(
                 f"Top {dim}s by cost",
                 sql(f"""
                     SELECT {none(dim)} AS {dim}, coalesce(sum(cost_usd), 0) AS cost FROM llm_calls
@@ -883,7 +976,7 @@ def attribution() -> Json:
             8,
         )
     d.add(
-        table(
+        table_panel(
             "Spend by tag",
             [
                 sql("""
@@ -896,7 +989,7 @@ def attribution() -> Json:
         8,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Cost per user per day (top 10 users)",
             [
                 sql(
@@ -918,7 +1011,7 @@ def attribution() -> Json:
     )
     d.row("Experiments")
     d.add(
-        table(
+        table_panel(
             "Experiment variants side by side",
             [
                 sql("""
@@ -943,7 +1036,7 @@ def attribution() -> Json:
 COST_PER_1K = "1000 * sum(cost_usd) / nullif(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)"
 
 
-def per_model(expr: str, alias: str) -> Json:
+def per_model(expr: str, alias: str) -> Target:
     return sql(f"""
         SELECT model, {expr} AS {alias} FROM llm_calls WHERE {{range}}
         GROUP BY 1 HAVING {expr} IS NOT NULL ORDER BY 2 DESC, 1""")
@@ -951,7 +1044,7 @@ def per_model(expr: str, alias: str) -> Json:
 
 def model_comparison() -> Json:
     d = Dashboard(
-        "llmmeter-model-comparison",
+        MODEL_COMPARISON,
         "llmmeter / Model comparison",
         "Models side by side: cost per call and per 1k tokens, tokens per call, latency, errors, and the same "
         "prompt sent to different models.",
@@ -959,7 +1052,7 @@ def model_comparison() -> Json:
     )
     d.row("Side by side")
     d.add(
-        table(
+        table_panel(
             "Models side by side",
             [
                 sql(f"""
@@ -980,7 +1073,7 @@ def model_comparison() -> Json:
         9,
     )
     d.add(
-        bars(
+        bars_panel(
             "Cost per call",
             per_model("sum(cost_usd) / nullif(count(cost_usd), 0)", "cost_per_call"),
             unit="currencyUSD",
@@ -990,7 +1083,7 @@ def model_comparison() -> Json:
         8,
     )
     d.add(
-        bars(
+        bars_panel(
             "Cost per 1k tokens",
             per_model(COST_PER_1K, "cost_per_1k_tokens"),
             unit="currencyUSD",
@@ -1000,7 +1093,7 @@ def model_comparison() -> Json:
         8,
     )
     d.add(
-        bars(
+        bars_panel(
             "Tokens per call",
             per_model("avg(input_tokens + output_tokens)", "tokens_per_call"),
             unit="short",
@@ -1011,7 +1104,7 @@ def model_comparison() -> Json:
     )
     d.row("Latency and errors (Prometheus)")
     d.add(
-        timeseries(
+        timeseries_panel(
             "Latency p50 / p90 / p99 by model",
             quantiles("llmmeter_call_duration_seconds"),
             unit="s",
@@ -1021,7 +1114,7 @@ def model_comparison() -> Json:
         9,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Time to first chunk p50 / p90 / p99 by model",
             quantiles("llmmeter_time_to_first_chunk_seconds"),
             unit="s",
@@ -1031,7 +1124,7 @@ def model_comparison() -> Json:
         9,
     )
     d.add(
-        bars(
+        bars_panel(
             "Error rate in range by model",
             prom(error_ratio("increase", "$__range"), "{{model}}", instant=True),
             unit="percentunit",
@@ -1040,7 +1133,7 @@ def model_comparison() -> Json:
         12,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Calls per second by model",
             [prom(f"sum by (model) (rate(llmmeter_calls_total{sel()}[$__rate_interval]))", "{{model}}")],
             unit="reqps",
@@ -1050,7 +1143,7 @@ def model_comparison() -> Json:
     )
     d.row("Same prompt, different models")
     d.add(
-        table(
+        table_panel(
             "Same prompt fingerprint across models",
             [
                 sql("""
@@ -1063,6 +1156,7 @@ def model_comparison() -> Json:
                     FROM llm_calls WHERE {range} AND prompt_fingerprint IN (SELECT prompt_fingerprint FROM shared)
                     GROUP BY 1, 2, 3 ORDER BY 1, 5 NULLS LAST, 3""")
             ],
+            model_links=True,
             description="Prompts (by their content-free fingerprint) sent to more than one model in the range: "
             "a direct price and latency comparison for the same work.",
         ),
@@ -1085,11 +1179,15 @@ def calls_explorer() -> Json:
         "llmmeter / Calls explorer",
         "Individual calls from the ledger: the most expensive ones, failures and unpriced calls, with trace ids.",
         time_from="now-24h",
-        extra_variables=[textbox("trace_id", "Trace id"), textbox("user_id", "User id")],
+        extra_variables=[
+            textbox("trace_id", "Trace id"),
+            textbox("user_id", "User id"),
+            textbox("trace_url", "Tracing backend URL (+ trace id)", TRACE_URL),
+        ],
     )
     w = EXPLORER_WHERE
     d.add(
-        table(
+        table_panel(
             "Most expensive calls",
             [
                 sql(f"""
@@ -1098,6 +1196,7 @@ def calls_explorer() -> Json:
                     cost_usd AS cost, duration_s, status
                     FROM llm_calls WHERE {w} ORDER BY cost_usd DESC NULLS LAST, ts DESC LIMIT 200""")
             ],
+            trace_links=True,
             description="The 200 costliest calls in the range (unpriced calls last); the trace id finds the call "
             "in a tracing backend. Filter by trace id or user id with the text boxes.",
         ),
@@ -1105,7 +1204,7 @@ def calls_explorer() -> Json:
         12,
     )
     d.add(
-        table(
+        table_panel(
             "Latest failed calls",
             [
                 sql(f"""
@@ -1113,26 +1212,28 @@ def calls_explorer() -> Json:
                     duration_s, cost_usd AS cost
                     FROM llm_calls WHERE {w} AND status = 'error' ORDER BY ts DESC LIMIT 100""")
             ],
+            trace_links=True,
             description="Calls that ended in an error, newest first.",
         ),
         12,
         9,
     )
     d.add(
-        table(
+        table_panel(
             "Latest unpriced calls",
             [
                 sql(f"""
                     SELECT ts AS time, trace_id, project, feature, provider, model, input_tokens, output_tokens
                     FROM llm_calls WHERE {w} AND cost_usd IS NULL ORDER BY ts DESC LIMIT 100""")
             ],
+            trace_links=True,
             description="Calls whose model has no price (NULL cost, not $0).",
         ),
         12,
         9,
     )
     d.add(
-        timeseries(
+        timeseries_panel(
             "Calls by status",
             [
                 sql(

@@ -123,6 +123,16 @@ def test_panel_ids_unique_and_grid_has_no_overlap() -> None:
             cells |= mine
 
 
+def datasource_of(board: dict[str, Any], ref: dict[str, str]) -> dict[str, str]:
+    """A target's datasource as Grafana resolves it: ``${name}`` is the datasource variable's current value."""
+    uid = ref["uid"]
+    if uid.startswith("${"):
+        (var,) = [v for v in board["templating"]["list"] if v["type"] == "datasource" and "${" + v["name"] + "}" == uid]
+        assert var["query"] == ref["type"], (ref, var)  # the variable lists datasources of the target's type
+        uid = var["current"]["value"]
+    return {"type": ref["type"], "uid": uid}
+
+
 def test_every_target_uses_a_provisioned_datasource_and_has_a_query() -> None:
     provisioned = provisioned_datasources()
     assert provisioned == {"llmmeter-prometheus": "prometheus", "llmmeter-postgres": "grafana-postgresql-datasource"}
@@ -131,13 +141,68 @@ def test_every_target_uses_a_provisioned_datasource_and_has_a_query() -> None:
         for p in panels(board):
             assert p["targets"], f"{path.name}: panel {p['title']!r} has no query"
             for t in p["targets"]:
-                ds = t["datasource"]
+                ds = datasource_of(board, t["datasource"])
                 assert provisioned.get(ds["uid"]) == ds["type"], (path.name, p["title"], ds)
                 assert query_text(t).strip(), (path.name, p["title"])
                 assert ("expr" in t) == (ds["type"] == "prometheus")
         for var in board["templating"]["list"]:
             if var["type"] == "query":
-                assert provisioned.get(var["datasource"]["uid"]) == var["datasource"]["type"], var["name"]
+                ds = datasource_of(board, var["datasource"])
+                assert provisioned.get(ds["uid"]) == ds["type"], var["name"]
+
+
+def test_datasources_are_variables_so_the_boards_import_into_any_grafana() -> None:
+    """No panel, query or variable names a datasource uid: each goes through the board's datasource variables,
+    whose defaults are the provisioned datasources (another Grafana picks its own in the variables)."""
+    for path in DASHBOARDS:
+        board = load(path)
+        variables = {v["name"]: v for v in board["templating"]["list"] if v["type"] == "datasource"}
+        assert {n: (v["query"], v["current"]["value"]) for n, v in variables.items()} == {
+            "prometheus": ("prometheus", "llmmeter-prometheus"),
+            "postgres": ("grafana-postgresql-datasource", "llmmeter-postgres"),
+        }
+        refs = [p["datasource"] for p in panels(board) if p["datasource"]["uid"] != "-- Mixed --"]
+        refs += [t["datasource"] for p in panels(board) for t in p["targets"]]
+        refs += [v["datasource"] for v in board["templating"]["list"] if v["type"] == "query"]
+        assert refs and all(ref["uid"] in ("${prometheus}", "${postgres}") for ref in refs), path.name
+        assert "llmmeter-prometheus" not in json.dumps(board["panels"]) + json.dumps(board["templating"]["list"][2:])
+
+
+def _links(board: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(panel title, field name, link) of every data link on a field override."""
+    return [
+        (p["title"], o["matcher"]["options"], link)
+        for p in panels(board)
+        for o in p["fieldConfig"]["overrides"]
+        for prop in o["properties"]
+        if prop["id"] == "links"
+        for link in prop["value"]
+    ]
+
+
+def test_data_links_open_the_model_comparison_and_the_trace() -> None:
+    boards = {load(path)["uid"]: load(path) for path in DASHBOARDS}
+    calls = _links(boards["llmmeter-calls"])
+    assert {(title, field) for title, field, _ in calls} == {
+        (title, field)
+        for title in ("Most expensive calls", "Latest failed calls", "Latest unpriced calls")
+        for field in ("model", "trace_id")
+    }
+    trace_url = next(v for v in boards["llmmeter-calls"]["templating"]["list"] if v["name"] == "trace_url")
+    assert trace_url["type"] == "textbox" and trace_url["query"].startswith("http")
+    for board in boards.values():
+        defined = {v["name"] for v in board["templating"]["list"]}
+        for title, field, link in _links(board):
+            url = link["url"]
+            if field == "model":  # the model comparison board, filtered to the clicked model, same range
+                target = re.match(r"/d/([\w-]+)\?", url)
+                assert target and target.group(1) in boards, (title, url)
+                assert "var-model=${__value.raw}" in url and "${__url_time_range}" in url
+                assert "model" in {v["name"] for v in boards[target.group(1)]["templating"]["list"]}
+            else:
+                assert url == "${trace_url}${__value.raw}" and link["targetBlank"], (title, url)
+            assert _used_variables(url) - {"__value", "__url_time_range"} <= defined, (title, url)
+    assert any(field == "model" for _, field, _ in _links(boards["llmmeter-cost-overview"]))
 
 
 def _used_variables(text: str) -> set[str]:
@@ -153,7 +218,8 @@ def test_every_variable_used_is_defined() -> None:
         defined = {v["name"] for v in board["templating"]["list"]}
         assert set(DIMENSIONS) <= defined, path.name
         texts = [query_text(t) for p in panels(board) for t in p["targets"]]
-        texts += [v.get("definition", "") for v in board["templating"]["list"]]
+        queries = [v.get("query", "") for v in board["templating"]["list"]]
+        texts += [q if isinstance(q, str) else q["query"] for q in queries]
         for text in texts:
             unknown = {n for n in _used_variables(text) if n not in defined and n not in BUILTINS}
             unknown -= SQL_MACROS
@@ -165,9 +231,7 @@ def test_sql_uses_dimension_variables_as_anchored_regexes() -> None:
     for path in DASHBOARDS:
         board = load(path)
         sqls = [t["rawSql"] for p in panels(board) for t in p["targets"] if "rawSql" in t]
-        sqls += [
-            v["query"] for v in board["templating"]["list"] if v.get("datasource", {}).get("uid") == "llmmeter-postgres"
-        ]
+        sqls += [v["query"] for v in board["templating"]["list"] if v.get("datasource", {}).get("uid") == "${postgres}"]
         for text in sqls:
             for dim in DIMENSIONS:
                 uses = re.findall(r"\$\{?" + dim + r"\b[^}\s']*\}?", text)
