@@ -13,6 +13,7 @@ from typing import Any
 import openai
 import psycopg
 import pytest
+from opentelemetry import context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 import llmmeter
@@ -85,20 +86,24 @@ def _openai_call(fake: FakeProvider, usage: dict[str, int], use_async: bool, str
     if stream:
         kwargs |= {"stream": True, "stream_options": {"include_usage": True}}
     if not use_async:
+        before = context.get_current()
         answer = openai.OpenAI(base_url=fake.openai_base_url, api_key="x", max_retries=0).chat.completions.create(
             **kwargs
         )
         if stream:
             for _ in answer:
                 pass
+        assert context.get_current() is before  # the app's context is its own again, whoever wrapped whom
         return
 
     async def call() -> None:
+        before = context.get_current()
         client = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="x", max_retries=0)
         answer = await client.chat.completions.create(**kwargs)
         if stream:
             async for _ in answer:
                 pass
+        assert context.get_current() is before
 
     asyncio.run(call())
 

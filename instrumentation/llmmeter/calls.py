@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.context import attach, detach
+from opentelemetry.context import Context, attach, detach, get_current
 
 from llmmeter import guard, options, semconv
 from llmmeter.content import Prompt, prompt_attributes
@@ -22,6 +23,7 @@ from llmmeter.guard import BudgetExceeded
 from llmmeter.invocation import Invocation, http_status, log_once
 from llmmeter.retries import enter, leave
 from llmmeter.server import Endpoint
+from llmmeter.streaming import AsyncStream, SyncStream
 from llmmeter.telemetry import Instruments
 
 Wrapper = Callable[[Callable[..., Any], Any, Any, Any], Any]
@@ -149,6 +151,16 @@ def _unread(shape: Shape, invocation: Invocation, result: Any, exc: Exception) -
     return result
 
 
+def _hand_over(invocation: Invocation, current: Token[Context], answer: Any) -> None:
+    """Another instrumentation inside the call left its context current on top of the LLM span's (openai-v2 keeps
+    its span current until its stream is read). Detaching ours now would let its later restore bring the LLM
+    span's context back for good; so a stream detaches ours when it ends, after the other one restored it."""
+    if isinstance(answer, SyncStream | AsyncStream):
+        invocation.detach_at_end = current
+    else:
+        detach(current)
+
+
 def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
     """A wrapt wrapper for a sync SDK method."""
     respond = shape.respond
@@ -163,14 +175,20 @@ def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
+            detach(current)
             raise
         finally:
-            detach(current)
             leave(token)
+        on_top = get_current() is not invocation.ctx  # another instrumentation left its context current
+        if not on_top:
+            detach(current)
         try:
-            return respond(invocation, result)
+            answer = respond(invocation, result)
         except Exception as exc:
-            return _unread(shape, invocation, result, exc)
+            answer = _unread(shape, invocation, result, exc)
+        if on_top:
+            _hand_over(invocation, current, answer)
+        return answer
 
     return wrapper
 
@@ -189,13 +207,19 @@ def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             fail(invocation, exc, shape.name)
+            detach(current)
             raise
         finally:
-            detach(current)
             leave(token)
+        on_top = get_current() is not invocation.ctx  # another instrumentation left its context current
+        if not on_top:
+            detach(current)
         try:
-            return respond(invocation, result)
+            answer = respond(invocation, result)
         except Exception as exc:
-            return _unread(shape, invocation, result, exc)
+            answer = _unread(shape, invocation, result, exc)
+        if on_top:
+            _hand_over(invocation, current, answer)
+        return answer
 
     return wrapper

@@ -146,6 +146,7 @@ class Invocation(Attempts):
         "_start",
         "_start_ns",
         "ctx",
+        "detach_at_end",
         "first_chunk_s",
         "request",
         "span",
@@ -195,6 +196,7 @@ class Invocation(Attempts):
         self._start = time.perf_counter()
         self.first_chunk_s: float | None = None
         self._ended = False
+        self.detach_at_end: object = None  # ``ctx``'s token, when a stream's end detaches it (``release_context``)
         self.count = 0  # HTTP attempts, counted by the SDK wrappers that ``retries.enter`` the invocation
         self.request: LateAttributes | None = None  # the request as sent, read into attributes at the end
         self._end_ns = 0  # the call's end, taken on the call path (end_later) or when ended
@@ -378,3 +380,14 @@ class Invocation(Attempts):
         # Made now: off the call path already, straight into the histograms. A span recorded by hand: its points
         # wait in the queue like the rest.
         self._inst.metrics.add(metric_attrs, self._elapsed, self.first_chunk_s, usage, now=made_now)
+
+
+def release_context(invocation: Invocation) -> None:
+    """At a stream's end: detach the LLM span's context that another instrumentation kept under its own while the
+    stream was read (openai-v2 keeps its span current until its stream ends, then restores ours), so the app's
+    context is again what it was before the call. Left alone if the other one has not restored ours."""
+    token = invocation.detach_at_end
+    if token is not None:
+        invocation.detach_at_end = None
+        if context.get_current() is invocation.ctx:
+            context.detach(token)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from typing import Any
 import wrapt
 
 from llmmeter import retries, semconv
-from llmmeter.invocation import Invocation, log_once
+from llmmeter.invocation import Invocation, log_once, release_context
 
 
 class Accumulator:
@@ -39,6 +39,8 @@ class Accumulator:
 
 def end_stream(invocation: Invocation, accumulator: Accumulator, exc: BaseException | None, early: bool) -> None:
     """End once: on success, early close, or error. Errors in here are logged, never raised."""
+    if invocation.detach_at_end is not None:
+        release_context(invocation)
     if invocation.ended:
         return
     try:
