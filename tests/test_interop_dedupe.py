@@ -28,15 +28,20 @@ DUPLICATES = load(duplicates=True)
 CASES = [pytest.param(f, id=f.id) for f in DUPLICATES]
 
 
+def _ledger(collector: BackgroundCollector, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(collector.collector.dsn, options=f"-c search_path={collector.collector.schema}") as conn:
+        return conn.execute(sql).fetchall()  # type: ignore[arg-type]  # a literal query of this module
+
+
 @pytest.mark.parametrize("fixture", CASES)
 def test_a_call_traced_twice_is_billed_once(collector: BackgroundCollector, fixture) -> None:  # type: ignore[no-untyped-def]
     replay(collector.url, fixture)
-    with psycopg.connect(collector.collector.dsn, options=f"-c search_path={collector.collector.schema}") as conn:
-        rows = conn.execute(
-            "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd"
-            " FROM llm_calls WHERE cost_usd IS NOT NULL AND usage_missing = false"
-        ).fetchall()
-        total = conn.execute("SELECT sum(cost_usd) FROM llm_calls").fetchone()
+    rows = _ledger(
+        collector,
+        "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd"
+        " FROM llm_calls WHERE cost_usd IS NOT NULL AND usage_missing = false",
+    )
+    (total,) = _ledger(collector, "SELECT sum(cost_usd) FROM llm_calls")
     tokens = expected_usage(fixture)
     price = _price(collector, fixture, tokens)
     assert len(rows) == fixture.truth["provider_calls"] == 1
@@ -122,12 +127,12 @@ def test_llmmeter_and_openai_v2_live_are_one_call_at_the_true_price(
         _openai_call(fake, usage, use_async, stream)
     finally:
         stop_export(processor)
-    with psycopg.connect(collector.collector.dsn, options=f"-c search_path={collector.collector.schema}") as conn:
-        rows = conn.execute(
-            "SELECT scope, input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, usage_missing, cost_usd"
-            " FROM llm_calls"
-        ).fetchall()
-        duplicates = conn.execute("SELECT count(*) FROM llm_call_duplicates").fetchone()
+    rows = _ledger(
+        collector,
+        "SELECT scope, input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, usage_missing, cost_usd"
+        " FROM llm_calls",
+    )
+    (duplicates,) = _ledger(collector, "SELECT count(*) FROM llm_call_duplicates")
     tokens = expected_usage(fixture)
     assert [row[:6] for row in rows] == [
         ("llmmeter", tokens["input"], tokens["output"], tokens["cache_read"], tokens["reasoning"], False)
