@@ -186,9 +186,9 @@ def panel(
     minmax: tuple[float, float] | None = None,
 ) -> Panel:
     built = KINDS[kind]().title(title).description(description)
-    sources = {json.dumps(t.build().to_json()["datasource"], sort_keys=True) for t in targets}
-    if len(sources) == 1:
-        built = built.datasource(_ref(json.loads(sources.pop())))
+    sources = [t.build().to_json()["datasource"] for t in targets]  # PROMETHEUS or POSTGRES
+    if all(source == sources[0] for source in sources):
+        built = built.datasource(_ref(sources[0]))
     else:
         built = built.datasource(dm.DataSourceRef(type_val="datasource", uid="-- Mixed --"))
     for target in targets:

@@ -122,9 +122,8 @@ def entry_point_instruments(instrumentor: Any) -> telemetry.Instruments:
     global _entry_point_instruments, _threads_patched
     conflict = instrumentor._check_dependency_conflicts()
     if conflict is not None:
-        required = str(getattr(conflict, "required", conflict))
-        if getattr(conflict, "found", None):
-            logger.warning("llmmeter: not instrumenting %s: %s", required, conflict)
+        if getattr(conflict, "found", None):  # installed, but a version llmmeter does not support
+            logger.warning("llmmeter: not instrumenting %s: %s", getattr(conflict, "required", ""), conflict)
         raise ModuleNotFoundError(f"llmmeter: {conflict}")
     with _lock:
         if _entry_point_instruments is None:

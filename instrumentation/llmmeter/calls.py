@@ -151,14 +151,31 @@ def _unread(shape: Shape, invocation: Invocation, result: Any, exc: Exception) -
     return result
 
 
-def _hand_over(invocation: Invocation, current: Token[Context], answer: Any) -> None:
-    """Another instrumentation inside the call left its context current on top of the LLM span's (openai-v2 keeps
-    its span current until its stream is read). Detaching ours now would let its later restore bring the LLM
-    span's context back for good; so a stream detaches ours when it ends, after the other one restored it."""
-    if isinstance(answer, SyncStream | AsyncStream):
-        invocation.detach_at_end = current
-    else:
+def _answer(
+    shape: Shape,
+    respond: Callable[[Invocation, Any], Any],
+    invocation: Invocation,
+    current: Token[Context],
+    result: Any,
+) -> Any:
+    """After the SDK call returned: the app's context back, and ``respond``'s answer (or the SDK's result).
+
+    Another instrumentation inside the call may have left its context current on top of the LLM span's (openai-v2
+    keeps its span current until its stream is read). Detaching ours then would let its later restore bring the
+    LLM span's context back for good; so a stream detaches ours when it ends, after the other one restored it."""
+    on_top = get_current() is not invocation.ctx
+    if not on_top:
         detach(current)
+    try:
+        answer = respond(invocation, result)
+    except Exception as exc:
+        answer = _unread(shape, invocation, result, exc)
+    if on_top:
+        if isinstance(answer, SyncStream | AsyncStream):
+            invocation.detach_at_end = current
+        else:
+            detach(current)
+    return answer
 
 
 def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
@@ -179,16 +196,7 @@ def sync_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
             raise
         finally:
             leave(token)
-        on_top = get_current() is not invocation.ctx  # another instrumentation left its context current
-        if not on_top:
-            detach(current)
-        try:
-            answer = respond(invocation, result)
-        except Exception as exc:
-            answer = _unread(shape, invocation, result, exc)
-        if on_top:
-            _hand_over(invocation, current, answer)
-        return answer
+        return _answer(shape, respond, invocation, current, result)
 
     return wrapper
 
@@ -211,15 +219,6 @@ def async_wrapper(inst: Instruments, shape: Shape) -> Wrapper:
             raise
         finally:
             leave(token)
-        on_top = get_current() is not invocation.ctx  # another instrumentation left its context current
-        if not on_top:
-            detach(current)
-        try:
-            answer = respond(invocation, result)
-        except Exception as exc:
-            answer = _unread(shape, invocation, result, exc)
-        if on_top:
-            _hand_over(invocation, current, answer)
-        return answer
+        return _answer(shape, respond, invocation, current, result)
 
     return wrapper

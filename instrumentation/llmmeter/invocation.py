@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +197,8 @@ class Invocation(Attempts):
         self._start = time.perf_counter()
         self.first_chunk_s: float | None = None
         self._ended = False
-        self.detach_at_end: object = None  # ``ctx``'s token, when a stream's end detaches it (``release_context``)
+        # ``ctx``'s token, when a stream's end detaches it (``release_context``)
+        self.detach_at_end: Token[context.Context] | None = None
         self.count = 0  # HTTP attempts, counted by the SDK wrappers that ``retries.enter`` the invocation
         self.request: LateAttributes | None = None  # the request as sent, read into attributes at the end
         self._end_ns = 0  # the call's end, taken on the call path (end_later) or when ended
@@ -390,4 +392,4 @@ def release_context(invocation: Invocation) -> None:
     if token is not None:
         invocation.detach_at_end = None
         if context.get_current() is invocation.ctx:
-            context.detach(token)  # type: ignore[arg-type]
+            context.detach(token)

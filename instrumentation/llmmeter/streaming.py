@@ -39,8 +39,7 @@ class Accumulator:
 
 def end_stream(invocation: Invocation, accumulator: Accumulator, exc: BaseException | None, early: bool) -> None:
     """End once: on success, early close, or error. Errors in here are logged, never raised."""
-    if invocation.detach_at_end is not None:
-        release_context(invocation)
+    release_context(invocation)
     if invocation.ended:
         return
     try:
