@@ -1,0 +1,236 @@
+"""Retroactive repricing (ledger/reprice.py): stored calls priced again from their usage, calls and rollups
+together, exactly, resumably, without blocking ingest; over REST and ``llmmeter prices reprice``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from llmmeter_collector.ledger import reprice, storage
+from llmmeter_collector.llmcall import LlmCall, Usage
+from llmmeter_collector.pricing import PriceCatalog
+
+DAY1 = datetime(2026, 11, 2, 10, tzinfo=timezone.utc)
+DAY2 = datetime(2026, 11, 3, 15, tzinfo=timezone.utc)
+V1 = """version: 1
+models:
+  - model: acme-1
+    input_per_mtok: 1
+    output_per_mtok: 2
+"""
+# A negotiated price from 2026-11-03 on: only the second day's acme-1 calls change (input $1 -> $0.50).
+V2 = (
+    V1.replace("    output_per_mtok: 2\n", "    output_per_mtok: 2\n    effective_to: 2026-11-03\n")
+    + """  - model: acme-1
+    input_per_mtok: 0.5
+    output_per_mtok: 2
+    effective_from: 2026-11-03
+"""
+)
+# And acme-2, stored unpriced so far, gets a price.
+V3 = V2 + "  - model: acme-2\n    input_per_mtok: 10\n    output_per_mtok: 10\n"
+
+
+def _call(n: int, at: datetime, model: str, user: str = "u1", feature: str = "chat") -> LlmCall:
+    start = int(at.timestamp()) * 10**9 + n * 1_000_000
+    return LlmCall(
+        trace_id=f"{n:032x}", span_id=f"{n:016x}", start_ns=start, end_ns=start + 2 * 10**9, provider="acme",
+        operation="chat", request_model=model, project="shop" if n % 2 else "labs", feature=feature, user_id=user,
+        usage=Usage(input_tokens=1000 + n, output_tokens=100),
+    )  # fmt: skip
+
+
+def _fill(database_url: str, schema: str, catalog: PriceCatalog, calls: list[LlmCall]) -> None:
+    storage.migrate(database_url, schema)
+    ledger = storage.Ledger(database_url, schema)
+    try:
+        for call in calls:
+            call.cost = catalog.price(call)
+        ledger.write(calls)
+    finally:
+        ledger.close()
+
+
+def _calls(n: int = 40) -> list[LlmCall]:
+    return [_call(i, DAY1 if i < n // 2 else DAY2, "acme-2" if i % 5 == 0 else "acme-1") for i in range(1, n + 1)]
+
+
+def rollups_agree(conn: psycopg.Connection[Any]) -> None:
+    """Every rollup equals the same sums computed from the calls."""
+    dims = "project, environment, provider, model, feature, operation, status"
+    for table, bucket, keys in (
+        ("llm_rollup_minute", "minute", dims),
+        ("llm_rollup_hour", "hour", dims),
+        ("llm_rollup_user_day", "day", "project, user_id, feature"),
+    ):
+        from_calls = conn.execute(
+            f"SELECT date_trunc('{bucket}', ts), {keys}, count(*), count(*) FILTER (WHERE cost_usd IS NULL),"
+            f" coalesce(sum(cost_usd), 0) FROM llm_calls GROUP BY 1, {keys} ORDER BY 1, {keys}"
+        ).fetchall()
+        stored = conn.execute(
+            f"SELECT bucket, {keys}, calls, unpriced_calls, cost_usd FROM {table} WHERE calls > 0 ORDER BY 1, {keys}"
+        ).fetchall()
+        assert stored == from_calls, table
+
+
+def _costs(conn: psycopg.Connection[Any]) -> dict[str, Decimal | None]:
+    return {r[0]: r[1] for r in conn.execute("SELECT span_id, cost_usd FROM llm_calls")}
+
+
+@pytest.fixture
+def prices(tmp_path: Path) -> Path:
+    path = tmp_path / "prices.yaml"
+    path.write_text(V1)
+    return path
+
+
+def _spec(**kw: Any) -> reprice.RepriceSpec:
+    return reprice.RepriceSpec(
+        datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 11, 5, tzinfo=timezone.utc), **kw
+    )
+
+
+def test_a_dry_run_shows_the_difference_per_day_and_model_and_changes_nothing(
+    database_url: str, pg_schema: str, prices: Path
+) -> None:
+    catalog = PriceCatalog(prices, use_catalog=False)
+    _fill(database_url, pg_schema, catalog, _calls())
+    prices.write_text(V2)
+    catalog.reload()
+    repricer = reprice.Repricer(database_url, pg_schema, catalog, batch_calls=7)
+    with storage.connect(database_url, pg_schema) as conn:
+        before = _costs(conn)
+        run_id = repricer.run(_spec(dry_run=True), "test")
+        assert _costs(conn) == before
+        run = reprice.get_run(conn, run_id, None)
+    assert run is not None and run["status"] == "done" and run["dry_run"] and run["examined"] == 40
+    # day 2 has 20 calls, 4 of them acme-2 (unpriced, still unpriced): 16 acme-1 calls change, $0.50/M less input
+    assert [(c["day"], c["model"], c["calls"]) for c in run["changes"]] == [("2026-11-03", "acme-1", 16)]
+    saved = sum(Decimal(1000 + i) for i in range(21, 41) if i % 5) * Decimal("0.5") / 10**6
+    assert Decimal(run["changes"][0]["usd_difference"]) == -saved == Decimal(run["usd_difference"])
+
+
+def test_a_reprice_updates_calls_and_rollups_exactly_and_twice_changes_nothing(
+    database_url: str, pg_schema: str, prices: Path
+) -> None:
+    catalog = PriceCatalog(prices, use_catalog=False)
+    _fill(database_url, pg_schema, catalog, _calls())
+    prices.write_text(V2)
+    catalog.reload()
+    counted: list[tuple[str, int, Decimal, Decimal]] = []
+    repricer = reprice.Repricer(database_url, pg_schema, catalog, batch_calls=7, on_batch=lambda *a: counted.append(a))
+    with storage.connect(database_url, pg_schema) as conn:
+        first = repricer.run(_spec(), "key 1 (root)")
+        costs = _costs(conn)
+        rollups_agree(conn)
+        again = repricer.run(_spec(), "key 1 (root)")
+        assert _costs(conn) == costs
+        rollups_agree(conn)
+        one, two = reprice.get_run(conn, first, None), reprice.get_run(conn, again, None)
+        history = reprice.list_runs(conn, None)
+    assert one is not None and two is not None
+    assert one["changed"] == 16 and two["changed"] == 0 and two["changes"] == []
+    for i in range(1, 41):
+        expected = (
+            None if i % 5 == 0 else Decimal(1000 + i) * (Decimal("0.5") if i > 20 else 1) / 10**6 + Decimal("0.0002")
+        )
+        assert costs[f"{i:016x}"] == expected, i
+    assert [r["id"] for r in history] == [again, first] and history[1]["actor"] == "key 1 (root)"
+    assert sum(c[1] for c in counted) == 16 and all(c[0] == "manual" for c in counted)
+
+
+def test_filters_limit_the_run(database_url: str, pg_schema: str, prices: Path) -> None:
+    catalog = PriceCatalog(prices, use_catalog=False)
+    _fill(database_url, pg_schema, catalog, _calls())
+    prices.write_text(V2)
+    catalog.reload()
+    repricer = reprice.Repricer(database_url, pg_schema, catalog)
+    with storage.connect(database_url, pg_schema) as conn:
+        run = reprice.get_run(conn, repricer.run(_spec(project="shop"), "t"), None)
+        assert run is not None and run["changed"] == 8  # the odd (shop) acme-1 calls of day 2
+        run = reprice.get_run(conn, repricer.run(_spec(projects=("labs",), model="acme-1"), "t"), None)
+        assert run is not None and run["changed"] == 8
+        rollups_agree(conn)
+        # a key limited to projects sees only runs limited to projects within its own
+        assert [r["project"] for r in reprice.list_runs(conn, ("labs",))] == [""]
+        assert reprice.list_runs(conn, ("shop",)) == []
+
+
+def test_unpriced_calls_are_priced_when_their_model_gets_a_price(
+    database_url: str, pg_schema: str, prices: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    catalog = PriceCatalog(prices, use_catalog=False)
+    _fill(database_url, pg_schema, catalog, _calls())
+    counted: list[tuple[str, int, Decimal, Decimal]] = []
+    repricer = reprice.Repricer(database_url, pg_schema, catalog, on_batch=lambda *a: counted.append(a))
+    assert repricer.price_new_models() == []  # acme-2 has no price yet
+    prices.write_text(V3)
+    catalog.reload()
+    caplog.set_level("INFO", "llmmeter.collector")
+    (run_id,) = repricer.price_new_models()
+    assert repricer.wait(run_id)
+    with storage.connect(database_url, pg_schema) as conn:
+        rollups_agree(conn)
+        assert conn.execute("SELECT count(*) FROM llm_calls WHERE cost_usd IS NULL").fetchone() == (0,)
+        run = reprice.get_run(conn, run_id, None)
+    dollars = sum(Decimal(1000 + i + 100) * 10 / 10**6 for i in range(5, 41, 5))
+    assert run is not None and run["reason"] == "new_price" and run["newly_priced"] == 8
+    assert Decimal(run["usd_after"]) == dollars and run["actor"] == "collector"
+    assert f"priced 8 calls of acme/acme-2 stored unpriced: ${dollars:f}" in caplog.text
+    assert counted == [("new_price", 8, Decimal(0), dollars)]
+    assert repricer.price_new_models() == []  # nothing unpriced left: no new run
+
+
+def test_an_interrupted_run_resumes_where_it_stopped_and_counts_nothing_twice(
+    database_url: str, pg_schema: str, prices: Path
+) -> None:
+    catalog = PriceCatalog(prices, use_catalog=False)
+    _fill(database_url, pg_schema, catalog, _calls())
+    prices.write_text(V2)
+    catalog.reload()
+    stopping = reprice.Repricer(database_url, pg_schema, catalog, batch_calls=5)
+    # the collector stops after the first batch that changed calls: the run stays "running" at its cursor
+    stopping._on_batch = lambda *a: stopping._stop.set()
+    run_id = stopping.run(_spec(), "t")
+    with storage.connect(database_url, pg_schema) as conn:
+        half = reprice.get_run(conn, run_id, None)
+        assert half is not None and half["status"] == "running" and 0 < half["changed"] < 16
+        rollups_agree(conn)  # a batch commits calls, rollups and progress together
+    resumed = reprice.Repricer(database_url, pg_schema, catalog, batch_calls=5)
+    assert resumed.resume_interrupted() == [run_id]
+    assert resumed.wait(run_id)
+    with storage.connect(database_url, pg_schema) as conn:
+        done = reprice.get_run(conn, run_id, None)
+        rollups_agree(conn)
+    assert done is not None and done["status"] == "done" and done["changed"] == 16 and done["examined"] == 40
+    assert sum(c["calls"] for c in done["changes"]) == 16
+
+
+def test_ingest_goes_on_during_a_reprice(database_url: str, pg_schema: str, prices: Path) -> None:
+    catalog = PriceCatalog(prices, use_catalog=False)
+    _fill(database_url, pg_schema, catalog, _calls())
+    prices.write_text(V2)
+    catalog.reload()
+    ledger = storage.Ledger(database_url, pg_schema)
+    written: list[LlmCall] = []
+
+    def ingest(*_: object) -> None:  # between batches, a writer adds calls inside the run's range
+        call = _call(100 + len(written), DAY2 + timedelta(hours=1), "acme-1", user="late")
+        call.cost = catalog.price(call)
+        written.extend(ledger.write([call]))
+
+    try:
+        repricer = reprice.Repricer(database_url, pg_schema, catalog, batch_calls=3, on_batch=ingest)
+        repricer.run(_spec(), "t")
+    finally:
+        ledger.close()
+    assert written
+    with storage.connect(database_url, pg_schema) as conn:
+        rollups_agree(conn)
+        late = conn.execute("SELECT count(*) FROM llm_calls WHERE user_id = 'late'").fetchone()
+    assert late == (len(written),)
