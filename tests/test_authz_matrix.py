@@ -327,6 +327,69 @@ def check_global_change(stack: Stack, endpoint: str, who: str, cell: str) -> Non
     assert answer.status_code == (200 if cell == "all" else int(cell)), answer.text
 
 
+# ----------------------------------------------------------------------------------------------------- reprices
+
+_WEEK = {"from": (datetime.now(timezone.utc) - timedelta(days=7)).date().isoformat(),
+         "to": datetime.now(timezone.utc).date().isoformat()}  # fmt: skip
+
+
+def _reprice(stack: Stack, who: str, **params: str) -> httpx.Response:
+    """Start a dry reprice of the seeded week as ``who``; when accepted, wait for the run to finish."""
+    answer = stack.call("POST", "/api/v1/prices/reprice", who, **_WEEK, dry_run="true", **params)
+    if answer.status_code != 202:
+        return answer
+    run = answer.json()
+    for _ in range(200):
+        if run["status"] != "running":
+            break
+        run = stack.admin("GET", f"/api/v1/prices/reprices/{run['id']}").json()
+    assert run["status"] == "done", run
+    return httpx.Response(202, json=run)
+
+
+def check_reprice(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    answer = _reprice(stack, who)
+    if cell in ("401", "403"):
+        assert answer.status_code == int(cell), answer.text
+        return
+    run = answer.json()
+    if cell == "all":
+        assert run["projects"] is None and run["examined"] == 60  # every seeded call, alpha's and beta's
+        assert _reprice(stack, who, project=BETA).json()["examined"] == 40
+        return
+    assert run["projects"] == list(P) and run["examined"] == 20  # only alpha's calls (gamma has none)
+    beyond = _reprice(stack, who, project=BETA)
+    assert beyond.status_code == 403 and "project" in beyond.json()["error"]
+
+
+def _runs_of(stack: Stack) -> tuple[int, int]:
+    """A run of every project and a run limited to P (started by the two admin keys)."""
+    return _reprice(stack, "`admin`").json()["id"], _reprice(stack, "`admin` [P]").json()["id"]
+
+
+def check_reprice_list(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    every, limited = _runs_of(stack)
+    answer = stack.call("GET", "/api/v1/prices/reprices", who)
+    if cell in ("401", "403"):
+        assert answer.status_code == int(cell), answer.text
+        return
+    listed = {r["id"]: r for r in answer.json()["runs"]}
+    assert limited in listed and listed[limited]["actor"].endswith("(authz-admin-p)")
+    if cell == "all":
+        assert every in listed
+    else:
+        assert every not in listed and all(r["projects"] and set(r["projects"]) <= set(P) for r in listed.values())
+
+
+def check_reprice_get(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    every, limited = _runs_of(stack)
+    get = lambda run_id: stack.call("GET", f"/api/v1/prices/reprices/{run_id}", who).status_code  # noqa: E731
+    if cell in ("401", "403"):
+        assert (get(every), get(limited)) == (int(cell), int(cell))
+        return
+    assert (get(every), get(limited)) == ((200, 200) if cell == "all" else (404, 200))
+
+
 # ----------------------------------------------------------------------------------------------------- keys
 
 
@@ -401,6 +464,9 @@ CHECKS: dict[str, Callable[[Stack, str, str, str], None]] = {
     "DELETE /api/v1/budgets/{name}": check_budget_delete,
     "POST /api/v1/budgets/reload": check_global_change,
     "POST /api/v1/prices/reload": check_global_change,
+    "POST /api/v1/prices/reprice": check_reprice,
+    "GET /api/v1/prices/reprices": check_reprice_list,
+    "GET /api/v1/prices/reprices/{run_id}": check_reprice_get,
     "GET /api/v1/keys": check_keys_list,
     "POST /api/v1/keys": check_keys_create,
     "DELETE /api/v1/keys/{id}": check_keys_revoke,

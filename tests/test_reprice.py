@@ -3,11 +3,14 @@ together, exactly, resumably, without blocking ingest; over REST and ``llmmeter 
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -234,3 +237,78 @@ def test_ingest_goes_on_during_a_reprice(database_url: str, pg_schema: str, pric
         rollups_agree(conn)
         late = conn.execute("SELECT count(*) FROM llm_calls WHERE user_id = 'late'").fetchone()
     assert late == (len(written),)
+
+
+# ---- over REST and the CLI, in a running collector -------------------------------------------------------------
+
+
+def test_reprice_over_the_cli_and_rest_with_history_metrics_and_clear_errors(
+    database_url: str, pg_schema: str, prices: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from llmmeter_collector.cli import cli
+    from llmmeter_collector.config import Settings
+    from llmmeter_collector.service import BackgroundCollector
+
+    catalog = PriceCatalog(prices, use_catalog=False)
+    _fill(database_url, pg_schema, catalog, _calls())
+    settings = Settings(database_url=database_url, database_schema=pg_schema, http_port=0, prices_file=str(prices))
+    with BackgroundCollector(settings, grpc=False) as running:
+        url = running.url
+        invoke = lambda *args: CliRunner().invoke(cli, [*args, "--url", url])  # noqa: E731
+        prices.write_text(V2)
+        assert invoke("prices", "reload").exit_code == 0
+        dry = invoke("prices", "reprice", "--from", "2026-11-01", "--to", "2026-11-04", "--dry-run")
+        assert dry.exit_code == 0, dry.output
+        assert "would change 16 of 40 calls" in dry.output and "2026-11-03" in dry.output and "acme-1" in dry.output
+        with storage.connect(database_url, pg_schema) as conn:
+            assert conn.execute("SELECT count(*) FROM llm_calls WHERE price_source = 'override'").fetchone() == (32,)
+            untouched = _costs(conn)
+        # a date is a whole UTC day: --to 2026-11-02 leaves the 3rd alone
+        first_day = invoke("prices", "reprice", "--from", "2026-11-02", "--to", "2026-11-02")
+        assert first_day.exit_code == 0 and "changed 0 of 19 calls" in first_day.output
+        done = invoke("prices", "reprice", "--from", "2026-11-01", "--to", "2026-11-03", "--json")
+        assert done.exit_code == 0, done.output
+        run = json.loads(done.output)
+        assert run["status"] == "done" and run["changed"] == 16 and run["actor"] == "no key"
+        with storage.connect(database_url, pg_schema) as conn:
+            rollups_agree(conn)
+            assert _costs(conn) != untouched
+        summary = httpx.get(url + "/api/v1/summary", params={"period": "all"}).json()
+        with storage.connect(database_url, pg_schema) as conn:
+            total = conn.execute("SELECT sum(cost_usd) FROM llm_calls").fetchone()
+        assert total is not None and Decimal(summary["spend"]["all"]) == total[0]
+        history = CliRunner().invoke(cli, ["prices", "history", "--url", url], env={"COLUMNS": "200"})
+        assert history.exit_code == 0 and "(dry run)" in history.output and "no key" in history.output
+        one = invoke("prices", "history", str(run["id"]))
+        assert one.exit_code == 0 and "acme-1" in one.output and "16" in one.output
+
+        # a price for the unpriced model: its calls are priced at the reload, counted in the metrics
+        prices.write_text(V3)
+        assert invoke("prices", "reload").exit_code == 0
+        for _ in range(100):
+            runs = httpx.get(url + "/api/v1/prices/reprices").json()["runs"]
+            if runs[0]["reason"] == "new_price" and runs[0]["status"] == "done":
+                break
+            time.sleep(0.05)
+        assert runs[0]["newly_priced"] == 8 and runs[0]["actor"] == "collector"
+        metrics = httpx.get(url + "/metrics").text
+        assert 'llmmeter_repriced_calls_total{reason="new_price"} 8.0' in metrics
+        assert 'llmmeter_repriced_calls_total{reason="manual"} 16.0' in metrics
+        assert 'llmmeter_repriced_usd_total{direction="removed",reason="manual"}' in metrics
+
+        for args, message in (
+            (("--from", "2026-11-05", "--to", "2026-11-01"), "to: must not be before from"),
+            (("--from", "yesterday", "--to", "2026-11-01"), "must be a date"),
+        ):
+            bad = invoke("prices", "reprice", *args)
+            assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output, bad.output
+        answer = httpx.post(url + "/api/v1/prices/reprice", params={"from": "2026-13-01", "to": "2026-11-02"})
+        assert answer.status_code == 400 and answer.json()["field"] == "from"
+        answer = httpx.post(url + "/api/v1/prices/reprice", params={"to": "2026-11-02"})
+        assert answer.status_code == 400 and answer.json()["field"] == "from"
+        assert httpx.get(url + "/api/v1/prices/reprices/999").status_code == 404
+        assert httpx.get(url + "/api/v1/prices/reprices/x").json()["field"] == "run_id"
+        missing = invoke("prices", "history", "999")
+        assert missing.exit_code == 1 and "no reprice run 999" in missing.output

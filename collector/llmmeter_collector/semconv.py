@@ -150,6 +150,8 @@ PROM_STORAGE_PROBLEM: Final = "llmmeter_collector_storage_problem"  # gauge{reas
 PROM_FORWARD_DROPPED_SPANS: Final = "llmmeter_collector_forward_dropped_spans"
 PROM_DUPLICATE_SPANS: Final = "llmmeter_collector_duplicate_spans"  # counter by scope: a call's second span
 PROM_PRICE_RELOADS: Final = "llmmeter_collector_price_reloads"  # counter by result ("ok" / "error")
+PROM_REPRICED_CALLS: Final = "llmmeter_repriced_calls"  # counter by reason (manual / new_price): stored calls repriced
+PROM_REPRICED_COST: Final = "llmmeter_repriced_usd"  # counter by reason, direction (added / removed): USD moved
 # counter by scope and reason: spans with a model or token counts that were not counted as calls (doctor)
 PROM_UNRECOGNIZED_GENAI: Final = "llmmeter_unrecognized_genai_spans"
 # budgets (label: budget = the budget's name)

@@ -40,6 +40,7 @@ from llmmeter_collector.ingest.grpc_receiver import GrpcReceiver
 from llmmeter_collector.ingest.receiver import Pipeline, Receiver
 from llmmeter_collector.ledger import storage
 from llmmeter_collector.ledger.embedded import EmbeddedPostgres
+from llmmeter_collector.ledger.reprice import Repricer
 from llmmeter_collector.ledger.retention import RetentionScheduler
 from llmmeter_collector.ledger.spool import Spool
 from llmmeter_collector.ledger.writer import POISONED_SEGMENT, PROBLEMS, STORAGE_UNREACHABLE, Ingestor
@@ -86,6 +87,7 @@ class Collector:
         self.forwarder: Forwarder | None = None
         self.grpc: GrpcReceiver | None = None
         self.retention: RetentionScheduler | None = None  # drops old partitions on a schedule (ledger/retention.py)
+        self.repricer: Repricer | None = None  # retroactive repricing runs (ledger/reprice.py)
         self.ready = False
         self._ledgers: list[storage.Ledger] = []
         self._closing = threading.Event()
@@ -99,6 +101,7 @@ class Collector:
             self.embedded = EmbeddedPostgres(self.settings.data_path)
             self.dsn = self.embedded.start()
         self.retention = RetentionScheduler(self.dsn, self.schema, self.settings)  # a bad archive setting fails here
+        self.repricer = Repricer(self.dsn, self.schema, self.catalog, on_batch=self.metrics.observe_reprice)
         spool = Spool(self.settings.spool_path, self.settings.spool_max_bytes) if self.settings.spool else None
         self._pool = storage.create_pool(self.dsn, self.schema, open=False)  # opened by _bring_up
         self._keys = KeyStore(
@@ -162,6 +165,19 @@ class Collector:
         self._remember_keys_required(required)
         self._ledgers[0].ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
         self.retention.start()
+        self._reprice_in_background()
+
+    def _reprice_in_background(self) -> None:
+        """Resume reprice runs a stopped collector left, and price calls stored unpriced whose model has a price
+        now (a catalog upgrade, an overrides reload). Never keeps the collector from serving."""
+        assert self.repricer is not None
+        try:
+            resumed = self.repricer.resume_interrupted()
+            if resumed:
+                logger.info("resuming reprice runs %s", ", ".join(map(str, resumed)))
+            self.repricer.price_new_models()
+        except psycopg.Error as exc:
+            logger.warning("could not look for calls to reprice: %s", str(exc).strip()[:200])
 
     def _bring_up_later(self) -> None:
         """Retry ``_bring_up`` until Postgres answers; then the writers replay the spool (exactly once: the
@@ -219,6 +235,11 @@ class Collector:
             return [str(exc)]
         self.metrics.price_reloads.labels("ok").inc()
         logger.info("prices reloaded from %s", self.settings.prices_file or "the catalog")
+        if self.repricer is not None and self.ready:
+            try:
+                self.repricer.price_new_models()
+            except psycopg.Error as exc:
+                logger.warning("could not look for unpriced calls to price: %s", str(exc).strip()[:200])
         return []
 
     def readiness(self) -> dict[str, object]:
@@ -266,6 +287,8 @@ class Collector:
             self.grpc.stop()
         if self.retention is not None:
             self.retention.stop()
+        if self.repricer is not None:
+            self.repricer.close()  # after the batch in progress; an unfinished run resumes at the next start
         if self._ingestor is not None:
             self._ingestor.close()
         if self.forwarder is not None:

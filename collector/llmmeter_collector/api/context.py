@@ -14,6 +14,7 @@ from llmmeter_collector.access.keys import KeyStore
 from llmmeter_collector.access.ratelimit import RateLimits
 from llmmeter_collector.config import Settings
 from llmmeter_collector.exporters.metrics import Metrics
+from llmmeter_collector.ledger.reprice import Repricer
 from llmmeter_collector.pricing import PriceCatalog
 
 
@@ -23,6 +24,7 @@ class Collector(Protocol):
     settings: Settings
     metrics: Metrics
     catalog: PriceCatalog
+    repricer: Repricer | None
     rate_limits: RateLimits
     ready: bool
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -267,6 +268,20 @@ class Metrics:
         self.price_reloads = Counter(
             sc.PROM_PRICE_RELOADS, "Reloads of the price overrides file, by result.", ("result",), registry=r
         )
+        # retroactive repricing (ledger/reprice.py): the ledger's totals change, llmmeter_cost_usd_total never goes back
+        self.repriced_calls = Counter(
+            sc.PROM_REPRICED_CALLS,
+            "Stored calls whose cost a reprice changed, by reason (manual, new_price: priced when their model got a "
+            "price).",
+            ("reason",),
+            registry=r,
+        )
+        self.repriced_usd = Counter(
+            sc.PROM_REPRICED_COST,
+            "USD a reprice added to or removed from the ledger (direction added / removed), by reason.",
+            ("reason", "direction"),
+            registry=r,
+        )
         # ledger robustness (ledger/writer.py): rows Postgres refuses, spool segments set aside, why writes fail now
         self.rejected_calls = Counter(
             sc.PROM_REJECTED_CALLS,
@@ -291,6 +306,12 @@ class Metrics:
             registry=r,
         )
         self.scopes = ScopeTally(max_label_values)
+
+    def observe_reprice(self, reason: str, calls: int, before: Decimal, after: Decimal) -> None:
+        """Count one committed reprice batch: its changed calls and the dollars it moved."""
+        self.repriced_calls.labels(reason).inc(calls)
+        if after != before:
+            self.repriced_usd.labels(reason, "added" if after > before else "removed").inc(float(abs(after - before)))
 
     def observe_scopes(self, counts: dict[tuple[str, str], int]) -> None:
         """Count an export's spans by instrumentation scope: calls, and GenAI-looking spans not counted."""
