@@ -306,6 +306,8 @@ def test_reprice_over_the_cli_and_rest_with_history_metrics_and_clear_errors(
             assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output, bad.output
         answer = httpx.post(url + "/api/v1/prices/reprice", params={"from": "2026-13-01", "to": "2026-11-02"})
         assert answer.status_code == 400 and answer.json()["field"] == "from"
+        future = invoke("prices", "reprice", "--from", "2999-01-01", "--to", "2999-01-02")
+        assert future.exit_code == 1 and "from: is in the future" in future.output
         answer = httpx.post(url + "/api/v1/prices/reprice", params={"to": "2026-11-02"})
         assert answer.status_code == 400 and answer.json()["field"] == "from"
         assert httpx.get(url + "/api/v1/prices/reprices/999").status_code == 404

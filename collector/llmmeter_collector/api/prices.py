@@ -167,7 +167,11 @@ def routes(collector: Collector) -> list[Route]:
             projects=apiauth.visible_projects(request), dry_run=args["dry_run"],
         )  # fmt: skip
         assert collector.repricer is not None
-        run_id = collector.repricer.start(spec, _actor(request))
+        try:
+            run_id = collector.repricer.start(spec, _actor(request))
+        except reprice.RepriceError as exc:
+            field_name = str(exc).split(":", 1)[0]
+            return JSONResponse({"error": str(exc), "field": field_name}, status_code=400)
         with collector.pool.connection() as conn:
             return JSONResponse(reprice.get_run(conn, run_id, None), status_code=202)
 

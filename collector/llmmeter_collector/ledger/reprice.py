@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -101,8 +101,6 @@ class _Batch:
 
 # The changed calls of a batch: each updated only if its cost is still the one read (another run may have repriced
 # it meanwhile), and exactly the updated ones move the rollups, in key order like the writers' upserts.
-_PARTS = ", ".join("%s::numeric[]" for _ in COST_CLASSES)
-_PART_NAMES = ", ".join(f"c_{c}" for c in COST_CLASSES)
 _PART_SETS = ", ".join(f"cost_{c}_usd = n.c_{c}" for c in COST_CLASSES)
 
 
@@ -120,14 +118,15 @@ def _delta_upsert(table: str, keys: str, select: str) -> str:
 
 
 _RETURNED = ", ".join("c." + d.strip() for d in _DIMS.split(","))
+# The changed calls of a batch are copied into a temporary table (COPY: far cheaper than query parameters).
+_STAGING = "llm_reprice_staging"
+_STAGING_SQL = f"""CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (ts timestamptz, trace_id text, span_id text,
+    old_cost numeric, old_source text, cost numeric, {", ".join(f"c_{c} numeric" for c in COST_CLASSES)}, source text)
+    ON COMMIT DELETE ROWS"""
 _UPDATE_SQL = f"""
-WITH n AS (
-    SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::numeric[], %s::text[], %s::numeric[],
-                         {_PARTS}, %s::text[])
-        AS n(ts, trace_id, span_id, old_cost, old_source, cost, {_PART_NAMES}, source)
-), upd AS (
+WITH upd AS (
     UPDATE llm_calls c SET cost_usd = n.cost, {_PART_SETS}, price_source = n.source
-    FROM n
+    FROM {_STAGING} n
     WHERE c.ts BETWEEN %s AND %s AND c.ts = n.ts AND c.trace_id = n.trace_id AND c.span_id = n.span_id
       AND c.cost_usd IS NOT DISTINCT FROM n.old_cost AND c.price_source = n.old_source
     RETURNING c.ts, {_RETURNED}, c.user_id, n.old_cost, c.cost_usd AS new_cost
@@ -238,14 +237,6 @@ def _fresh(cost: Cost | None) -> tuple[Any, ...]:
     return (cost.total, *(cost.parts.get(c) for c in COST_CLASSES), cost.price_source)
 
 
-def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
-    out: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for i, value in enumerate(row):
-            out[i].append(value)
-    return out
-
-
 class RepriceError(ValueError):
     """A reprice request is invalid; the message names the field."""
 
@@ -288,6 +279,11 @@ class Repricer:
             raise RepriceError("to: must be later than from")
         if spec.reason not in REASONS:
             raise RepriceError(f"reason: must be one of {', '.join(REASONS)}")
+        # Calls that arrive after the run starts are priced with these prices at ingest: the run ends at its start,
+        # so it never chases a busy day's newest calls.
+        spec = replace(spec, end=min(spec.end, datetime.now(timezone.utc)))
+        if spec.end <= spec.start:
+            raise RepriceError("from: is in the future; there is nothing to reprice yet")
         where, params = _where(spec)
         with connect(self._dsn, self._schema) as conn:
             total = conn.execute(f"SELECT count(*) FROM llm_calls WHERE {where}", params).fetchone()
@@ -404,6 +400,8 @@ class Repricer:
         )  # fmt: skip
         cursor = (run[10], run[11], run[12]) if run[10] is not None else None
         where, params = _where(spec)
+        conn.execute(_STAGING_SQL)
+        conn.commit()
         first = f"SELECT {', '.join(_READ)} FROM llm_calls WHERE {where}"
         order = f" ORDER BY ts, trace_id, span_id LIMIT {self._batch}"
         while not self._stop.is_set():
@@ -455,10 +453,13 @@ class Repricer:
                 if dry_run:
                     batch.change(row[0], row[3], row[7], stored[0], fresh[0])
         if changed and not dry_run:
-            columns = _columns(changed, 6 + len(COST_CLASSES) + 1)
-            lo, hi = min(columns[0]), max(columns[0])
-            for ts, provider, model, old, new in conn.execute(_UPDATE_SQL, (*columns, lo, hi)):
-                batch.change(ts, provider, model, old, new)
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY {_STAGING} FROM STDIN") as copy:
+                    for change in changed:
+                        copy.write_row(change)
+                lo, hi = min(c[0] for c in changed), max(c[0] for c in changed)
+                for ts, provider, model, old, new in cur.execute(_UPDATE_SQL, (lo, hi)):
+                    batch.change(ts, provider, model, old, new)
         return batch
 
     @staticmethod
