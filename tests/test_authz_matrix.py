@@ -390,6 +390,19 @@ def check_reprice_get(stack: Stack, endpoint: str, who: str, cell: str) -> None:
     assert (get(every), get(limited)) == ((200, 200) if cell == "all" else (404, 200))
 
 
+def check_reconcile(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    """The provider's reports cover the whole organisation: only an admin key of every project reads them."""
+    from llmmeter_collector.devtools.fakeprovider import FakeProvider
+
+    with FakeProvider() as fake, pytest.MonkeyPatch.context() as env:
+        env.setenv("LLMMETER_OPENAI_ADMIN_KEY", "sk-admin-authz")
+        env.setenv("LLMMETER_OPENAI_ADMIN_BASE_URL", fake.url)
+        answer = stack.call("GET", "/api/v1/reconcile", who, provider="openai")
+    assert answer.status_code == (200 if cell == "all" else int(cell)), answer.text
+    if cell == "all":
+        assert answer.json()["provider"] == "openai" and answer.json()["provider_usd"] == "0"  # the fake billed nothing
+
+
 # ----------------------------------------------------------------------------------------------------- keys
 
 
@@ -467,6 +480,7 @@ CHECKS: dict[str, Callable[[Stack, str, str, str], None]] = {
     "POST /api/v1/prices/reprice": check_reprice,
     "GET /api/v1/prices/reprices": check_reprice_list,
     "GET /api/v1/prices/reprices/{run_id}": check_reprice_get,
+    "GET /api/v1/reconcile": check_reconcile,
     "GET /api/v1/keys": check_keys_list,
     "POST /api/v1/keys": check_keys_create,
     "DELETE /api/v1/keys/{id}": check_keys_revoke,

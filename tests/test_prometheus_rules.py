@@ -93,6 +93,7 @@ def test_names_labels_and_annotations_follow_the_conventions() -> None:
         semconv.PROM_POSTGRES_UP,
         semconv.PROM_EXPORTS_REFUSED + "_total",
         semconv.PROM_SPANS_REJECTED + "_total",
+        semconv.PROM_RECONCILE_DRIFT_RATIO,
     ):
         assert name in text, f"{name} (semconv) is not what the alerts use"
 

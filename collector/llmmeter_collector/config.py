@@ -52,6 +52,8 @@ class Settings:
     archive_url: str = ""  # export a partition before dropping it: a directory or s3://bucket/prefix; empty: off
     archive_format: str = "jsonl"  # "jsonl" (gzip JSON lines) or "parquet" (needs the `archive` extra)
     archive_s3_endpoint: str = ""  # S3-compatible endpoint URL (MinIO, R2, ...); empty: AWS
+    reconcile_interval_seconds: int = 0  # reconcile with the providers' reports this often (admin keys set); 0: off
+    reconcile_days: int = 7  # the complete UTC days each scheduled reconcile covers
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>" (401 otherwise)
     metrics_project_labels: bool = True  # false: spend/token/call metrics carry no project label
     log_level: str = "INFO"
@@ -91,6 +93,8 @@ class Settings:
             raise ConfigError(f"LLMMETER_FORWARD_ENDPOINT must be an http(s) URL, got {settings.forward_endpoint!r}")
         if settings.max_label_values < 1:
             raise ConfigError("LLMMETER_MAX_LABEL_VALUES must be at least 1")
+        if not 1 <= settings.reconcile_days <= 366:
+            raise ConfigError(f"LLMMETER_RECONCILE_DAYS must be between 1 and 366, got {settings.reconcile_days}")
         if settings.writers < 1:
             raise ConfigError("LLMMETER_WRITERS must be at least 1")
         return settings

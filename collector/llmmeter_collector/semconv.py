@@ -152,6 +152,13 @@ PROM_DUPLICATE_SPANS: Final = "llmmeter_collector_duplicate_spans"  # counter by
 PROM_PRICE_RELOADS: Final = "llmmeter_collector_price_reloads"  # counter by result ("ok" / "error")
 PROM_REPRICED_CALLS: Final = "llmmeter_repriced_calls"  # counter by reason (manual / new_price): stored calls repriced
 PROM_REPRICED_COST: Final = "llmmeter_repriced_usd"  # counter by reason, direction (added / removed): USD moved
+# gauges by provider, set by each reconcile against the provider's own usage and cost reports (insights/reconcile.py)
+PROM_RECONCILE_COVERAGE: Final = "llmmeter_reconcile_coverage_ratio"  # share of billed spend the ledger holds
+PROM_RECONCILE_DRIFT: Final = "llmmeter_reconcile_drift_usd"  # ledger minus billed dollars
+PROM_RECONCILE_DRIFT_RATIO: Final = "llmmeter_reconcile_drift_ratio"  # |ledger - billed| / billed
+PROM_RECONCILE_BILLED: Final = "llmmeter_reconcile_billed_usd"  # the provider's billed dollars in the window
+PROM_RECONCILE_SUCCESS: Final = "llmmeter_reconcile_last_success_timestamp_seconds"
+PROM_RECONCILE_FAILURES: Final = "llmmeter_reconcile_failures"  # counter by provider
 # counter by scope and reason: spans with a model or token counts that were not counted as calls (doctor)
 PROM_UNRECOGNIZED_GENAI: Final = "llmmeter_unrecognized_genai_spans"
 # budgets (label: budget = the budget's name)

@@ -29,7 +29,7 @@ from starlette.routing import Route
 from llmmeter_collector.access import bootstrap
 from llmmeter_collector.access.keys import KeyStore, KeyStoreUnavailable
 from llmmeter_collector.access.ratelimit import RateLimits
-from llmmeter_collector.api import budgets, doctor, prices
+from llmmeter_collector.api import budgets, doctor, prices, reconcile
 from llmmeter_collector.api import routes as api
 from llmmeter_collector.api.auth import ApiAuth, metrics_token_ok
 from llmmeter_collector.config import Settings
@@ -38,6 +38,7 @@ from llmmeter_collector.exporters.forward import Forwarder
 from llmmeter_collector.exporters.metrics import Metrics
 from llmmeter_collector.ingest.grpc_receiver import GrpcReceiver
 from llmmeter_collector.ingest.receiver import Pipeline, Receiver
+from llmmeter_collector.insights.reconcile import ReconcileScheduler
 from llmmeter_collector.ledger import storage
 from llmmeter_collector.ledger.embedded import EmbeddedPostgres
 from llmmeter_collector.ledger.reprice import Repricer
@@ -88,6 +89,7 @@ class Collector:
         self.grpc: GrpcReceiver | None = None
         self.retention: RetentionScheduler | None = None  # drops old partitions on a schedule (ledger/retention.py)
         self.repricer: Repricer | None = None  # retroactive repricing runs (ledger/reprice.py)
+        self.reconciler: ReconcileScheduler | None = None  # scheduled reconciles (insights/reconcile.py)
         self.ready = False
         self._ledgers: list[storage.Ledger] = []
         self._closing = threading.Event()
@@ -166,6 +168,15 @@ class Collector:
         self._ledgers[0].ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
         self.retention.start()
         self._reprice_in_background()
+        if self.settings.reconcile_interval_seconds and self.reconciler is None:
+            self.reconciler = ReconcileScheduler(
+                lambda: self.pool,
+                self.settings.reconcile_interval_seconds,
+                self.settings.reconcile_days,
+                on_result=self.metrics.observe_reconcile,
+                on_error=lambda provider, _: self.metrics.reconcile_failures.labels(provider).inc(),
+            )
+            self.reconciler.start()
 
     def _reprice_in_background(self) -> None:
         """Resume reprice runs a stopped collector left, and price calls stored unpriced whose model has a price
@@ -287,6 +298,8 @@ class Collector:
             self.grpc.stop()
         if self.retention is not None:
             self.retention.stop()
+        if self.reconciler is not None:
+            self.reconciler.stop()
         if self.repricer is not None:
             self.repricer.close()  # after the batch in progress; an unfinished run resumes at the next start
         if self._ingestor is not None:
@@ -345,6 +358,7 @@ class Collector:
                 *prices.routes(self),  # GET /api/v1/prices, POST /api/v1/prices/reload
                 *doctor.routes(self),  # GET /api/v1/doctor
                 *budgets.routes(self),  # budgets and the cost report
+                *reconcile.routes(self),  # GET /api/v1/reconcile: the ledger against the provider's reports
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits
         )

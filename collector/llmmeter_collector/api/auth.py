@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
 # Changes that reach every project: only an admin key of every project may make them.
-GLOBAL_ADMIN_PATHS = frozenset({"/api/v1/budgets/reload", "/api/v1/prices/reload"})
+GLOBAL_ADMIN_PATHS = frozenset({"/api/v1/budgets/reload", "/api/v1/prices/reload", "/api/v1/reconcile"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _STATE_KEY = "llmmeter_principal"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -111,7 +111,7 @@ def _deny(request: Request, found: Principal) -> Response | None:
     if not found.allows(needed):
         return _error(403, f"this {found.role} key cannot {'read' if needed == 'viewer' else 'change'} this")
     if found.projects and request.scope.get("path", "") in GLOBAL_ADMIN_PATHS:
-        return _error(403, "this key is limited to projects; this change needs an admin key of every project")
+        return _error(403, "this key is limited to projects; this needs an admin key of every project")
     for asked in request.query_params.getlist("project"):
         if asked and not found.may_see(asked):
             return _error(403, f"project: this key does not give access to project {asked!r}")

@@ -25,6 +25,7 @@ from llmmeter_collector.cli.init import init
 from llmmeter_collector.cli.keys import keys
 from llmmeter_collector.cli.optimize import optimize
 from llmmeter_collector.cli.prices import prices
+from llmmeter_collector.cli.reconcile import reconcile
 from llmmeter_collector.cli.report import report
 from llmmeter_collector.cli.serve import serve
 from llmmeter_collector.cli.status import status
@@ -60,6 +61,7 @@ cli.add_command(db)  # cli/db.py: retention, partitions, backup, restore
 cli.add_command(budget)  # cli/budget.py
 cli.add_command(report)  # cli/report.py
 cli.add_command(doctor)  # cli/doctor.py
+cli.add_command(reconcile)  # cli/reconcile.py
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -282,6 +282,31 @@ class Metrics:
             ("reason", "direction"),
             registry=r,
         )
+        # reconciliation with the provider's own reports (insights/reconcile.py): set by each run, per provider
+        self.reconcile_coverage = Gauge(
+            sc.PROM_RECONCILE_COVERAGE, "Share of the provider's billed spend the ledger holds (last reconcile).",
+            ("provider",), registry=r,
+        )  # fmt: skip
+        self.reconcile_drift = Gauge(
+            sc.PROM_RECONCILE_DRIFT, "Ledger minus the provider's billed USD over the last reconcile's days.",
+            ("provider",), registry=r,
+        )  # fmt: skip
+        self.reconcile_drift_ratio = Gauge(
+            sc.PROM_RECONCILE_DRIFT_RATIO, "|ledger - billed| / billed over the last reconcile's days.",
+            ("provider",), registry=r,
+        )  # fmt: skip
+        self.reconcile_billed = Gauge(
+            sc.PROM_RECONCILE_BILLED, "The provider's billed USD over the last reconcile's days.", ("provider",),
+            registry=r,
+        )  # fmt: skip
+        self.reconcile_success = Gauge(
+            sc.PROM_RECONCILE_SUCCESS, "When the last reconcile of the provider succeeded (Unix time).", ("provider",),
+            registry=r,
+        )  # fmt: skip
+        self.reconcile_failures = Counter(
+            sc.PROM_RECONCILE_FAILURES, "Reconciles that could not read the provider's reports.", ("provider",),
+            registry=r,
+        )  # fmt: skip
         # ledger robustness (ledger/writer.py): rows Postgres refuses, spool segments set aside, why writes fail now
         self.rejected_calls = Counter(
             sc.PROM_REJECTED_CALLS,
@@ -312,6 +337,16 @@ class Metrics:
         self.repriced_calls.labels(reason).inc(calls)
         if after != before:
             self.repriced_usd.labels(reason, "added" if after > before else "removed").inc(float(abs(after - before)))
+
+    def observe_reconcile(self, result: dict[str, Any]) -> None:
+        """Set the reconcile gauges from one reconcile's answer (``insights/reconcile.py``)."""
+        provider = result["provider"]
+        self.reconcile_billed.labels(provider).set(float(result["provider_usd"]))
+        self.reconcile_drift.labels(provider).set(float(result["difference_usd"]))
+        if result["coverage"] is not None:
+            self.reconcile_coverage.labels(provider).set(float(result["coverage"]))
+            self.reconcile_drift_ratio.labels(provider).set(float(result["drift_ratio"]))
+        self.reconcile_success.labels(provider).set_to_current_time()
 
     def observe_scopes(self, counts: dict[tuple[str, str], int]) -> None:
         """Count an export's spans by instrumentation scope: calls, and GenAI-looking spans not counted."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
+from .reports import bill
 from .usage import (
     Usage,
     answer_text,
@@ -50,7 +51,7 @@ def _plan(call: Call) -> tuple[Usage, list[dict[str, Any]], str]:
     body = call.json
     messages = body.get("messages") or []
     texts = collect_text(body.get("system")) + [t for m in messages for t in collect_text(m)]
-    usage = call.usage(default_usage(texts, body.get("max_tokens")))
+    usage = bill(call, call.usage(default_usage(texts, body.get("max_tokens"))))
     tools = _tools(body)
     last = messages[-1] if messages else {}
     last_texts = own_text(last) if isinstance(last, dict) and last.get("role") == "user" else []

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
+from .reports import bill
 from .usage import (
     DEFAULT_EMBEDDING_DIMENSIONS,
     Usage,
@@ -101,7 +102,7 @@ def _chat_plan(call: Call) -> tuple[Usage, str | None, dict[str, Any] | None]:
         body.get("max_tokens"),
         body.get("max_completion_tokens"),
     )
-    usage = call.usage(default)
+    usage = bill(call, call.usage(default))
     tools = _function_tools(body.get("tools"))
     last = messages[-1] if messages else {}
     last_texts = own_text(last) if isinstance(last, dict) and last.get("role") == "user" else []
@@ -200,7 +201,7 @@ def _responses_plan(call: Call) -> tuple[Usage, str | None, dict[str, Any] | Non
     items = body.get("input")
     items = [items] if isinstance(items, str) else items or []
     default = default_usage(collect_text(body.get("instructions")) + collect_text(items), body.get("max_output_tokens"))
-    usage = call.usage(default)
+    usage = bill(call, call.usage(default))
     tools = _function_tools(body.get("tools"))
     last = items[-1] if items else {}
     is_user_turn = isinstance(last, str) or (isinstance(last, dict) and last.get("role") == "user")
@@ -338,7 +339,7 @@ def responses(call: Call) -> Response:
 
 def _completion_plan(call: Call) -> tuple[Usage, str]:
     body = call.json
-    usage = call.usage(default_usage(collect_text(body.get("prompt")), body.get("max_tokens")))
+    usage = bill(call, call.usage(default_usage(collect_text(body.get("prompt")), body.get("max_tokens"))))
     return usage, answer_text(usage.visible_output_tokens)
 
 
@@ -404,7 +405,7 @@ def embeddings_body(call: Call) -> dict[str, Any]:
     texts = [i if isinstance(i, str) else " ".join(str(t) for t in i) for i in inputs]
     dims = body.get("dimensions")
     dims = dims if isinstance(dims, int) and dims > 0 else DEFAULT_EMBEDDING_DIMENSIONS
-    usage = call.usage(default_usage(texts))
+    usage = bill(call, call.usage(default_usage(texts)))
     data = []
     for index, text in enumerate(texts):
         vector = embedding(text, dims)

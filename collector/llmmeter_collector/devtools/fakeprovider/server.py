@@ -210,6 +210,30 @@ class FakeProvider:
         with self._lock:
             self._failure = _Failure(status=status, remaining=count, retry_after=retry_after, message=text)
 
+    def bill_models_at(self, model: str, factor: str | int) -> None:
+        """Bill ``model`` at ``factor`` times llmmeter's catalog price in the cost reports (a price it has wrong)."""
+        from decimal import Decimal
+
+        from .reports import FACTORS
+
+        with self._lock:
+            self.state.setdefault(FACTORS, {})[model] = Decimal(factor)
+
+    def set_workspace(self, api_key: str, workspace_id: str) -> None:
+        """Anthropic: calls with ``api_key`` belong to ``workspace_id`` in the reports (default: the default one)."""
+        from .reports import WORKSPACES
+
+        with self._lock:
+            self.state.setdefault(WORKSPACES, {})[api_key] = workspace_id
+
+    @property
+    def billed(self) -> list[Any]:
+        """The calls answered on the providers' own paths, as the usage and cost reports count them."""
+        from .reports import BILLED
+
+        with self._lock:
+            return list(self.state.get(BILLED, []))
+
     def reset(self) -> None:
         """Forget recorded requests, pending failures, uploaded files and batches."""
         with self._lock:
@@ -294,12 +318,14 @@ class FakeProvider:
         return f"{prefix}{next(self._ids):06d}"
 
     def _routes(self) -> list[BaseRoute]:
-        from . import anthropic, gemini, openai
+        from . import anthropic, gemini, openai, reports
 
         routes: list[BaseRoute] = []
         tables: list[tuple[Provider, RouteTable]] = [
             ("openai", openai.ROUTES),
+            ("openai", reports.OPENAI_ROUTES),
             ("anthropic", anthropic.ROUTES),
+            ("anthropic", reports.ANTHROPIC_ROUTES),
             ("gemini", gemini.ROUTES),
         ]
         for provider, table in tables:
