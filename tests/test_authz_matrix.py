@@ -170,6 +170,7 @@ READS: dict[str, tuple[str, Callable[[httpx.Response], Any], bool]] = {
     "GET /api/v1/summary": ("/api/v1/summary", lambda r: r.json()["spend"]["all"], True),
     "GET /api/v1/calls": ("/api/v1/calls", lambda r: sorted(c["span_id"] for c in r.json()["calls"]), True),
     "GET /api/v1/export": ("/api/v1/export", lambda r: sorted(r.text.splitlines()), True),
+    "GET /api/v1/export/focus": ("/api/v1/export/focus", lambda r: sorted(r.text.splitlines()), True),
     "GET /api/v1/recommendations": ("/api/v1/recommendations", lambda r: r.json()["calls"], True),
     "GET /api/v1/forecast": ("/api/v1/forecast", lambda r: r.json()["spent_usd"], True),
     "GET /api/v1/anomalies": ("/api/v1/anomalies", lambda r: r.json()["series_checked"], True),
@@ -403,6 +404,25 @@ def check_reconcile(stack: Stack, endpoint: str, who: str, cell: str) -> None:
         assert answer.json()["provider"] == "openai" and answer.json()["provider_usd"] == "0"  # the fake billed nothing
 
 
+def check_focus_import(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    """A cloud's bill covers the whole organisation: only an admin key of every project imports one."""
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00Z")
+    row = {"BilledCost": "1", "EffectiveCost": "1", "BillingCurrency": "USD", "ChargePeriodStart": day,
+           "ChargePeriodEnd": day.replace("T00", "T23"), "ServiceName": "Amazon Bedrock", "ChargeCategory": "Usage",
+           "ProviderName": "AWS", "_row": 1}  # fmt: skip
+    body = {"file_name": "f.csv", "sha256": stack.unique("sha"), "rows_read": 1, "columns": list(row)[:-1],
+            "rows": [row]}  # fmt: skip
+    answer = stack.call("POST", "/api/v1/focus/import", who, body)
+    assert answer.status_code == (201 if cell == "all" else int(cell)), answer.text
+
+
+def check_focus_costs(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    answer = stack.call("GET", "/api/v1/focus/costs", who)
+    assert answer.status_code == (200 if cell == "all" else int(cell)), answer.text
+    if cell == "all":
+        assert "imports" in answer.json()
+
+
 # ----------------------------------------------------------------------------------------------------- keys
 
 
@@ -481,6 +501,8 @@ CHECKS: dict[str, Callable[[Stack, str, str, str], None]] = {
     "GET /api/v1/prices/reprices": check_reprice_list,
     "GET /api/v1/prices/reprices/{run_id}": check_reprice_get,
     "GET /api/v1/reconcile": check_reconcile,
+    "POST /api/v1/focus/import": check_focus_import,
+    "GET /api/v1/focus/costs": check_focus_costs,
     "GET /api/v1/keys": check_keys_list,
     "POST /api/v1/keys": check_keys_create,
     "DELETE /api/v1/keys/{id}": check_keys_revoke,

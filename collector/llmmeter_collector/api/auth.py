@@ -37,8 +37,11 @@ if TYPE_CHECKING:
     from llmmeter_collector.api.context import Collector
 
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
-# Changes that reach every project: only an admin key of every project may make them.
-GLOBAL_ADMIN_PATHS = frozenset({"/api/v1/budgets/reload", "/api/v1/prices/reload", "/api/v1/reconcile"})
+# Changes that reach every project, and a whole organisation's bills: only keys of every project (admin to change).
+GLOBAL_ADMIN_PATHS = frozenset({
+    "/api/v1/budgets/reload", "/api/v1/prices/reload",
+    "/api/v1/reconcile", "/api/v1/focus/import", "/api/v1/focus/costs",  # a whole organisation's bills
+})  # fmt: skip
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _STATE_KEY = "llmmeter_principal"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

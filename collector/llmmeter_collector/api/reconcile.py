@@ -28,7 +28,13 @@ RECONCILE = Operation(
     "7 complete days. 400 when no key is configured, 502 when the provider cannot be read.",
     role="admin",
     params=(
-        Param("provider", "string", "Whose reports.", required=True, choices=provider_reports.PROVIDERS),
+        Param(
+            "provider",
+            "string",
+            "Whose reports (focus: the clouds' FOCUS imports).",
+            required=True,
+            choices=(*provider_reports.PROVIDERS, "focus"),
+        ),
         Param("from", "datetime", "First UTC day."),
         Param("to", "datetime", "Last UTC day (included)."),
         Param(
@@ -61,7 +67,10 @@ def routes(collector: Collector) -> list[Route]:
         try:
             args = RECONCILE.parse(request.query_params)
             start, end = _days(args)
-            result = reconcile.reconcile(collector.pool, args["provider"], start, end, args["group_by"] or "")
+            if args["provider"] == "focus":
+                result = reconcile.reconcile_focus(collector.pool, start, end)
+            else:
+                result = reconcile.reconcile(collector.pool, args["provider"], start, end, args["group_by"] or "")
         except BadRequest as exc:
             return JSONResponse({"error": str(exc), "field": exc.field}, status_code=400)
         except ValueError as exc:
@@ -71,7 +80,8 @@ def routes(collector: Collector) -> list[Route]:
             if exc.configuration:
                 return JSONResponse({"error": str(exc), "field": "provider"}, status_code=400)
             return JSONResponse({"error": str(exc)}, status_code=502)
-        collector.metrics.observe_reconcile(result)
+        if args["provider"] != "focus":
+            collector.metrics.observe_reconcile(result)
         return JSONResponse(result)
 
     async def get_reconcile(request: Request) -> Response:

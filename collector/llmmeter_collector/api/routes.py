@@ -427,6 +427,8 @@ DIMENSIONS = Operation(
     },
 )
 
+CALL_FILTERS = _CALL_FILTERS  # for the other modules' call-level endpoints (api/focus.py)
+
 OPERATIONS = (
     SUMMARY,
     CALLS,
@@ -462,6 +464,9 @@ def _call_filter(request: Request, args: dict[str, Any]) -> calls.CallFilter:
         min_cost=args["min_cost"],
         visible_projects=apiauth.visible_projects(request),
     )
+
+
+call_filter = _call_filter
 
 
 def _beyond_own_grant(request: Request, role: str, projects: Sequence[str]) -> JSONResponse | None:

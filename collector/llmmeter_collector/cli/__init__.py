@@ -20,6 +20,7 @@ from llmmeter_collector.cli.config import config
 from llmmeter_collector.cli.db import db
 from llmmeter_collector.cli.doctor import doctor
 from llmmeter_collector.cli.export import export
+from llmmeter_collector.cli.focus import import_group
 from llmmeter_collector.cli.forecast import forecast
 from llmmeter_collector.cli.init import init
 from llmmeter_collector.cli.keys import keys
@@ -62,6 +63,7 @@ cli.add_command(budget)  # cli/budget.py
 cli.add_command(report)  # cli/report.py
 cli.add_command(doctor)  # cli/doctor.py
 cli.add_command(reconcile)  # cli/reconcile.py
+cli.add_command(import_group)  # cli/focus.py: llmmeter import focus FILE
 
 
 def main(argv: Sequence[str] | None = None) -> None:

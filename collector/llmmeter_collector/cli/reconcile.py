@@ -31,7 +31,12 @@ def _signed(amount: str) -> str:
 
 
 @click.command()
-@click.option("--provider", required=True, type=click.Choice(["openai", "anthropic"]), help="Whose reports.")
+@click.option(
+    "--provider",
+    required=True,
+    type=click.Choice(["openai", "anthropic", "focus"]),
+    help="Whose reports (focus: the cloud AI spend of `llmmeter import focus`).",
+)
 @click.option("--from", "start", callback=_day, help="First UTC day [7 days ago].")
 @click.option("--to", "end", callback=_day, help="Last UTC day, included [yesterday].")
 @click.option(

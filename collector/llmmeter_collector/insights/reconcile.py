@@ -141,6 +141,54 @@ def reconcile(
     return _summarise(provider, start, end, group_by, rows, groups, other)
 
 
+def reconcile_focus(pool: ConnectionPool, start: date, end: date) -> dict[str, Any]:
+    """The ledger against the cloud AI spend of the FOCUS imports (``api/focus.py``), per UTC day and service:
+    dollars only (cloud FOCUS exports count tokens in units of their own). A service no ledger provider matches
+    (``ledger_provider`` '') is all uninstrumented."""
+    if end <= start:
+        raise ValueError("to: must not be before from")
+    billed: dict[tuple[date, str], _Side] = {}
+    providers: dict[str, str] = {}
+    with pool.connection() as conn:
+        for day, service, provider, usd in conn.execute(
+            "SELECT charge_start::date, service, ledger_provider, sum(billed_cost) FROM focus_costs"
+            " WHERE charge_start >= %s AND charge_start < %s AND currency = 'USD' GROUP BY 1, 2, 3",
+            (_midnight(start), _midnight(end)),
+        ):
+            side = billed.setdefault((day, service), _Side())
+            side.usd += usd
+            providers[service] = provider
+        spent = {
+            (day, provider): usd
+            for day, provider, usd in conn.execute(
+                "SELECT date_trunc('day', bucket)::date, provider, sum(cost_usd) FROM llm_rollup_hour"
+                " WHERE bucket >= %s AND bucket < %s AND provider = ANY(%s) GROUP BY 1, 2",
+                (_midnight(start), _midnight(end), [p for p in set(providers.values()) if p]),
+            )
+        }
+    rows = []
+    for (day, service), side in sorted(billed.items()):
+        provider = providers[service]
+        ledger = _Side(usd=spent.get((day, provider), _ZERO) if provider else _ZERO)
+        ledger.names.add(provider)
+        gap = max(_ZERO, side.usd - ledger.usd)
+        findings = ["match"] if not gap else ["uninstrumented"]
+        if ledger.usd > side.usd:
+            findings = ["more_than_billed"]
+        rows.append({
+            "day": day.isoformat(), "model": service, "provider_models": [service], "ledger_models": [provider],
+            "provider_input_tokens": 0, "provider_output_tokens": 0, "provider_cache_read_tokens": 0,
+            "provider_usd": _money(side.usd), "ledger_input_tokens": 0, "ledger_output_tokens": 0,
+            "ledger_cache_read_tokens": 0, "ledger_usd": _money(ledger.usd), "ledger_calls": 0,
+            "ledger_unpriced_calls": 0, "difference_usd": _money(ledger.usd - side.usd),
+            "coverage": format(min(Decimal(1), ledger.usd / side.usd).quantize(Decimal("0.0001")), "f")
+            if side.usd else None,
+            "uninstrumented_usd": _money(gap), "price_difference_usd": "0", "findings": findings,
+            "_uninstrumented": gap, "_price": _ZERO,
+        })  # fmt: skip
+    return _summarise("focus", start, end, "", rows, [], [])
+
+
 def _row(day: date, model: str, billed: _Side, ledger: _Side) -> dict[str, Any]:
     share = Decimal(ledger.tokens) / billed.tokens if billed.tokens else Decimal(1)
     uninstrumented = price = _ZERO
@@ -222,9 +270,13 @@ def _summarise(
     gap = sum((r.pop("_uninstrumented") for r in rows), _ZERO)
     price = sum((r.pop("_price") for r in rows), _ZERO)
     coverage = (Decimal(1) - gap / billed) if billed else None
-    name = reports.NAMES[provider]
+    name = reports.NAMES.get(provider, "the clouds' FOCUS imports")
     if billed:
-        sentence = f"{coverage * 100:.1f} % of {name}'s billed spend is instrumented"  # type: ignore[operator]
+        pct = f"{coverage * 100:.1f} %"  # type: ignore[operator]
+        if provider in reports.NAMES:
+            sentence = f"{pct} of {name}'s billed spend is instrumented"
+        else:
+            sentence = f"{pct} of the cloud AI spend in the FOCUS imports is instrumented"
         named = sorted((r for r in rows if Decimal(r["uninstrumented_usd"]) >= Decimal("0.005")),
                        key=lambda r: -Decimal(r["uninstrumented_usd"]))[:GAPS_NAMED]  # fmt: skip
         if named:
@@ -240,7 +292,11 @@ def _summarise(
                 " tokens); check its price with `llmmeter prices lookup`, then `llmmeter prices reprice`"
             )
     else:
-        sentence = f"{name} billed nothing for these days"
+        sentence = (
+            f"{name} billed nothing for these days"
+            if provider in reports.NAMES
+            else ("the FOCUS imports hold no AI spend for these days")
+        )
     unpriced = sum(r["ledger_unpriced_calls"] for r in rows)
     if unpriced:
         sentence += f". {unpriced:,} ledger calls have no price (`llmmeter prices unpriced`)"
