@@ -8,6 +8,7 @@ check both sides: what the key owns is allowed, and what lies outside its projec
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,6 +172,11 @@ READS: dict[str, tuple[str, Callable[[httpx.Response], Any], bool]] = {
     "GET /api/v1/calls": ("/api/v1/calls", lambda r: sorted(c["span_id"] for c in r.json()["calls"]), True),
     "GET /api/v1/export": ("/api/v1/export", lambda r: sorted(r.text.splitlines()), True),
     "GET /api/v1/export/focus": ("/api/v1/export/focus", lambda r: sorted(r.text.splitlines()), True),
+    "GET /api/v1/usage": (
+        "/api/v1/usage",
+        lambda r: sorted(json.dumps(u, sort_keys=True) for u in r.json()["usage"]),
+        True,
+    ),
     "GET /api/v1/recommendations": ("/api/v1/recommendations", lambda r: r.json()["calls"], True),
     "GET /api/v1/forecast": ("/api/v1/forecast", lambda r: r.json()["spent_usd"], True),
     "GET /api/v1/anomalies": ("/api/v1/anomalies", lambda r: r.json()["series_checked"], True),
@@ -184,6 +190,10 @@ _READ_PARAMS = {
     "/api/v1/calls": {"limit": "1000"},
     "/api/v1/export": {"format": "jsonl"},
     "/api/v1/report": {"period": "month", "current": "true"},
+    "/api/v1/usage": {
+        "since": (datetime.now(timezone.utc) - timedelta(days=3)).date().isoformat(),
+        "until": (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat(),
+    },
 }
 
 

@@ -30,6 +30,7 @@ from llmmeter_collector.cli.reconcile import reconcile
 from llmmeter_collector.cli.report import report
 from llmmeter_collector.cli.serve import serve
 from llmmeter_collector.cli.status import status
+from llmmeter_collector.cli.stripe_export import stripe_export
 
 
 def _version() -> str:
@@ -55,6 +56,7 @@ cli.add_command(config)  # cli/config.py
 cli.add_command(optimize)  # cli/optimize.py
 cli.add_command(calls_command)  # cli/calls.py
 cli.add_command(export)  # cli/export.py
+export.add_command(stripe_export)  # cli/stripe_export.py: llmmeter export stripe
 cli.add_command(forecast)  # cli/forecast.py
 cli.add_command(anomalies)  # cli/anomalies.py
 cli.add_command(keys)  # cli/keys.py

@@ -78,7 +78,7 @@ def _to_file(path: Path, url: str, params: dict[str, str], bar: Progress | None)
     return result
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @url_option
 @call_filters
 @click.option(
@@ -92,9 +92,16 @@ def _to_file(path: Path, url: str, params: dict[str, str], bar: Progress | None)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="File ('-': stdout).")
 @click.option("--by", "split", type=click.Choice(["feature", "user"]), multiple=True, help="focus: also split rows by.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [on when stderr is a terminal].")
-def export(url: str, fmt: str, output: str, split: tuple[str, ...], progress: bool | None, **filters: Any) -> None:
+@click.pass_context
+def export(
+    ctx: click.Context, url: str, fmt: str, output: str, split: tuple[str, ...], progress: bool | None,
+    **filters: Any,
+) -> None:  # fmt: skip
     """CSV or JSON lines of every call in a date range and filters, streamed (any size, constant memory);
-    or the spend as a FOCUS dataset for FinOps tools (``--format focus``)."""
+    or the spend as a FOCUS dataset for FinOps tools (--format focus). `llmmeter export stripe` bills
+    your customers through Stripe meters."""
+    if ctx.invoked_subcommand is not None:
+        return
     params = {**query_params(filters), "format": fmt}
     if split:
         if fmt != "focus":
