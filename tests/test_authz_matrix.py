@@ -116,6 +116,8 @@ def _seed(stack_collector: BackgroundCollector) -> None:
             trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", start_ns=start, end_ns=start + 10**9,
             provider="openai", operation="chat", request_model=model, project=project,
             feature=f"{project}-f{i % 2 if project == BETA else 0}", user_id=f"{project}-user", usage=Usage(1000, 100),
+            template_fingerprint=f"{i % 2:016x}", experiment=f"{project}-exp", variant=("a", "b")[i % 2],
+            prompt_simhash=f"{0xABCDEF0123456789 ^ (i % 2):016x}",
         )  # fmt: skip
         call.cost = core.catalog.price(call)
         calls.append(call)
@@ -172,6 +174,12 @@ READS: dict[str, tuple[str, Callable[[httpx.Response], Any], bool]] = {
     "GET /api/v1/calls": ("/api/v1/calls", lambda r: sorted(c["span_id"] for c in r.json()["calls"]), True),
     "GET /api/v1/export": ("/api/v1/export", lambda r: sorted(r.text.splitlines()), True),
     "GET /api/v1/export/focus": ("/api/v1/export/focus", lambda r: sorted(r.text.splitlines()), True),
+    "GET /api/v1/prompts": ("/api/v1/prompts", lambda r: sorted(p["prompt"] for p in r.json()["prompts"]), True),
+    "GET /api/v1/experiments": (
+        "/api/v1/experiments",
+        lambda r: sorted(e["experiment"] for e in r.json()["experiments"]),
+        True,
+    ),
     "GET /api/v1/usage": (
         "/api/v1/usage",
         lambda r: sorted(json.dumps(u, sort_keys=True) for u in r.json()["usage"]),
@@ -433,6 +441,28 @@ def check_focus_costs(stack: Stack, endpoint: str, who: str, cell: str) -> None:
         assert "imports" in answer.json()
 
 
+def check_named_read(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    """A prompt or an experiment of another project answers 404 to a key limited to P, as if it did not exist."""
+    path = endpoint.split(" ")[1]
+    mine, theirs = (path.replace("{name}", f"{p}-f0" if "prompts" in path else f"{p}-exp") for p in (ALPHA, BETA))
+    answers = (stack.call("GET", mine, who).status_code, stack.call("GET", theirs, who).status_code)
+    if cell in ("401", "403"):
+        assert answers == (int(cell), int(cell))
+        return
+    assert answers == ((200, 200) if cell == "all" else (200, 404))
+
+
+def check_families(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    answer = stack.call("GET", "/api/v1/prompt-families", who, max_distance="2")
+    if cell in ("401", "403"):
+        assert answer.status_code == int(cell)
+        return
+    projects = {m["project"] for f in answer.json()["families"] for m in f["members"]}
+    assert projects == ({ALPHA, BETA} if cell == "all" else {ALPHA})
+    beyond = stack.call("GET", "/api/v1/prompt-families", who, project=BETA)
+    assert beyond.status_code == (200 if cell == "all" else 403)
+
+
 # ----------------------------------------------------------------------------------------------------- keys
 
 
@@ -511,6 +541,9 @@ CHECKS: dict[str, Callable[[Stack, str, str, str], None]] = {
     "GET /api/v1/prices/reprices": check_reprice_list,
     "GET /api/v1/prices/reprices/{run_id}": check_reprice_get,
     "GET /api/v1/reconcile": check_reconcile,
+    "GET /api/v1/prompts/{name}": check_named_read,
+    "GET /api/v1/experiments/{name}": check_named_read,
+    "GET /api/v1/prompt-families": check_families,
     "POST /api/v1/focus/import": check_focus_import,
     "GET /api/v1/focus/costs": check_focus_costs,
     "GET /api/v1/keys": check_keys_list,

@@ -44,7 +44,9 @@ def _call(n: int, at: datetime, model: str, user: str = "u1", feature: str = "ch
     return LlmCall(
         trace_id=f"{n:032x}", span_id=f"{n:016x}", start_ns=start, end_ns=start + 2 * 10**9, provider="acme",
         operation="chat", request_model=model, project="shop" if n % 2 else "labs", feature=feature, user_id=user,
-        usage=Usage(input_tokens=1000 + n, output_tokens=100),
+        usage=Usage(input_tokens=1000 + n, output_tokens=100), experiment="exp" if n % 3 else "",
+        variant=f"v{n % 2}", prompt_name="summarise" if n % 4 else "", template_fingerprint=f"{n % 3:016x}",
+        prompt_simhash=f"{n % 5:016x}" if n % 2 else "",
     )  # fmt: skip
 
 
@@ -66,19 +68,37 @@ def _calls(n: int = 40) -> list[LlmCall]:
 def rollups_agree(conn: psycopg.Connection[Any]) -> None:
     """Every rollup equals the same sums computed from the calls."""
     dims = "project, environment, provider, model, feature, operation, status"
-    for table, bucket, keys in (
-        ("llm_rollup_minute", "minute", dims),
-        ("llm_rollup_hour", "hour", dims),
-        ("llm_rollup_user_day", "day", "project, user_id, feature"),
+    prompt = "project, feature, prompt_name, prompt_version, template_fingerprint, model"
+    for table, bucket, keys, where in (
+        ("llm_rollup_minute", "minute", dims, "TRUE"),
+        ("llm_rollup_hour", "hour", dims, "TRUE"),
+        ("llm_rollup_user_day", "day", "project, user_id, feature", "TRUE"),
+        ("llm_rollup_prompt_day", "day", prompt, "prompt_name <> '' OR template_fingerprint <> ''"),
+        ("llm_rollup_experiment_day", "day", "project, experiment, variant, user_id", "experiment <> ''"),
     ):
         from_calls = conn.execute(
             f"SELECT date_trunc('{bucket}', ts), {keys}, count(*), count(*) FILTER (WHERE cost_usd IS NULL),"
-            f" coalesce(sum(cost_usd), 0) FROM llm_calls GROUP BY 1, {keys} ORDER BY 1, {keys}"
+            f" coalesce(sum(cost_usd), 0) FROM llm_calls WHERE {where} GROUP BY 1, {keys} ORDER BY 1, {keys}"
         ).fetchall()
         stored = conn.execute(
             f"SELECT bucket, {keys}, calls, unpriced_calls, cost_usd FROM {table} WHERE calls > 0 ORDER BY 1, {keys}"
         ).fetchall()
         assert stored == from_calls, table
+    squares = conn.execute(
+        "SELECT coalesce(sum(cost_usd * cost_usd), 0) FROM llm_calls WHERE experiment <> ''"
+    ).fetchone()
+    assert squares == conn.execute("SELECT coalesce(sum(cost_sq), 0) FROM llm_rollup_experiment_day").fetchone()
+    signatures = conn.execute(
+        "SELECT date_trunc('day', ts), project, feature, model, prompt_simhash, count(*), coalesce(sum(cost_usd), 0)"
+        " FROM llm_calls WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    ).fetchall()
+    assert (
+        signatures
+        == conn.execute(
+            "SELECT bucket, project, feature, model, simhash, calls, cost_usd FROM llm_rollup_signature_day"
+            " WHERE calls > 0 ORDER BY 1, 2, 3, 4, 5"
+        ).fetchall()
+    )
 
 
 def _costs(conn: psycopg.Connection[Any]) -> dict[str, Decimal | None]:

@@ -81,6 +81,10 @@ class LlmCall:
     retries: int = 0
     ttfc_s: float | None = None
     prompt_fingerprint: str = ""
+    prompt_name: str = ""  # llmmeter.prompt.name (explicit, or a LangChain prompt template's name)
+    prompt_version: str = ""  # llmmeter.prompt.version (explicit); '' : versions are told apart by template
+    template_fingerprint: str = ""  # keyed hash of the prompt's template part (llmmeter.prompt.template_fingerprint)
+    prompt_simhash: str = ""  # 16 hex digits: a SimHash signature for near-duplicate grouping (opt-in in the SDK)
     reported_cost: Decimal | None = None
     cost: Cost | None = None  # None: no price known (stored as NULL, counted as unpriced)
     scope: str = ""  # the instrumentation scope that traced it (e.g. "llmmeter.openai", "openlit.otel.tracing")

@@ -127,6 +127,10 @@ INPUT_EXCLUDES_CACHE: Final = frozenset({"anthropic", "aws.bedrock"})
 RAW_INPUT_SENDERS: Final = frozenset({SENDER_OPENLIT})
 
 # --- Prometheus metrics exposed by the collector -----------------------------------------------------
+# The prompt's name and version: llmmeter's, and Langfuse's prompt management attributes.
+PROMPT_NAME_KEYS: Final = ("llmmeter.prompt.name", "langfuse.observation.prompt.name")
+PROMPT_VERSION_KEYS: Final = ("llmmeter.prompt.version", "langfuse.observation.prompt.version")
+
 PROM_COST: Final = "llmmeter_cost_usd"  # counter, exposed as llmmeter_cost_usd_total
 PROM_TOKENS: Final = "llmmeter_tokens"  # counter by token type
 PROM_CALLS: Final = "llmmeter_calls"  # counter by status

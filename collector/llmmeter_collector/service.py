@@ -29,7 +29,7 @@ from starlette.routing import Route
 from llmmeter_collector.access import bootstrap
 from llmmeter_collector.access.keys import KeyStore, KeyStoreUnavailable
 from llmmeter_collector.access.ratelimit import RateLimits
-from llmmeter_collector.api import budgets, doctor, focus, prices, reconcile, usage
+from llmmeter_collector.api import budgets, doctor, focus, prices, prompts, reconcile, usage
 from llmmeter_collector.api import routes as api
 from llmmeter_collector.api.auth import ApiAuth, metrics_token_ok
 from llmmeter_collector.config import Settings
@@ -360,6 +360,7 @@ class Collector:
                 *budgets.routes(self),  # budgets and the cost report
                 *reconcile.routes(self),  # GET /api/v1/reconcile: the ledger against the provider's reports
                 *focus.routes(self),  # FOCUS export and import
+                *prompts.routes(self),  # prompts, prompt families, experiments
                 *usage.routes(self),  # GET /api/v1/usage: per day, project, feature and user (llmmeter export stripe)
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits

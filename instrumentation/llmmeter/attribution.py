@@ -1,4 +1,5 @@
-"""Attribution: who and what an LLM call is for (project, feature, user, session, tags).
+"""Attribution: who and what an LLM call is for (project, feature, user, session, experiment and variant, the
+prompt's name and version, tags).
 
 ``with llmmeter.attributes(feature="search", user_id="u1"):`` stores the attributes in the OpenTelemetry
 context, so every GenAI span started inside carries them, including spans started in asyncio tasks and
@@ -59,6 +60,8 @@ class attributes:
         environment: str | None = None,
         experiment: str | None = None,
         variant: str | None = None,
+        prompt: str | None = None,
+        prompt_version: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
         named = {
@@ -69,6 +72,8 @@ class attributes:
             "environment": environment,
             "experiment": experiment,
             "variant": variant,
+            "prompt": prompt,
+            "prompt_version": prompt_version,
         }
         self._attrs = _span_attributes(named, tags)
         self._tokens: list[object] = []

@@ -45,6 +45,7 @@ def instrument(
     stream_usage: bool = False,
     budget_policy: guard.PolicySource | None = None,
     recording: str | None = None,
+    prompt_signature: bool | None = None,
 ) -> None:
     """Patch every supported SDK that is installed, and export spans/metrics over OTLP/HTTP.
 
@@ -60,7 +61,9 @@ def instrument(
     is over; a bad policy raises ``llmmeter.guard.PolicyError`` naming the field (see ``llmmeter.guard``).
     ``recording``: ``"deferred"`` (default: spans and metric points recorded off the call path) or ``"inline"``
     (recorded before the call returns: tests, serverless, apps reading spans synchronously); default the
-    ``LLMMETER_RECORDING`` variable. A bad value raises ``ValueError`` naming it.
+    ``LLMMETER_RECORDING`` variable. A bad value raises ``ValueError`` naming it. ``prompt_signature`` adds a
+    locality-sensitive signature of each prompt (``llmmeter.prompt.simhash``) so the collector can group
+    near-identical prompts without the text (default: the ``LLMMETER_PROMPT_SIGNATURE`` variable, else off).
     """
     global _threads_patched
     guard.configure(budget_policy, endpoint=endpoint)
@@ -74,6 +77,7 @@ def instrument(
                 fingerprint_key=fingerprint_key,
                 stream_usage=stream_usage,
                 recording=recording,
+                prompt_signature=prompt_signature,
             )
         )
         if configure_export:

@@ -19,6 +19,7 @@ FINGERPRINT_KEY_ENV = "LLMMETER_FINGERPRINT_KEY"
 # LLMMETER_FINGERPRINT_KEY (or instrument(fingerprint_key=...)) to make them private to a deployment.
 DEFAULT_FINGERPRINT_KEY = b"llmmeter-prompt-fingerprint-v1"
 RECORDING_ENV = "LLMMETER_RECORDING"
+PROMPT_SIGNATURE_ENV = "LLMMETER_PROMPT_SIGNATURE"
 RECORDING_MODES = ("deferred", "inline")
 
 Redactor = Callable[[str], str]
@@ -33,6 +34,7 @@ class Options:
     fingerprint_key: bytes = DEFAULT_FINGERPRINT_KEY
     stream_usage: bool = False
     inline: bool = False  # recording="inline": span and metric points recorded before the call returns
+    prompt_signature: bool = False  # add llmmeter.prompt.simhash (near-duplicate grouping without the text)
 
 
 def _env_flag(name: str) -> bool:
@@ -46,6 +48,7 @@ def build(
     fingerprint_key: str | bytes | None = None,
     stream_usage: bool = False,
     recording: str | None = None,
+    prompt_signature: bool | None = None,
 ) -> Options:
     """Resolve ``instrument()`` arguments against the environment; bad values raise naming the argument."""
     if capture_content is None:
@@ -77,6 +80,7 @@ def build(
         fingerprint_key=key_bytes,
         stream_usage=bool(stream_usage),
         inline=mode == "inline",
+        prompt_signature=bool(prompt_signature) if prompt_signature is not None else _env_flag(PROMPT_SIGNATURE_ENV),
     )
 
 

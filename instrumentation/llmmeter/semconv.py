@@ -78,6 +78,10 @@ BATCH: Final = "llmmeter.batch"
 USAGE_MISSING: Final = "llmmeter.usage.missing"
 RETRIES: Final = "llmmeter.retries"
 PROMPT_FINGERPRINT: Final = "llmmeter.prompt.fingerprint"
+PROMPT_NAME: Final = "llmmeter.prompt.name"  # llmmeter.attributes(prompt=...) or a LangChain prompt template's name
+PROMPT_VERSION: Final = "llmmeter.prompt.version"  # explicit; absent: the collector detects versions by template
+PROMPT_TEMPLATE_FINGERPRINT: Final = "llmmeter.prompt.template_fingerprint"  # keyed hash of the template part
+PROMPT_SIGNATURE: Final = "llmmeter.prompt.simhash"  # opt-in: a 64-bit SimHash of the prompt's word shingles
 CACHE_CREATION_1H_INPUT_TOKENS: Final = "llmmeter.usage.cache_creation_1h.input_tokens"
 AUDIO_INPUT_TOKENS: Final = "llmmeter.usage.audio.input_tokens"
 AUDIO_OUTPUT_TOKENS: Final = "llmmeter.usage.audio.output_tokens"
@@ -101,6 +105,8 @@ ATTRIBUTION_KEYS: Final[dict[str, str]] = {
     "environment": ENVIRONMENT,
     "experiment": EXPERIMENT,
     "variant": VARIANT,
+    "prompt": PROMPT_NAME,
+    "prompt_version": PROMPT_VERSION,
 }
 
 # --- GenAI client metrics ----------------------------------------------------------------------------

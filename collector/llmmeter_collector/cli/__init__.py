@@ -26,6 +26,7 @@ from llmmeter_collector.cli.init import init
 from llmmeter_collector.cli.keys import keys
 from llmmeter_collector.cli.optimize import optimize
 from llmmeter_collector.cli.prices import prices
+from llmmeter_collector.cli.prompts import experiments, prompts
 from llmmeter_collector.cli.reconcile import reconcile
 from llmmeter_collector.cli.report import report
 from llmmeter_collector.cli.serve import serve
@@ -65,6 +66,8 @@ cli.add_command(budget)  # cli/budget.py
 cli.add_command(report)  # cli/report.py
 cli.add_command(doctor)  # cli/doctor.py
 cli.add_command(reconcile)  # cli/reconcile.py
+cli.add_command(prompts)  # cli/prompts.py
+cli.add_command(experiments)  # cli/prompts.py
 cli.add_command(import_group)  # cli/focus.py: llmmeter import focus FILE
 
 

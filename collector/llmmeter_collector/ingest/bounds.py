@@ -69,6 +69,10 @@ TEXT_LIMITS: dict[str, tuple[str, int]] = {
     "service_tier": (sc.SERVICE_TIER_KEYS[0], MAX_NAME_CHARS),
     "response_id": (sc.GEN_AI_RESPONSE_ID, MAX_ID_CHARS),
     "fingerprint": (sc.PROMPT_FINGERPRINT, MAX_ID_CHARS),
+    "prompt_name": (sc.PROMPT_NAME_KEYS[0], MAX_ATTRIBUTION_CHARS),
+    "prompt_version": (sc.PROMPT_VERSION_KEYS[0], MAX_ATTRIBUTION_CHARS),
+    "template_fingerprint": (sc.PROMPT_TEMPLATE_FINGERPRINT, MAX_ID_CHARS),
+    "simhash": (sc.PROMPT_SIGNATURE, MAX_ID_CHARS),
     "error_type": (sc.ERROR_TYPE, MAX_TEXT_CHARS),
 }
 _DEFAULT_TEXT = ("", MAX_TEXT_CHARS)

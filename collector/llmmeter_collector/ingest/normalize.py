@@ -29,6 +29,7 @@ variant to its field (``_SPAN_FIELDS``); other values (which may be large prompt
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -95,6 +96,10 @@ _VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("batch", (sc.BATCH,)),
     ("usage_missing", (sc.USAGE_MISSING,)),
     ("fingerprint", (sc.PROMPT_FINGERPRINT,)),
+    ("prompt_name", sc.PROMPT_NAME_KEYS),
+    ("prompt_version", sc.PROMPT_VERSION_KEYS),
+    ("template_fingerprint", (sc.PROMPT_TEMPLATE_FINGERPRINT,)),
+    ("simhash", (sc.PROMPT_SIGNATURE,)),
 )
 
 
@@ -365,8 +370,21 @@ def to_call(span: Span, fields: _Attrs, tags: dict[str, str], resource: _Resourc
         retries=retries if isinstance(retries, int) and not isinstance(retries, bool) and 0 < retries < 1000 else 0,
         ttfc_s=float(ttfc) if isinstance(ttfc, int | float) and not isinstance(ttfc, bool) and ttfc >= 0 else None,
         prompt_fingerprint=get("fingerprint", ""),
+        prompt_name=get("prompt_name", ""),
+        prompt_version=get("prompt_version", ""),
+        template_fingerprint=get("template_fingerprint", ""),
+        prompt_simhash=_signature(get("simhash", "")),
         reported_cost=_reported_cost(get("reported_cost")),
     )
+
+
+_SIGNATURE = re.compile(r"[0-9a-f]{16}")
+
+
+def _signature(value: str) -> str:
+    """A prompt signature as 16 lower-case hex digits; anything else is not one (dropped, the call kept)."""
+    value = value.lower()
+    return value if _SIGNATURE.fullmatch(value) else ""
 
 
 def _first(attrs: _Attrs, keys: tuple[str, ...]) -> Any:

@@ -49,6 +49,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from llmmeter_collector.insights import similarity
 from llmmeter_collector.pricing import PriceCatalog, Rates
 
 MIN_CALLS = 10
@@ -183,6 +184,7 @@ class Insights:
         self.now = now or datetime.now(timezone.utc)
         self.since = self.now - timedelta(days=days)
         self.where, params = _scope(visible_projects, project)
+        self.projects: Sequence[str] | None = [project] if project is not None else visible_projects
         self.params = {**params, "since": self.since, "until": self.now}
         self.factor = Decimal(30)
 
@@ -233,6 +235,8 @@ class Insights:
             self.error_waste,
             self.prompt_bloat,
             self.embedding_batching,
+            self.shared_prefix,
+            self.family_downgrade,
         ):
             found += [r for r in rule() if r.monthly_savings is not None and r.monthly_savings >= MIN_MONTHLY_SAVINGS]
         found.sort(key=lambda r: r.monthly_savings or Decimal(0), reverse=True)
@@ -294,6 +298,86 @@ class Insights:
                         "cost_at_suggested_model_usd": _money(tokens.cost(rates)),
                         "window_savings_usd": _money(saved),
                     },
+                )
+            )
+        return out
+
+    def _families(self) -> list[similarity.Family]:
+        if not hasattr(self, "_family_cache"):
+            self._family_cache = similarity.families(
+                self.pool, since=self.since, until=self.now, projects=self.projects
+            )
+        return self._family_cache
+
+    def shared_prefix(self) -> list[Recommendation]:
+        """Near-identical prompts (one SimHash family) sent by several features: the common part, cached once,
+        costs the cache-read rate in each of them. Estimated: the shared share of the uncached input is taken
+        as the family's similarity."""
+        out = []
+        for family in self._families():
+            described = similarity.family_json(family)
+            features = described["features"]
+            if len(features) < 2:
+                continue
+            share = Decimal(str(described["similarity"]))
+            saved = Decimal(0)
+            for m in family.members:
+                rates = self._rates("", m.model)
+                if rates is None or rates.cache_read >= rates.input:
+                    continue
+                uncached = max(0, m.input_tokens - m.cache_read_tokens)
+                saved += uncached * share * (rates.input - rates.cache_read)
+            if saved <= 0:
+                continue
+            out.append(
+                Recommendation(
+                    "shared_prefix",
+                    f"{len(features)} features send {described['similarity'] * 100:.0f} %-similar prompts",
+                    f"{', '.join(features)} send near-identical prompts (one SimHash family): share one prompt prefix "
+                    "and cache it, so each of them pays the cache-read rate for the common part.",
+                    self._monthly(saved),
+                    "low",
+                    {"family": described},
+                )
+            )
+        return out
+
+    def family_downgrade(self) -> list[Recommendation]:
+        """The same prompt family on several models: where a cheaper one answers it with no more errors, the
+        calls on the dearer ones could move to it."""
+        out = []
+        for family in self._families():
+            described = similarity.family_json(family)
+            by_model: dict[str, dict[str, Any]] = {}
+            for m in described["members"]:
+                row = by_model.setdefault(m["model"], {"calls": 0, "cost": Decimal(0), "errors": 0.0})
+                row["calls"] += m["calls"]
+                row["cost"] += Decimal(m["cost_usd"])
+                row["errors"] += m["error_rate"] * m["calls"]
+            if len(by_model) < 2:
+                continue
+            per_call = {model: r["cost"] / r["calls"] for model, r in by_model.items()}
+            errors = {model: r["errors"] / r["calls"] for model, r in by_model.items()}
+            cheapest = min(per_call, key=lambda model: per_call[model])
+            saved = Decimal(0)
+            dearer = []
+            for model, r in by_model.items():
+                if model != cheapest and errors[cheapest] <= errors[model] + 0.01:
+                    saved += r["calls"] * (per_call[model] - per_call[cheapest])
+                    dearer.append(model)
+            if saved <= 0:
+                continue
+            calls = min(r["calls"] for r in by_model.values())
+            out.append(
+                Recommendation(
+                    "family_downgrade",
+                    f"The same prompts run on {', '.join(dearer)} and on the cheaper {cheapest}",
+                    f"One family of near-identical prompts is answered by {cheapest} at "
+                    f"${per_call[cheapest]:.6f} a call with no more errors than by {', '.join(dearer)}: move those "
+                    "calls to it (compare the answers first: an experiment).",
+                    self._monthly(saved),
+                    "medium" if calls >= 100 else "low",
+                    {"family": described},
                 )
             )
         return out

@@ -117,6 +117,32 @@ def _delta_upsert(table: str, keys: str, select: str) -> str:
     RETURNING 1"""
 
 
+_PROMPT_KEYS = "project, feature, prompt_name, prompt_version, template_fingerprint, model"
+_EXPERIMENT_KEYS = "project, experiment, variant, user_id"
+_SIGNATURE_KEYS = "project, feature, model, simhash"
+
+
+def _daily_delta(table: str, keys: str, where: str, *, squares: bool = False, unpriced: bool = True) -> str:
+    """Move a daily rollup's cost (and unpriced count, and sum of squared costs) by the batch's differences; the
+    row exists (its calls are there), so the insert never adds one, only locks it in key order."""
+    source = keys.replace("simhash", "prompt_simhash")
+    sums = ["calls", "input_tokens", "output_tokens", "duration_s"]
+    sums += ["errors"] if table != "llm_rollup_signature_day" else ["errors", "cache_read_tokens"]
+    sums += ["first_seen", "last_seen"] if table == "llm_rollup_prompt_day" else []
+    sums += ["duration_sq"] if squares else []
+    zeros = ", ".join("min(ts)" if c == "first_seen" else "max(ts)" if c == "last_seen" else "0" for c in sums)
+    moved = {"cost_usd": "coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0)"}
+    if unpriced:
+        moved["unpriced_calls"] = "sum((new_cost IS NULL)::int - (old_cost IS NULL)::int)"
+    if squares:
+        moved["cost_sq"] = "coalesce(sum(new_cost * new_cost), 0) - coalesce(sum(old_cost * old_cost), 0)"
+    return f"""INSERT INTO {table} AS r (bucket, {keys}, {", ".join(sums)}, {", ".join(moved)})
+    SELECT date_trunc('day', ts), {source}, {zeros}, {", ".join(moved.values())}
+    FROM upd WHERE {where} GROUP BY 1, {source} ORDER BY 1, {source}
+    ON CONFLICT (bucket, {keys}) DO UPDATE SET {", ".join(f"{c} = r.{c} + EXCLUDED.{c}" for c in moved)}
+    RETURNING 1"""
+
+
 _RETURNED = ", ".join("c." + d.strip() for d in _DIMS.split(","))
 # The changed calls of a batch are copied into a temporary table (COPY: far cheaper than query parameters).
 _STAGING = "llm_reprice_staging"
@@ -129,7 +155,8 @@ WITH upd AS (
     FROM {_STAGING} n
     WHERE c.ts BETWEEN %s AND %s AND c.ts = n.ts AND c.trace_id = n.trace_id AND c.span_id = n.span_id
       AND c.cost_usd IS NOT DISTINCT FROM n.old_cost AND c.price_source = n.old_source
-    RETURNING c.ts, {_RETURNED}, c.user_id, n.old_cost, c.cost_usd AS new_cost
+    RETURNING c.ts, {_RETURNED}, c.user_id, c.experiment, c.variant, c.prompt_name, c.prompt_version,
+              c.template_fingerprint, c.prompt_simhash, n.old_cost, c.cost_usd AS new_cost
 ), g AS (
     SELECT date_trunc('minute', ts) AS bucket, {_DIMS},
            sum((new_cost IS NULL)::int - (old_cost IS NULL)::int) AS unpriced,
@@ -159,6 +186,9 @@ WITH upd AS (
         "coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0) FROM upd GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
     )
 }
+), pd AS ({_daily_delta("llm_rollup_prompt_day", _PROMPT_KEYS, "prompt_name <> '' OR template_fingerprint <> ''")}
+), ed AS ({_daily_delta("llm_rollup_experiment_day", _EXPERIMENT_KEYS, "experiment <> ''", squares=True)}
+), sd AS ({_daily_delta("llm_rollup_signature_day", _SIGNATURE_KEYS, "prompt_simhash <> ''", unpriced=False)}
 )
 SELECT ts, provider, model, old_cost, new_cost FROM upd
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -35,7 +36,8 @@ CALL_COLUMNS = (
     "output_audio_tokens", "usage_missing", "cost_usd",
     *(f"cost_{c}_usd" for c in COST_CLASSES),
     "price_source", "reported_cost_usd", "duration_s", "ttfc_s", "status", "error_type", "retries",
-    "streaming", "batch", "service_tier", "prompt_fingerprint", "usage_incomplete", "scope",
+    "streaming", "batch", "service_tier", "prompt_fingerprint", "usage_incomplete", "scope", "prompt_name",
+    "prompt_version", "template_fingerprint", "prompt_simhash",
 )  # fmt: skip
 # Staged with each call, not stored in llm_calls: its identity (ingest/identity.py), which the write enforces.
 _IDENTITY_COLUMNS = ("call_key", "completeness")
@@ -70,15 +72,43 @@ def _sums(sign: str) -> str:
            {sign}sum(duration_s) AS duration_s"""
 
 
+# Upper bounds (seconds) of the experiment latency histogram's buckets; the last bucket is everything above.
+LATENCY_BOUNDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
+_PROMPT_KEYS = "project, feature, prompt_name, prompt_version, template_fingerprint, model"
+_EXPERIMENT_KEYS = "project, experiment, variant, user_id"
+
+
+def _add(table: str, columns: Iterable[str]) -> str:
+    return ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in columns)
+
+
+def _hist(sign: str) -> str:
+    counts = [
+        f"{sign}count(*) FILTER (WHERE duration_s < {LATENCY_BOUNDS[0]})",
+        *(f"{sign}count(*) FILTER (WHERE duration_s >= {lo} AND duration_s < {hi})"
+          for lo, hi in itertools.pairwise(LATENCY_BOUNDS)),
+        f"{sign}count(*) FILTER (WHERE duration_s >= {LATENCY_BOUNDS[-1]})",
+    ]  # fmt: skip
+    return "ARRAY[" + ", ".join(counts) + "]::bigint[]"
+
+
+_PROMPT_SUMS = ("calls", "errors", "unpriced_calls", "input_tokens", "output_tokens", "cost_usd", "duration_s")
+_EXPERIMENT_SUMS = (*_PROMPT_SUMS, "cost_sq", "duration_sq")
+_SIGNATURE_SUMS = ("calls", "errors", "input_tokens", "cache_read_tokens", "output_tokens", "cost_usd", "duration_s")
+
+
 def _rollups(source: str, sign: str = "") -> str:
     """CTEs adding the calls of ``source`` (a CTE with the llm_calls columns) to the minute, hour and user-day
-    rollups, or with ``sign`` "-" taking them out. The per-minute groups are computed once and the hourly rollup
-    is summed from them."""
+    rollups and the daily prompt, experiment and signature rollups, or with ``sign`` "-" taking them out. The
+    per-minute groups are computed once and the hourly rollup is summed from them."""
     hour = (
         f"SELECT date_trunc('hour', bucket), {_ROLLUP_DIMS}, "
         + ", ".join(f"sum({c})" for c in _ROLLUP_SUMS)
         + f" FROM g GROUP BY 1, {_ROLLUP_DIMS}"
     )
+    common = f"""{sign}count(*), {sign}count(*) FILTER (WHERE status = 'error'),
+           {sign}count(*) FILTER (WHERE cost_usd IS NULL), {sign}sum(input_tokens), {sign}sum(output_tokens),
+           {sign}coalesce(sum(cost_usd), 0), {sign}sum(duration_s)"""
     return f"""g AS (
     SELECT date_trunc('minute', ts) AS bucket, {_ROLLUP_DIMS}, {_sums(sign)} FROM {source} GROUP BY 1, {_ROLLUP_DIMS}
 ), m AS ({_rollup_upsert("llm_rollup_minute", "SELECT * FROM g")}
@@ -91,6 +121,37 @@ def _rollups(source: str, sign: str = "") -> str:
     FROM {source} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT (bucket, project, user_id, feature) DO UPDATE SET {_USER_UPDATES}
     RETURNING 1
+), p AS (
+    INSERT INTO llm_rollup_prompt_day AS r (bucket, {_PROMPT_KEYS}, {", ".join(_PROMPT_SUMS)}, first_seen, last_seen)
+    SELECT date_trunc('day', ts), {_PROMPT_KEYS}, {common}, min(ts), max(ts)
+    FROM {source} WHERE prompt_name <> '' OR template_fingerprint <> ''
+    GROUP BY 1, {_PROMPT_KEYS} ORDER BY 1, {_PROMPT_KEYS}
+    ON CONFLICT (bucket, {_PROMPT_KEYS}) DO UPDATE SET {_add("r", _PROMPT_SUMS)},
+        first_seen = least(r.first_seen, EXCLUDED.first_seen), last_seen = greatest(r.last_seen, EXCLUDED.last_seen)
+    RETURNING 1
+), e AS (
+    INSERT INTO llm_rollup_experiment_day AS r (bucket, {_EXPERIMENT_KEYS}, {", ".join(_EXPERIMENT_SUMS)})
+    SELECT date_trunc('day', ts), {_EXPERIMENT_KEYS}, {common},
+           {sign}coalesce(sum(cost_usd * cost_usd), 0), {sign}sum(duration_s * duration_s)
+    FROM {source} WHERE experiment <> ''
+    GROUP BY 1, {_EXPERIMENT_KEYS} ORDER BY 1, {_EXPERIMENT_KEYS}
+    ON CONFLICT (bucket, {_EXPERIMENT_KEYS}) DO UPDATE SET {_add("r", _EXPERIMENT_SUMS)}
+    RETURNING 1
+), el AS (
+    INSERT INTO llm_rollup_experiment_latency AS r (bucket, project, experiment, variant, hist)
+    SELECT date_trunc('day', ts), project, experiment, variant, {_hist(sign)}
+    FROM {source} WHERE experiment <> '' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (bucket, project, experiment, variant) DO UPDATE
+        SET hist = ARRAY(SELECT a + b FROM unnest(r.hist, EXCLUDED.hist) AS t(a, b))
+    RETURNING 1
+), sg AS (
+    INSERT INTO llm_rollup_signature_day AS r (bucket, project, feature, model, simhash, {", ".join(_SIGNATURE_SUMS)})
+    SELECT date_trunc('day', ts), project, feature, model, prompt_simhash, {sign}count(*),
+           {sign}count(*) FILTER (WHERE status = 'error'), {sign}sum(input_tokens), {sign}sum(cache_read_tokens),
+           {sign}sum(output_tokens), {sign}coalesce(sum(cost_usd), 0), {sign}sum(duration_s)
+    FROM {source} WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (bucket, project, feature, model, simhash) DO UPDATE SET {_add("r", _SIGNATURE_SUMS)}
+    RETURNING 1
 )"""
 
 
@@ -102,7 +163,8 @@ WITH ins AS (
     ORDER BY ts_us, trace_id, span_id
     ON CONFLICT DO NOTHING
     RETURNING ts, {_ROLLUP_DIMS}, user_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-              reasoning_tokens, cost_usd, duration_s
+              reasoning_tokens, cost_usd, duration_s, experiment, variant, prompt_name, prompt_version,
+              template_fingerprint, prompt_simhash
 ), {_rollups("ins")}
 SELECT count(*) FROM ins
 """
@@ -171,8 +233,14 @@ WITH span AS (SELECT min(t) AS lo, max(t) AS hi FROM unnest(%(ts)s::timestamptz[
 m AS (DELETE FROM llm_rollup_minute r USING span
       WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('minute', span.lo) AND span.hi),
 h AS (DELETE FROM llm_rollup_hour r USING span
-      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('hour', span.lo) AND span.hi)
-DELETE FROM llm_rollup_user_day r USING span
+      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('hour', span.lo) AND span.hi),
+u AS (DELETE FROM llm_rollup_user_day r USING span
+      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi),
+p AS (DELETE FROM llm_rollup_prompt_day r USING span
+      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi),
+e AS (DELETE FROM llm_rollup_experiment_day r USING span
+      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi)
+DELETE FROM llm_rollup_signature_day r USING span
 WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi
 """
 # When some staged calls were not new: the keys of the rows this transaction inserted.
@@ -439,6 +507,7 @@ def _row(call: LlmCall) -> tuple[Any, ...]:
         cost.total if cost else None, *parts, cost.price_source if cost else "", call.reported_cost,
         call.duration_s, call.ttfc_s, call.status, call.error_type, call.retries, call.streaming,
         call.batch, call.service_tier, call.prompt_fingerprint, ",".join(call.usage_incomplete), call.scope,
+        call.prompt_name, call.prompt_version, call.template_fingerprint, call.prompt_simhash,
         call.call_key, call.completeness,
     )  # fmt: skip
 

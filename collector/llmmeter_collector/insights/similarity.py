@@ -1,0 +1,176 @@
+"""Prompt families: near-identical prompts across features and models, found by their SimHash signatures alone.
+
+The SDK (``instrument(prompt_signature=True)``) sends a 64-bit SimHash of each prompt's word shingles; two prompts
+whose signatures differ in ``d`` of 64 bits have a cosine similarity of about cos(pi * d / 64) (d = 3: 99 %, d = 6:
+96 %). Signatures within ``max_distance`` bits are one family (single linkage), found through 16-bit bands: any two
+signatures within 3 bits share a whole band, so only the pairs sharing one are compared (for larger distances a
+second pass compares the families' representatives). Read from the daily signature rollup: the text is never needed.
+
+A family spanning several features is a shared prefix worth caching; one spanning several models compares them on
+the same prompts, side by side (``recommendations`` turns both into savings).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+DEFAULT_DISTANCE = 4
+MAX_DISTANCE = 16
+_BANDS = 4  # of 16 bits: signatures within 3 bits share at least one band
+
+
+@dataclass
+class Member:
+    """One project, feature and model's calls with one signature."""
+
+    project: str
+    feature: str
+    model: str
+    signature: int
+    calls: int
+    errors: int
+    input_tokens: int
+    cache_read_tokens: int
+    output_tokens: int
+    cost: Decimal
+    duration: float
+
+
+@dataclass
+class Family:
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        return sum(m.calls for m in self.members)
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((m.cost for m in self.members), Decimal(0))
+
+
+def similarity(distance: int) -> float:
+    """The cosine similarity two SimHash signatures ``distance`` bits apart stand for."""
+    return math.cos(math.pi * distance / 64)
+
+
+def _find(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def cluster(signatures: Sequence[int], max_distance: int) -> list[list[int]]:
+    """Indexes of ``signatures`` grouped so that any two within ``max_distance`` bits are in one group."""
+    parent = list(range(len(signatures)))
+
+    def join(a: int, b: int) -> None:
+        ra, rb = _find(parent, a), _find(parent, b)
+        if ra != rb:
+            parent[rb] = ra
+
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i, sig in enumerate(signatures):
+        for band in range(_BANDS):
+            buckets.setdefault((band, sig >> (16 * band) & 0xFFFF), []).append(i)
+    for members in buckets.values():
+        for a in range(len(members)):
+            for b in range(a + 1, len(members)):
+                i, j = members[a], members[b]
+                if (signatures[i] ^ signatures[j]).bit_count() <= max_distance:
+                    join(i, j)
+    if max_distance > _BANDS - 1:  # beyond what the bands guarantee: compare the groups' members pairwise
+        roots = sorted({_find(parent, i) for i in range(len(signatures))})
+        if len(roots) <= 4000:
+            for x in range(len(roots)):
+                for y in range(x + 1, len(roots)):
+                    if (signatures[roots[x]] ^ signatures[roots[y]]).bit_count() <= max_distance:
+                        join(roots[x], roots[y])
+    groups: dict[int, list[int]] = {}
+    for i in range(len(signatures)):
+        groups.setdefault(_find(parent, i), []).append(i)
+    return list(groups.values())
+
+
+def families(
+    pool: ConnectionPool, *, since: datetime | None = None, until: datetime | None = None,
+    projects: Sequence[str] | None = None, max_distance: int = DEFAULT_DISTANCE, min_calls: int = 1,
+) -> list[Family]:  # fmt: skip
+    """Families of similar prompts with more than one member (feature or model), the most expensive first."""
+    parts, params = ["calls > 0"], dict[str, Any]()
+    if since is not None:
+        parts.append("bucket >= date_trunc('day', %(since)s::timestamptz)")
+        params["since"] = since
+    if until is not None:
+        parts.append("bucket < %(until)s")
+        params["until"] = until
+    if projects is not None:
+        parts.append("project = ANY(%(projects)s)")
+        params["projects"] = list(projects)
+    with pool.connection() as conn:
+        rows = conn.execute(
+            f"""SELECT project, feature, model, simhash, sum(calls), sum(errors), sum(input_tokens),
+                       sum(cache_read_tokens), sum(output_tokens), sum(cost_usd), sum(duration_s)
+                FROM llm_rollup_signature_day WHERE {" AND ".join(parts)} GROUP BY 1, 2, 3, 4
+                HAVING sum(calls) >= %(min_calls)s""",
+            {**params, "min_calls": min_calls},
+        ).fetchall()
+    members = [
+        Member(p, f, m, int(sig, 16), int(c), int(e), int(i), int(cr), int(o), usd, float(d))
+        for p, f, m, sig, c, e, i, cr, o, usd, d in rows
+    ]
+    distinct = sorted({m.signature for m in members})
+    found = []
+    for group in cluster(distinct, max_distance):
+        wanted = {distinct[i] for i in group}
+        family = Family([m for m in members if m.signature in wanted])
+        if len({(m.project, m.feature, m.model) for m in family.members}) > 1:
+            found.append(family)
+    return sorted(found, key=lambda f: f.cost, reverse=True)
+
+
+def _spread(family: Family) -> int:
+    sigs = [m.signature for m in family.members]
+    return max(((a ^ b).bit_count() for a in sigs for b in sigs), default=0)
+
+
+def family_json(family: Family) -> dict[str, Any]:
+    """A family as the API shows it: its members grouped by feature and model, side by side."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for m in family.members:
+        row = rows.setdefault((m.project, m.feature, m.model), {
+            "project": m.project, "feature": m.feature, "model": m.model, "calls": 0, "errors": 0,
+            "input_tokens": 0, "cache_read_tokens": 0, "output_tokens": 0, "cost": Decimal(0), "duration": 0.0,
+        })  # fmt: skip
+        for key in ("calls", "errors", "input_tokens", "cache_read_tokens", "output_tokens"):
+            row[key] += getattr(m, key)
+        row["cost"] += m.cost
+        row["duration"] += m.duration
+    members = []
+    for row in sorted(rows.values(), key=lambda r: -r["cost"]):
+        calls = row["calls"]
+        members.append({
+            "project": row["project"], "feature": row["feature"], "model": row["model"], "calls": calls,
+            "cost_usd": format(row["cost"], "f"), "cost_per_call_usd": format(row["cost"] / calls, "f"),
+            "input_tokens_per_call": row["input_tokens"] / calls,
+            "output_tokens_per_call": row["output_tokens"] / calls,
+            "cached_share": row["cache_read_tokens"] / row["input_tokens"] if row["input_tokens"] else 0.0,
+            "latency_s": row["duration"] / calls, "error_rate": row["errors"] / calls,
+        })  # fmt: skip
+    spread = _spread(family)
+    features = sorted({(m["project"], m["feature"]) for m in members})
+    models = sorted({m["model"] for m in members})
+    return {
+        "calls": family.calls, "cost_usd": format(family.cost, "f"), "signatures": len({m.signature for m in
+                                                                                      family.members}),
+        "max_distance_bits": spread, "similarity": round(similarity(spread), 3),
+        "features": [f"{p}/{f}" if p else f for p, f in features], "models": models, "members": members,
+    }  # fmt: skip
