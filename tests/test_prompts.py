@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import openai
@@ -24,6 +25,7 @@ from llmmeter_collector.llmcall import Cost, LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
 
 from .conftest import export_to, stop_export
+from .langchain_toys import sdk_children
 
 KEY = b"k"
 
@@ -145,3 +147,35 @@ def test_families_of_similar_prompts_across_features_and_models(collector: Backg
     # 200 gpt-4o calls a day moved to gpt-4o-mini save (0.012 - 0.0008) each, over a 30-day month
     assert Decimal(downgrade["monthly_savings_usd"]) > 0
     assert "shared_prefix" in kinds and "2 features send" in kinds["shared_prefix"]["title"]
+
+
+def test_a_langchain_prompt_template_names_and_versions_the_model_call(
+    fake: FakeProvider, spans: Any, instrumented: None
+) -> None:
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_openai import ChatOpenAI
+
+    from llmmeter import semconv
+
+    model = ChatOpenAI(model="gpt-4o-mini", base_url=fake.openai_base_url, api_key="x")
+    triage = ChatPromptTemplate.from_messages([("system", "Route the ticket about {product}."), ("user", "{ticket}")])
+    triage.name = "triage"
+    (triage.with_config(metadata={"prompt_version": "7"}) | model).invoke({"product": "shoes", "ticket": "too big"})
+    (triage | model).invoke({"product": "hats", "ticket": "lost parcel"})  # the same template, other variables
+    edited = ChatPromptTemplate.from_messages(
+        [("system", "Route the ticket about {product}, briefly."), ("user", "{ticket}")]
+    )
+    edited.name = "triage"
+    (edited | model).invoke({"product": "shoes", "ticket": "too big"})
+    llm = [s for s in spans.get_finished_spans() if (s.attributes or {}).get(semconv.LANGCHAIN_RUN_TYPE) == "llm"]
+    assert len(llm) == 3
+    names = {s.attributes[semconv.PROMPT_NAME] for s in llm}  # type: ignore[index]
+    assert names == {"triage"} and llm[0].attributes[semconv.PROMPT_VERSION] == "7"  # type: ignore[index]
+    assert semconv.PROMPT_VERSION not in llm[1].attributes  # type: ignore[operator]
+    fingerprints = [s.attributes[semconv.PROMPT_TEMPLATE_FINGERPRINT] for s in llm]  # type: ignore[index]
+    assert fingerprints[0] == fingerprints[1] != fingerprints[2]
+    # the provider SDK's span inside each model run says the same: whichever span the collector prices, it is named
+    finished = spans.get_finished_spans()
+    sdk = [child for span in llm for child in sdk_children(span, finished)]
+    assert [s.attributes[semconv.PROMPT_TEMPLATE_FINGERPRINT] for s in sdk] == fingerprints  # type: ignore[index]
+    assert {s.attributes[semconv.PROMPT_NAME] for s in sdk} == {"triage"}  # type: ignore[index]

@@ -160,7 +160,10 @@ def end_span_now(
     on the caller's thread. ``attributes`` is taken over: the caller must not change it afterwards."""
     if late is not None:
         try:
-            attributes.update(late.attributes())
+            found = late.attributes()
+            if semconv.PROMPT_TEMPLATE_FINGERPRINT in attributes and semconv.PROMPT_TEMPLATE_FINGERPRINT in found:
+                found = {k: v for k, v in found.items() if k != semconv.PROMPT_TEMPLATE_FINGERPRINT}  # a framework's
+            attributes.update(found)  # template (LangChain's, in the attribution) beats the per-role guess
         except Exception:  # an unreadable request loses its request attributes, never the span
             _warn_once("read a request")
     span.set_attributes(attributes)

@@ -119,6 +119,7 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
         super().__init__()
         self._inst = instruments if instruments is not None else telemetry.create_instruments()
         self._runs: dict[UUID, _Run] = {}
+        self._prompts: dict[UUID, dict[str, str]] = {}  # sequence run id -> its prompt template run's prompt
         self._lock = threading.Lock()
 
     # --- what the instrumented LangChain methods ask -----------------------------------------------------
@@ -232,6 +233,9 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
         span_attrs = results.request_attributes(params, meta)
         span_attrs[semconv.GEN_AI_OPERATION_NAME] = operation
         span_attrs[semconv.GEN_AI_PROVIDER_NAME] = provider
+        if parent_run_id is not None and parent_run_id in self._prompts:
+            # the prompt template run before it in the sequence: on this span and the provider SDK's span inside
+            attrs.update(self._prompts[parent_run_id])
         if model:
             span_attrs[semconv.GEN_AI_REQUEST_MODEL] = model
         name = f"{operation} {model}" if model else operation
@@ -375,6 +379,9 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         parent, base, attrs = self._begin(parent_run_id, tags, metadata)
+        if kwargs.get("run_type") == "prompt" and parent_run_id is not None:
+            # a prompt template: the model call that follows it in the same sequence sends its prompt
+            self._prompts[parent_run_id] = lc_metadata.prompt_template(serialized, kwargs.get("name"), metadata)
         if tags and _HIDDEN_TAG in tags:
             self._hidden(run_id, parent, base, attrs)
             return
@@ -411,10 +418,12 @@ class LlmMeterCallbackHandler(BaseCallbackHandler):
 
     @_guarded("on_chain_end")
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._prompts.pop(run_id, None)
         self._end_plain(run_id)
 
     @_guarded("on_chain_error")
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._prompts.pop(run_id, None)
         self._end_plain(run_id, error)
 
     # --- tools and retrievers -------------------------------------------------------------------------
