@@ -445,6 +445,21 @@ class Dashboard:
             self.board = self.board.with_variable(variable)
         self._x = self._y = self._row_height = 0
         self._id = 0
+        self._annotations: list[Json] = []
+
+    def annotate(self, name: str, raw: str, color: str) -> None:
+        """A Postgres annotation query (rows with ``time`` and ``text``): grafana-foundation-sdk's annotation target
+        models Grafana's own annotations only, so this one is written as Grafana stores it."""
+        target = {
+            "refId": "Anno",
+            "editorMode": "code",
+            "rawQuery": True,
+            "format": "table",
+            "rawSql": " ".join(raw.split()),
+        }
+        self._annotations.append(
+            {"datasource": POSTGRES, "enable": True, "hide": False, "iconColor": color, "name": name, "target": target}
+        )
 
     def _next_id(self) -> int:
         self._id += 1
@@ -470,6 +485,8 @@ class Dashboard:
 
     def json(self) -> Json:
         built: Json = json.loads(json.dumps(self.board.build(), cls=JSONEncoder))
+        if self._annotations:
+            built.setdefault("annotations", {}).setdefault("list", []).extend(self._annotations)
         return built
 
 
@@ -927,8 +944,8 @@ def attribution() -> Json:
     d = Dashboard(
         "llmmeter-attribution",
         "llmmeter / Attribution",
-        "Who and what the money goes to: users, sessions, features, projects, tags and experiment variants "
-        "(from the Postgres ledger).",
+        "Who and what the money goes to: users, sessions, features, projects, tags, prompt versions and "
+        "experiment variants (from the Postgres ledger).",
         time_from="now-7d",
     )
     d.row("Top spenders")
@@ -1008,6 +1025,40 @@ def attribution() -> Json:
         ),
         24,
         9,
+    )
+    d.row("Prompts")
+    prompt = "CASE WHEN prompt_name <> '' THEN prompt_name ELSE feature END"
+    version = "CASE WHEN prompt_version <> '' THEN prompt_version ELSE 'template ' || left(template_fingerprint, 8) END"
+    prompt_dims = " AND ".join(f"{d} ~ '^(${{{d}:regex}})$'" for d in ("project", "feature", "model"))
+    d.add(
+        timeseries_panel(
+            "Cost per call by prompt version",
+            [
+                sql(
+                    f"""
+                    SELECT $__timeGroupAlias(bucket, 1d), {prompt} || ' ' || {version} AS metric,
+                    sum(cost_usd) / nullif(sum(calls) - sum(unpriced_calls), 0) AS cost_per_call
+                    FROM llm_rollup_prompt_day WHERE $__timeFilter(bucket) AND {prompt_dims}
+                    GROUP BY 1, 2 ORDER BY 1, 2""",
+                    fmt="time_series",
+                )
+            ],
+            unit="currencyUSD",
+            description="Daily cost per call of each prompt version (a named version, or a template fingerprint: "
+            "the prompt's instructions). The annotations mark the day each version first appeared: what the "
+            "new version did is the step after it. `llmmeter prompts show NAME` says it in numbers.",
+        ),
+        24,
+        9,
+    )
+    d.annotate(
+        "Prompt versions",
+        f"""
+        SELECT min(first_seen) AS time, {prompt} || ' ' || {version} || ': first seen' AS text,
+        'prompt-version' AS tags
+        FROM llm_rollup_prompt_day WHERE {prompt_dims}
+        GROUP BY {prompt}, {version} HAVING min(first_seen) BETWEEN $__timeFrom() AND $__timeTo() ORDER BY 1""",
+        "purple",
     )
     d.row("Experiments")
     d.add(

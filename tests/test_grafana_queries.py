@@ -506,6 +506,29 @@ def test_attribution_users_sessions_tags_experiments(pipeline: Pipeline) -> None
     assert [r["cost_per_call"] for r in variants] == [total(variant="a") / 2, total(variant="b") / 2]
 
 
+def test_prompt_versions_panel_and_their_annotations(pipeline: Pipeline) -> None:
+    board = dashboard("attribution.json")
+    rows = run_sql(pipeline, board, panel(board, "Cost per call by prompt version"))
+    prompts = {r["metric"].split(" ")[0] for r in rows}
+    assert prompts == {"search", "chat", "triage"}  # every call of the SDK has a template; unnamed: its feature
+    (annotation,) = [a for a in board["annotations"]["list"] if a["name"] == "Prompt versions"]
+    time_range = panel_range(board["time"]["from"], pipeline.now)
+    query = expand_sql(annotation["target"]["rawSql"], variables(board), time_range)
+    with psycopg.connect(
+        pipeline.database_url, user="llmmeter_grafana", options=f"-c search_path={pipeline.schema}"
+    ) as c:
+        marks = c.execute(query).fetchall()
+    first = pipeline.ledger("SELECT feature, min(ts) FROM llm_calls GROUP BY 1")
+    assert sorted((text.split(" ")[0], time) for time, text, _ in marks) == sorted(
+        (feature, ts) for feature, ts in first
+    )  # one mark per version, when it first appeared
+    only_chat = expand_sql(annotation["target"]["rawSql"], variables(board, feature=["chat"]), time_range)
+    with psycopg.connect(
+        pipeline.database_url, user="llmmeter_grafana", options=f"-c search_path={pipeline.schema}"
+    ) as c:
+        assert {text.split(" ")[0] for _, text, _ in c.execute(only_chat).fetchall()} == {"chat"}
+
+
 # --- 4. Model comparison -----------------------------------------------------------------------------------
 
 

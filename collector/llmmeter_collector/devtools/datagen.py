@@ -212,7 +212,8 @@ def bulk_generate(
             INSERT INTO llm_calls (ts, trace_id, span_id, service_name, project, environment, feature, user_id,
                                    provider, operation, request_model, model, input_tokens, output_tokens,
                                    cost_usd, cost_input_usd, cost_output_usd, price_source, duration_s, status,
-                                   error_type, streaming, prompt_fingerprint)
+                                   error_type, streaming, prompt_fingerprint, template_fingerprint, experiment,
+                                   variant, prompt_simhash)
             SELECT ts, md5(g::text || 't' || %(day)s), substr(md5(g::text || 's' || %(day)s), 1, 16),
                    w.project || '-app', w.project, 'production', w.feature,
                    CASE WHEN w.users THEN 'user-' || lpad((1 + (g %% 60))::text, 3, '0') ELSE '' END,
@@ -220,7 +221,13 @@ def bulk_generate(
                    it * w.in_rate + ot * w.out_rate, it * w.in_rate, ot * w.out_rate,
                    CASE WHEN w.in_rate IS NULL THEN '' ELSE 'catalog' END,
                    0.05 + ot * 0.01, CASE WHEN fail THEN 'error' ELSE 'ok' END,
-                   CASE WHEN fail THEN 'timeout' ELSE '' END, w.streaming, substr(md5(w.feature || (g %% 40)), 1, 16)
+                   CASE WHEN fail THEN 'timeout' ELSE '' END, w.streaming, substr(md5(w.feature || (g %% 40)), 1, 16),
+                   -- a new prompt version every 10 days; a third of the calls in an experiment of their workload,
+                   -- two variants; signatures shared within a project (families across its features)
+                   substr(md5(w.feature || 'template' || (%(d)s / 10)), 1, 16),
+                   CASE WHEN x.t3 < 0.33 THEN 'exp-' || w.idx ELSE '' END,
+                   CASE WHEN x.t3 < 0.33 THEN (CASE WHEN g %% 2 = 0 THEN 'control' ELSE 'b' END) ELSE '' END,
+                   substr(md5(w.project || 'signature' || (g %% 25)), 1, 16)
             FROM (
                 SELECT g, %(day)s::timestamptz + random() * %(span)s * interval '1 second' AS ts,
                        {pick} AS idx, random() AS t1, random() AS t2, random() AS t3
@@ -231,7 +238,7 @@ def bulk_generate(
                                        (w.out_lo + floor(x.t2 * (w.out_hi - w.out_lo + 1)))::bigint AS ot,
                                        x.t3 < w.error_rate AS fail) v
             """,
-            {"day": day, "n": n, "span": span},
+            {"day": day, "n": n, "span": span, "d": d},
         )
         conn.commit()
     for _, definition in secondary:
@@ -257,9 +264,56 @@ def bulk_generate(
                   sum(input_tokens), sum(output_tokens), coalesce(sum(cost_usd), 0)
            FROM llm_calls GROUP BY 1, 2, 3, 4"""
     )
+    _prompt_rollups(conn)
     conn.execute("DROP TABLE gen_workload")
     conn.execute("ANALYZE llm_calls")
     conn.execute("ANALYZE llm_rollup_hour")
+    conn.commit()
+
+
+def _prompt_rollups(conn: psycopg.Connection[Any]) -> None:
+    """The daily prompt, experiment and signature rollups of the generated calls (as the writer keeps them)."""
+    from llmmeter_collector.ledger.storage import LATENCY_BOUNDS
+
+    sums = """count(*), count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE cost_usd IS NULL),
+              sum(input_tokens), sum(output_tokens), coalesce(sum(cost_usd), 0), sum(duration_s)"""
+    keys = "project, feature, prompt_name, prompt_version, template_fingerprint, model"
+    conn.execute(
+        f"""INSERT INTO llm_rollup_prompt_day (bucket, {keys}, calls, errors, unpriced_calls, input_tokens,
+                                               output_tokens, cost_usd, duration_s, first_seen, last_seen)
+            SELECT date_trunc('day', ts), {keys}, {sums}, min(ts), max(ts) FROM llm_calls
+            WHERE prompt_name <> '' OR template_fingerprint <> '' GROUP BY 1, {keys}"""
+    )
+    keys = "project, experiment, variant, user_id"
+    conn.execute(
+        f"""INSERT INTO llm_rollup_experiment_day (bucket, {keys}, calls, errors, unpriced_calls, input_tokens,
+                                                   output_tokens, cost_usd, duration_s, cost_sq, duration_sq)
+            SELECT date_trunc('day', ts), {keys}, {sums}, coalesce(sum(cost_usd * cost_usd), 0),
+                   sum(duration_s * duration_s)
+            FROM llm_calls WHERE experiment <> '' GROUP BY 1, {keys}"""
+    )
+    bounds = "ARRAY[" + ", ".join(str(b) for b in LATENCY_BOUNDS) + "]::float8[]"
+    conn.execute(
+        f"""WITH b AS (
+                SELECT date_trunc('day', ts) AS bucket, project, experiment, variant,
+                       width_bucket(duration_s, {bounds}) AS i, count(*) AS n
+                FROM llm_calls WHERE experiment <> '' GROUP BY 1, 2, 3, 4, 5
+            ), g AS (SELECT DISTINCT bucket, project, experiment, variant FROM b)
+            INSERT INTO llm_rollup_experiment_latency (bucket, project, experiment, variant, hist)
+            SELECT g.bucket, g.project, g.experiment, g.variant, array_agg(coalesce(b.n, 0) ORDER BY k)
+            FROM g CROSS JOIN generate_series(0, {len(LATENCY_BOUNDS)}) AS k
+            LEFT JOIN b ON (b.bucket, b.project, b.experiment, b.variant, b.i)
+                         = (g.bucket, g.project, g.experiment, g.variant, k)
+            GROUP BY 1, 2, 3, 4"""
+    )
+    conn.execute(
+        """INSERT INTO llm_rollup_signature_day (bucket, project, feature, model, simhash, calls, errors,
+                                                 input_tokens, cache_read_tokens, output_tokens, cost_usd, duration_s)
+           SELECT date_trunc('day', ts), project, feature, model, prompt_simhash, count(*),
+                  count(*) FILTER (WHERE status = 'error'), sum(input_tokens), sum(cache_read_tokens),
+                  sum(output_tokens), coalesce(sum(cost_usd), 0), sum(duration_s)
+           FROM llm_calls WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5"""
+    )
     conn.commit()
 
 
