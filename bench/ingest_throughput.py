@@ -52,7 +52,8 @@ def _kv(key: str, value: object) -> KeyValue:
 
 
 def make_batch(n: int, rng: random.Random) -> bytes:
-    """512 spans shaped like the llmmeter SDK's (about 20 attributes each), unique ids."""
+    """512 spans shaped like the llmmeter SDK's (about 22 attributes each, a third in an experiment, half with a
+    prompt signature), unique ids."""
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
     rs.resource.attributes.extend([_kv("service.name", "shop-api"), _kv("deployment.environment.name", "prod")])
@@ -91,8 +92,14 @@ def make_batch(n: int, rng: random.Random) -> bytes:
                 _kv("user.id", f"user-{rng.randint(1, 5000)}"),
                 _kv("session.id", f"s-{rng.randint(1, 20000)}"),
                 _kv("llmmeter.tag.team", "growth"),
+                _kv("llmmeter.prompt.fingerprint", f"{rng.getrandbits(64):016x}"),
+                _kv("llmmeter.prompt.template_fingerprint", f"{rng.randint(1, 40):016x}"),
             ]
         )
+        if i % 3 == 0:  # a third of the calls in an experiment, half of them with a prompt signature
+            span.attributes.extend([_kv("llmmeter.experiment", "shorter-prompt"), _kv("llmmeter.variant", "ab"[i % 2])])
+        if i % 2 == 0:
+            span.attributes.append(_kv("llmmeter.prompt.simhash", f"{rng.randint(1, 200):016x}"))
     return request.SerializeToString()
 
 

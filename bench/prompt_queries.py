@@ -6,7 +6,7 @@ within a project), starts a collector on it and times the endpoints over HTTP wi
 generated rollups agree with the calls. Prints a table; writes nothing into the repository; drops the schema.
 
     LLMMETER_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/prompt_queries.py
-    BENCH_CALLS=1000000 ...   # a smaller run
+    BENCH_CALLS=1000000 ...   # a smaller run (BENCH_USERS, BENCH_SIGNATURES: cardinalities)
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ DSN = os.environ.get("LLMMETER_BENCH_DATABASE_URL") or os.environ.get(
     "LLMMETER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 CALLS = int(os.environ.get("BENCH_CALLS", "10000000"))
+USERS = int(os.environ.get("BENCH_USERS", "20000"))  # distinct end users (experiments' per-user test)
+SIGNATURES = int(os.environ.get("BENCH_SIGNATURES", "2000"))  # distinct prompt signatures per project
 RUNS = 40
 TARGET_MS = 500
 
@@ -69,7 +71,7 @@ def main() -> None:
         storage.migrate(DSN, schema)
         start = time.perf_counter()
         with storage.connect(DSN, schema) as conn:
-            datagen.bulk_generate(conn, PriceCatalog(), calls=CALLS, days=30)
+            datagen.bulk_generate(conn, PriceCatalog(), calls=CALLS, days=30, users=USERS, signatures=SIGNATURES)
             agree = _agree(conn)
             sizes = {
                 t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
@@ -105,7 +107,8 @@ def main() -> None:
     finally:
         with psycopg.connect(DSN, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    print(f"\n{CALLS:,} calls over 30 days; target p95 < {TARGET_MS} ms")
+    print(f"\n{CALLS:,} calls over 30 days, {USERS:,} users, {SIGNATURES:,} signatures a project;"
+          f" target p95 < {TARGET_MS} ms")  # fmt: skip
     print(f"{'query':<52} {'p50':>8} {'p95':>8}  target")
     for label, p50, p95, verdict in rows:
         print(f"{label:<52} {p50:>8} {p95:>8}  {verdict}")

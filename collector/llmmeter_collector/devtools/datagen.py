@@ -157,9 +157,17 @@ def _price_rows(catalog: PriceCatalog, at: datetime) -> list[tuple[Any, ...]]:
 
 
 def bulk_generate(
-    conn: psycopg.Connection[Any], catalog: PriceCatalog, *, calls: int, days: int = 30, now: datetime | None = None
+    conn: psycopg.Connection[Any],
+    catalog: PriceCatalog,
+    *,
+    calls: int,
+    days: int = 30,
+    now: datetime | None = None,
+    users: int = 60,
+    signatures: int = 25,
 ) -> None:
-    """Fill an empty, migrated schema (the connection's search_path) with ``calls`` rows and their rollups.
+    """Fill an empty, migrated schema (the connection's search_path) with ``calls`` rows and their rollups
+    (``users`` distinct end users in the workloads that have them; ``signatures`` prompt signatures per project).
 
     Token counts are uniform in each workload's range; cost = input x input rate + output x output rate
     (exact numeric, NULL for the unpriced workload). Rollups are computed from the rows with GROUP BY.
@@ -216,7 +224,7 @@ def bulk_generate(
                                    variant, prompt_simhash)
             SELECT ts, md5(g::text || 't' || %(day)s), substr(md5(g::text || 's' || %(day)s), 1, 16),
                    w.project || '-app', w.project, 'production', w.feature,
-                   CASE WHEN w.users THEN 'user-' || lpad((1 + (g %% 60))::text, 3, '0') ELSE '' END,
+                   CASE WHEN w.users THEN 'user-' || lpad((1 + (g %% %(users)s))::text, %(width)s, '0') ELSE '' END,
                    w.provider, w.operation, w.model, w.model, it, ot,
                    it * w.in_rate + ot * w.out_rate, it * w.in_rate, ot * w.out_rate,
                    CASE WHEN w.in_rate IS NULL THEN '' ELSE 'catalog' END,
@@ -227,7 +235,7 @@ def bulk_generate(
                    substr(md5(w.feature || 'template' || (%(d)s / 10)), 1, 16),
                    CASE WHEN x.t3 < 0.33 THEN 'exp-' || w.idx ELSE '' END,
                    CASE WHEN x.t3 < 0.33 THEN (CASE WHEN g %% 2 = 0 THEN 'control' ELSE 'b' END) ELSE '' END,
-                   substr(md5(w.project || 'signature' || (g %% 25)), 1, 16)
+                   substr(md5(w.project || 'signature' || (g %% %(signatures)s)), 1, 16)
             FROM (
                 SELECT g, %(day)s::timestamptz + random() * %(span)s * interval '1 second' AS ts,
                        {pick} AS idx, random() AS t1, random() AS t2, random() AS t3
@@ -238,7 +246,15 @@ def bulk_generate(
                                        (w.out_lo + floor(x.t2 * (w.out_hi - w.out_lo + 1)))::bigint AS ot,
                                        x.t3 < w.error_rate AS fail) v
             """,
-            {"day": day, "n": n, "span": span, "d": d},
+            {
+                "day": day,
+                "n": n,
+                "span": span,
+                "d": d,
+                "users": users,
+                "signatures": signatures,
+                "width": max(3, len(str(users))),
+            },
         )
         conn.commit()
     for _, definition in secondary:

@@ -98,7 +98,7 @@ def show(
         ).fetchall()
         days = conn.execute(
             f"""SELECT bucket, {_VERSION}, {_TEMPLATE}, sum(calls), sum(unpriced_calls), sum(cost_usd),
-                       sum(duration_s), sum(errors)
+                       sum(duration_s), sum(errors), sum(input_tokens), sum(output_tokens)
                 FROM llm_rollup_prompt_day WHERE {where} AND {_NAME} = %(name)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
             params,
         ).fetchall()
@@ -124,8 +124,9 @@ def show(
     series = [
         {"day": d.date().isoformat(), "version": labels[(ver, fp)], "calls": int(c),
          "cost_per_call_usd": format(usd / (int(c) - int(u)), "f") if int(c) > int(u) else None,
-         "latency_s": float(dur) / int(c), "error_rate": int(e) / int(c)}
-        for d, ver, fp, c, u, usd, dur, e in days
+         "latency_s": float(dur) / int(c), "error_rate": int(e) / int(c),
+         "input_tokens_per_call": int(i) / int(c), "output_tokens_per_call": int(o) / int(c)}
+        for d, ver, fp, c, u, usd, dur, e, i, o in days
     ]  # fmt: skip
     changes = [_change(a, b) for a, b in itertools.pairwise(versions)]
     return {"prompt": name, "versions": versions, "changes": changes, "series": series,

@@ -15,6 +15,8 @@ network access or money, and every answer's token usage is known in advance::
         fake.requests                            # what arrived: method, path, json, headers, query
         fake.fail_next(status=429, count=2)      # the next 2 requests get a provider-format 429
         fake.reset()                             # forget requests, pending failures, files, batches
+        fake.billed                              # the calls answered, as the usage and cost reports count them
+        fake.bill_models_at("gpt-4o", "1.1")     # the cost reports bill a model at another price (reports.py)
 
 `python -m llmmeter_collector.devtools.fakeprovider --port 8765` serves in the foreground until Ctrl-C/SIGTERM.
 
