@@ -27,6 +27,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 from scipy import stats
 
+from llmmeter_collector.insights import daily
 from llmmeter_collector.ledger.storage import LATENCY_BOUNDS
 
 ALPHA = 0.05
@@ -198,31 +199,12 @@ def _sample_json(s: Sample) -> dict[str, Any]:
     return {"n": s.n, "mean": None if math.isnan(s.mean) else s.mean, "interval": list(interval) if interval else None}
 
 
-def _where(
-    experiment: str | None, since: datetime | None, until: datetime | None, projects: Sequence[str] | None
-) -> tuple[str, dict[str, Any]]:
-    parts, params = ["TRUE"], dict[str, Any]()
-    if experiment is not None:
-        parts.append("experiment = %(experiment)s")
-        params["experiment"] = experiment
-    if since is not None:
-        parts.append("bucket >= date_trunc('day', %(since)s::timestamptz)")
-        params["since"] = since
-    if until is not None:
-        parts.append("bucket < %(until)s")
-        params["until"] = until
-    if projects is not None:
-        parts.append("project = ANY(%(projects)s)")
-        params["projects"] = list(projects)
-    return " AND ".join(parts), params
-
-
 def experiments(
     pool: ConnectionPool, since: datetime | None = None, until: datetime | None = None,
     projects: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Every experiment with its variants, calls, spend and first and last day."""
-    where, params = _where(None, since, until, projects)
+    where, params = daily.where(since, until, projects)
     with pool.connection() as conn:
         rows = conn.execute(
             f"""SELECT experiment, array_agg(DISTINCT variant ORDER BY variant), sum(calls), sum(cost_usd),
@@ -247,7 +229,7 @@ def analyse(
     projects: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
     """Each variant's figures and its comparisons with the control; None when the experiment has no calls."""
-    where, params = _where(experiment, since, until, projects)
+    where, params = daily.where(since, until, projects, experiment=experiment)
     with pool.connection() as conn:
         per_variant = conn.execute(
             f"""SELECT variant, sum(calls), sum(errors), sum(unpriced_calls), sum(input_tokens), sum(output_tokens),
@@ -266,8 +248,9 @@ def analyse(
             )
         }
         hists: dict[str, list[int]] = {}
+        histograms, hist_params = daily.where(since, until, projects, experiment=experiment, counted=False)
         for variant, hist in conn.execute(
-            f"SELECT variant, hist FROM llm_rollup_experiment_latency WHERE {where}", params
+            f"SELECT variant, hist FROM llm_rollup_experiment_latency WHERE {histograms}", hist_params
         ):
             acc = hists.setdefault(variant, [0] * len(hist))
             for i, count in enumerate(hist):

@@ -17,28 +17,12 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from llmmeter_collector.insights import daily
+
 _NAME = "CASE WHEN prompt_name <> '' THEN prompt_name ELSE feature END"
 # A version: the explicit one when given (whatever its template), else the template.
 _VERSION = "CASE WHEN prompt_version <> '' THEN prompt_version ELSE '' END"
 _TEMPLATE = "CASE WHEN prompt_version <> '' THEN '' ELSE template_fingerprint END"
-
-
-def _where(since: datetime | None, until: datetime | None, projects: Sequence[str] | None, project: str | None
-           ) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    parts, params = ["calls > 0"], dict[str, Any]()
-    if since is not None:
-        parts.append("bucket >= date_trunc('day', %(since)s::timestamptz)")
-        params["since"] = since
-    if until is not None:
-        parts.append("bucket < %(until)s")
-        params["until"] = until
-    if projects is not None:
-        parts.append("project = ANY(%(projects)s)")
-        params["projects"] = list(projects)
-    if project is not None:
-        parts.append("project = %(project)s")
-        params["project"] = project
-    return " AND ".join(parts), params
 
 
 def prompts(
@@ -46,7 +30,7 @@ def prompts(
     projects: Sequence[str] | None = None, project: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Every prompt: its versions, calls, spend, and when its latest version appeared."""
-    where, params = _where(since, until, projects, project)
+    where, params = daily.where(since, until, projects, project)
     with pool.connection() as conn:
         rows = conn.execute(
             f"""SELECT project, {_NAME} AS name, count(DISTINCT ({_VERSION}, {_TEMPLATE})),
@@ -85,7 +69,7 @@ def show(
 ) -> dict[str, Any] | None:  # fmt: skip
     """One prompt's versions in the order they appeared, each one's figures, what each change did, and its daily
     series; None when there is no such prompt."""
-    where, params = _where(since, until, projects, project)
+    where, params = daily.where(since, until, projects, project)
     params["name"] = name
     with pool.connection() as conn:
         rows = conn.execute(

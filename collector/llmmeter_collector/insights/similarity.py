@@ -21,6 +21,8 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from llmmeter_collector.insights import daily
+
 DEFAULT_DISTANCE = 4
 MAX_DISTANCE = 16
 _BANDS = 4  # of 16 bits: signatures within 3 bits share at least one band
@@ -105,21 +107,12 @@ def families(
     projects: Sequence[str] | None = None, max_distance: int = DEFAULT_DISTANCE, min_calls: int = 1,
 ) -> list[Family]:  # fmt: skip
     """Families of similar prompts with more than one member (feature or model), the most expensive first."""
-    parts, params = ["calls > 0"], dict[str, Any]()
-    if since is not None:
-        parts.append("bucket >= date_trunc('day', %(since)s::timestamptz)")
-        params["since"] = since
-    if until is not None:
-        parts.append("bucket < %(until)s")
-        params["until"] = until
-    if projects is not None:
-        parts.append("project = ANY(%(projects)s)")
-        params["projects"] = list(projects)
+    where, params = daily.where(since, until, projects)
     with pool.connection() as conn:
         rows = conn.execute(
             f"""SELECT project, feature, model, simhash, sum(calls), sum(errors), sum(input_tokens),
                        sum(cache_read_tokens), sum(output_tokens), sum(cost_usd), sum(duration_s)
-                FROM llm_rollup_signature_day WHERE {" AND ".join(parts)} GROUP BY 1, 2, 3, 4
+                FROM llm_rollup_signature_day WHERE {where} GROUP BY 1, 2, 3, 4
                 HAVING sum(calls) >= %(min_calls)s""",
             {**params, "min_calls": min_calls},
         ).fetchall()
