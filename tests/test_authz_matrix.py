@@ -463,6 +463,13 @@ def check_families(stack: Stack, endpoint: str, who: str, cell: str) -> None:
     assert beyond.status_code == (200 if cell == "all" else 403)
 
 
+def check_sdk_versions(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    answer = stack.call("GET", "/api/v1/sdk-versions", who)
+    assert answer.status_code == (200 if cell == "all" else int(cell)), answer.text
+    if cell == "all":
+        assert "sdk_versions" in answer.json()
+
+
 # ----------------------------------------------------------------------------------------------------- keys
 
 
@@ -544,6 +551,7 @@ CHECKS: dict[str, Callable[[Stack, str, str, str], None]] = {
     "GET /api/v1/prompts/{name}": check_named_read,
     "GET /api/v1/experiments/{name}": check_named_read,
     "GET /api/v1/prompt-families": check_families,
+    "GET /api/v1/sdk-versions": check_sdk_versions,
     "POST /api/v1/focus/import": check_focus_import,
     "GET /api/v1/focus/costs": check_focus_costs,
     "GET /api/v1/keys": check_keys_list,

@@ -87,6 +87,7 @@ class LlmCall:
     prompt_simhash: str = ""  # 16 hex digits: a SimHash signature for near-duplicate grouping (opt-in in the SDK)
     reported_cost: Decimal | None = None
     cost: Cost | None = None  # None: no price known (stored as NULL, counted as unpriced)
+    scope_version: str = ""  # that instrumentation scope's version (an SDK version: insights/sdk_versions.py)
     scope: str = ""  # the instrumentation scope that traced it (e.g. "llmmeter.openai", "openlit.otel.tracing")
     # The identity of the provider call (ingest/identity.py): spans of one trace with the same key are one call, priced
     # once. "" when the span says nothing that identifies it. ``completeness`` ranks the usage a span reports.

@@ -162,6 +162,7 @@ PROM_RECONCILE_DRIFT: Final = "llmmeter_reconcile_drift_usd"  # ledger minus bil
 PROM_RECONCILE_DRIFT_RATIO: Final = "llmmeter_reconcile_drift_ratio"  # |ledger - billed| / billed
 PROM_RECONCILE_BILLED: Final = "llmmeter_reconcile_billed_usd"  # the provider's billed dollars in the window
 PROM_RECONCILE_SUCCESS: Final = "llmmeter_reconcile_last_success_timestamp_seconds"
+PROM_SDK_CALLS: Final = "llmmeter_collector_sdk_calls"  # counter by scope, version: which SDKs send calls
 PROM_RECONCILE_FAILURES: Final = "llmmeter_reconcile_failures"  # counter by provider
 # counter by scope and reason: spans with a model or token counts that were not counted as calls (doctor)
 PROM_UNRECOGNIZED_GENAI: Final = "llmmeter_unrecognized_genai_spans"

@@ -41,6 +41,7 @@ PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
 GLOBAL_ADMIN_PATHS = frozenset({
     "/api/v1/budgets/reload", "/api/v1/prices/reload",
     "/api/v1/reconcile", "/api/v1/focus/import", "/api/v1/focus/costs",  # a whole organisation's bills
+    "/api/v1/sdk-versions",  # every project's instrumentations
 })  # fmt: skip
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _STATE_KEY = "llmmeter_principal"

@@ -1,5 +1,7 @@
 """``GET /api/v1/doctor``: per instrumentation scope, the spans counted and the GenAI-looking ones that were not,
 the models without a price and the spend resting on incomplete usage (rendered by ``llmmeter doctor``).
+``GET /api/v1/sdk-versions``: the instrumentations and versions sending calls, flagged (``insights/sdk_versions.py``;
+keys of every project, shown by ``llmmeter status``).
 
 Scope counts are per collector process and shown to keys that see every project; the ledger parts are limited to
 the key's projects.
@@ -18,6 +20,7 @@ from starlette.routing import Route
 from llmmeter_collector.api import auth as apiauth
 from llmmeter_collector.api.context import Collector
 from llmmeter_collector.api.prices import unpriced_models
+from llmmeter_collector.insights import sdk_versions
 
 WINDOW_DAYS = 30  # the ledger part covers the last 30 days
 
@@ -70,4 +73,12 @@ def routes(collector: Collector) -> list[Route]:
     async def get_doctor(request: Request) -> Response:
         return await run_in_threadpool(report, request)
 
-    return [Route("/api/v1/doctor", get_doctor, methods=["GET"])]
+    async def get_sdk_versions(request: Request) -> Response:
+        """The instrumentations and versions that sent calls, with what to fix"""
+        found = await run_in_threadpool(sdk_versions.versions, collector.pool)
+        return JSONResponse({"sdk_versions": found})
+
+    return [
+        Route("/api/v1/doctor", get_doctor, methods=["GET"]),
+        Route("/api/v1/sdk-versions", get_sdk_versions, methods=["GET"]),
+    ]

@@ -61,6 +61,15 @@ def _month_forecast(url: str) -> dict[str, Any] | None:
     return result
 
 
+def _sdk_versions(url: str) -> list[dict[str, Any]] | None:
+    """The SDK versions sending data; None from an older collector or for a key limited to projects."""
+    try:
+        found: list[dict[str, Any]] = get(url, "/api/v1/sdk-versions")["sdk_versions"]
+    except CollectorError:
+        return None
+    return found
+
+
 @click.command()
 @url_option
 @json_option
@@ -78,6 +87,7 @@ def status(url: str, as_json: bool, period: str, project: str | None) -> None:
     data = get(url, "/api/v1/summary", params)
     data["forecast"] = _month_forecast(url) if project is None else None
     data["incomplete_usage"] = _incomplete_usage(url) if project is None else None
+    data["sdk_versions"] = _sdk_versions(url) if project is None else None
     if project and not data["calls"] and not as_json:
         warn_unknown(url, {"project": project})
     if as_json:
@@ -131,6 +141,12 @@ def status(url: str, as_json: bool, period: str, project: str | None) -> None:
             f"[yellow]{usd(incomplete['cost_usd'])} on incomplete usage ({incomplete['calls']} calls)[/yellow] in the"
             " last 30 days: their instrumentation does not report every token class (see llmmeter doctor)"
         )
+    for sdk in data.get("sdk_versions") or []:
+        line = f"SDK {sdk['scope']} {sdk['version']}: {count(sdk['calls'])} calls, last {sdk['last_seen'][:16]}"
+        if sdk["flags"]:
+            console.print(f"[yellow]{line}: {'; '.join(sdk['flags'])}[/yellow]")
+        else:
+            console.print(line)
     if data["unpriced_calls"]:
         models = ", ".join(f"{m['provider']}/{m['model']} ({m['calls']})" for m in data["unpriced_models"])
         console.print(f"[yellow]{data['unpriced_calls']} calls have no known price:[/yellow] {models}")

@@ -258,7 +258,13 @@ class Metrics:
         self.forward_dropped = Counter(
             sc.PROM_FORWARD_DROPPED_SPANS, "Spans that could not be forwarded (queue full or backend down).", registry=r
         )
-        self._scopes = LabelCap(max_label_values, ("scope",))
+        self._scopes = LabelCap(max_label_values, ("scope", "version"))
+        self.sdk_calls = Counter(
+            sc.PROM_SDK_CALLS,
+            "Calls committed, by the instrumentation scope that traced them and its version (llmmeter status).",
+            ("scope", "version"),
+            registry=r,
+        )
         self.duplicate_spans = Counter(
             sc.PROM_DUPLICATE_SPANS,
             "Spans of a provider call another span already carries (not priced again), by instrumentation scope.",
@@ -359,6 +365,12 @@ class Metrics:
         """Count calls that were newly committed (never a retried export, never a second span of one call)."""
         calls = calls if isinstance(calls, list) else list(calls)
         self.calls.observe(calls)
+        sdks: dict[tuple[str, str], int] = {}
+        for call in calls:
+            key = (call.scope or "(none)", call.scope_version or "(none)")
+            sdks[key] = sdks.get(key, 0) + 1
+        for (scope, version), n in sdks.items():
+            self.sdk_calls.labels(self._scopes("scope", scope), self._scopes("version", version)).inc(n)
         for call in calls:  # the span that became a duplicate: this one, or the one it displaced
             if call.duplicate_of or call.replaces:
                 scope = call.scope if call.duplicate_of else call.replaced_scope

@@ -379,6 +379,7 @@ def to_call(span: Span, fields: _Attrs, tags: dict[str, str], resource: _Resourc
 
 
 _SIGNATURE = re.compile(r"[0-9a-f]{16}")
+MAX_SCOPE_VERSION_CHARS = 64
 
 
 def _signature(value: str) -> str:
@@ -424,6 +425,9 @@ def normalize(
         resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
+            version = scope_spans.scope.version
+            if len(version) > MAX_SCOPE_VERSION_CHARS or not version.isprintable():
+                version = ""  # not a version: the calls are kept, the version is not
             scoped = dialects.for_scope(scope)
             calls_before = len(calls)
             spans = scope_spans.spans
@@ -457,6 +461,7 @@ def normalize(
                 call.usage_incomplete = dialects.missing_classes(dialect, call.provider, fields)
                 call.usage_missing = call.usage_missing or bool(call.usage_incomplete)
                 call.scope = scope
+                call.scope_version = version
                 call.completeness = identity.completeness(fields)
                 calls.append(call)
                 if keep_spans:

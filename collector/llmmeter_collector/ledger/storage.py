@@ -37,7 +37,7 @@ CALL_COLUMNS = (
     *(f"cost_{c}_usd" for c in COST_CLASSES),
     "price_source", "reported_cost_usd", "duration_s", "ttfc_s", "status", "error_type", "retries",
     "streaming", "batch", "service_tier", "prompt_fingerprint", "usage_incomplete", "scope", "prompt_name",
-    "prompt_version", "template_fingerprint", "prompt_simhash",
+    "prompt_version", "template_fingerprint", "prompt_simhash", "scope_version",
 )  # fmt: skip
 # Staged with each call, not stored in llm_calls: its identity (ingest/identity.py), which the write enforces.
 _IDENTITY_COLUMNS = ("call_key", "completeness")
@@ -164,8 +164,14 @@ WITH ins AS (
     ON CONFLICT DO NOTHING
     RETURNING ts, {_ROLLUP_DIMS}, user_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
               reasoning_tokens, cost_usd, duration_s, experiment, variant, prompt_name, prompt_version,
-              template_fingerprint, prompt_simhash
-), {_rollups("ins")}
+              template_fingerprint, prompt_simhash, scope, scope_version
+), {_rollups("ins")}, v AS (
+    INSERT INTO llm_sdk_versions AS r (scope, version, first_seen, last_seen, calls)
+    SELECT scope, scope_version, min(ts), max(ts), count(*) FROM ins WHERE scope <> '' GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (scope, version) DO UPDATE SET first_seen = least(r.first_seen, EXCLUDED.first_seen),
+        last_seen = greatest(r.last_seen, EXCLUDED.last_seen), calls = r.calls + EXCLUDED.calls
+    RETURNING 1
+)
 SELECT count(*) FROM ins
 """
 # One priced call per provider call (ingest/identity.py). The best staged span of each key is upserted into
@@ -507,7 +513,7 @@ def _row(call: LlmCall) -> tuple[Any, ...]:
         cost.total if cost else None, *parts, cost.price_source if cost else "", call.reported_cost,
         call.duration_s, call.ttfc_s, call.status, call.error_type, call.retries, call.streaming,
         call.batch, call.service_tier, call.prompt_fingerprint, ",".join(call.usage_incomplete), call.scope,
-        call.prompt_name, call.prompt_version, call.template_fingerprint, call.prompt_simhash,
+        call.prompt_name, call.prompt_version, call.template_fingerprint, call.prompt_simhash, call.scope_version,
         call.call_key, call.completeness,
     )  # fmt: skip
 
