@@ -96,7 +96,8 @@ def main() -> None:
             for label, fn in (
                 ("prompts (30 days)", get("/api/v1/prompts")),
                 (f"prompts/{prompt} (versions, changes, series)", get(f"/api/v1/prompts/{prompt}")),
-                ("prompt-families (max_distance 4)", get("/api/v1/prompt-families")),
+                ("prompt-families (max_distance 3)", get("/api/v1/prompt-families")),
+                ("prompt-families (max_distance 6)", get("/api/v1/prompt-families", max_distance="6")),
                 ("experiments", get("/api/v1/experiments")),
                 (f"experiments/{experiment} (tests)", get(f"/api/v1/experiments/{experiment}")),
             ):

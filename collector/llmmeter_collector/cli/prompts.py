@@ -97,8 +97,8 @@ def show(name: str, url: str, as_json: bool, since: Any, until: Any, project: st
 
 
 @prompts.command()
-@click.option("--max-distance", type=click.IntRange(0, 16), default=4, show_default=True,
-              help="SimHash bits apart that still count as one family (4: about 97 % similar).")  # fmt: skip
+@click.option("--max-distance", type=click.IntRange(0, 16), default=3, show_default=True,
+              help="SimHash bits apart that still count as one family (3: about 99 % similar).")  # fmt: skip
 @url_option
 @json_option
 @_range

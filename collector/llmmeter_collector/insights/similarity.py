@@ -2,9 +2,10 @@
 
 The SDK (``instrument(prompt_signature=True)``) sends a 64-bit SimHash of each prompt's word shingles; two prompts
 whose signatures differ in ``d`` of 64 bits have a cosine similarity of about cos(pi * d / 64) (d = 3: 99 %, d = 6:
-96 %). Signatures within ``max_distance`` bits are one family (single linkage), found through 16-bit bands: any two
-signatures within 3 bits share a whole band, so only the pairs sharing one are compared (for larger distances a
-second pass compares the families' representatives). Read from the daily signature rollup: the text is never needed.
+96 %). Signatures within ``max_distance`` bits are one family (single linkage), found through bands: cut into more
+bands than ``max_distance``, any two such signatures share a whole band, so only pairs sharing one are compared
+(exact; a larger distance means narrower bands and more pairs to compare). Read from the daily signature rollup: the
+text is never needed.
 
 A family spanning several features is a shared prefix worth caching; one spanning several models compares them on
 the same prompts, side by side (``recommendations`` turns both into savings).
@@ -23,9 +24,8 @@ from psycopg_pool import ConnectionPool
 
 from llmmeter_collector.insights import daily
 
-DEFAULT_DISTANCE = 4
+DEFAULT_DISTANCE = 3  # about 99 % similar; 4 bands of 16 bits: few pairs to compare
 MAX_DISTANCE = 16
-_BANDS = 4  # of 16 bits: signatures within 3 bits share at least one band
 
 
 @dataclass
@@ -70,32 +70,31 @@ def _find(parent: list[int], i: int) -> int:
     return i
 
 
+def _bands(max_distance: int) -> int:
+    """How many equal bands to cut 64 bits into so that two signatures within ``max_distance`` bits share one
+    whole band (pigeonhole: more bands than differing bits)."""
+    return next(b for b in (1, 2, 4, 8, 16, 32, 64) if b > max_distance)
+
+
 def cluster(signatures: Sequence[int], max_distance: int) -> list[list[int]]:
-    """Indexes of ``signatures`` grouped so that any two within ``max_distance`` bits are in one group."""
+    """Indexes of ``signatures`` grouped so that any two within ``max_distance`` bits are in one group (exactly:
+    every such pair shares a band, and only pairs sharing a band are compared)."""
     parent = list(range(len(signatures)))
-
-    def join(a: int, b: int) -> None:
-        ra, rb = _find(parent, a), _find(parent, b)
-        if ra != rb:
-            parent[rb] = ra
-
+    bands = _bands(max_distance)
+    width = 64 // bands
+    mask = (1 << width) - 1
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, sig in enumerate(signatures):
-        for band in range(_BANDS):
-            buckets.setdefault((band, sig >> (16 * band) & 0xFFFF), []).append(i)
+        for band in range(bands):
+            buckets.setdefault((band, sig >> (width * band) & mask), []).append(i)
     for members in buckets.values():
         for a in range(len(members)):
             for b in range(a + 1, len(members)):
                 i, j = members[a], members[b]
                 if (signatures[i] ^ signatures[j]).bit_count() <= max_distance:
-                    join(i, j)
-    if max_distance > _BANDS - 1:  # beyond what the bands guarantee: compare the groups' members pairwise
-        roots = sorted({_find(parent, i) for i in range(len(signatures))})
-        if len(roots) <= 4000:
-            for x in range(len(roots)):
-                for y in range(x + 1, len(roots)):
-                    if (signatures[roots[x]] ^ signatures[roots[y]]).bit_count() <= max_distance:
-                        join(roots[x], roots[y])
+                    ri, rj = _find(parent, i), _find(parent, j)
+                    if ri != rj:
+                        parent[rj] = ri
     groups: dict[int, list[int]] = {}
     for i in range(len(signatures)):
         groups.setdefault(_find(parent, i), []).append(i)
@@ -120,11 +119,13 @@ def families(
         Member(p, f, m, int(sig, 16), int(c), int(e), int(i), int(cr), int(o), usd, float(d))
         for p, f, m, sig, c, e, i, cr, o, usd, d in rows
     ]
-    distinct = sorted({m.signature for m in members})
+    by_signature: dict[int, list[Member]] = {}
+    for m in members:
+        by_signature.setdefault(m.signature, []).append(m)
+    distinct = sorted(by_signature)
     found = []
     for group in cluster(distinct, max_distance):
-        wanted = {distinct[i] for i in group}
-        family = Family([m for m in members if m.signature in wanted])
+        family = Family([m for i in group for m in by_signature[distinct[i]]])
         if len({(m.project, m.feature, m.model) for m in family.members}) > 1:
             found.append(family)
     return sorted(found, key=lambda f: f.cost, reverse=True)
