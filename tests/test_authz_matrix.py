@@ -470,6 +470,14 @@ def check_sdk_versions(stack: Stack, endpoint: str, who: str, cell: str) -> None
         assert "sdk_versions" in answer.json()
 
 
+def check_audit(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    """Every project's audit trail: an admin key of every project only (the refused reads are in it)."""
+    answer = stack.call("GET", "/api/v1/audit", who)
+    assert answer.status_code == (200 if cell == "all" else int(cell)), answer.text
+    if cell == "all":
+        assert any(e["status"] in (401, 403) for e in answer.json()["entries"])
+
+
 # ----------------------------------------------------------------------------------------------------- keys
 
 
@@ -552,6 +560,7 @@ CHECKS: dict[str, Callable[[Stack, str, str, str], None]] = {
     "GET /api/v1/experiments/{name}": check_named_read,
     "GET /api/v1/prompt-families": check_families,
     "GET /api/v1/sdk-versions": check_sdk_versions,
+    "GET /api/v1/audit": check_audit,
     "POST /api/v1/focus/import": check_focus_import,
     "GET /api/v1/focus/costs": check_focus_costs,
     "GET /api/v1/keys": check_keys_list,

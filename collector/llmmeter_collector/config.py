@@ -49,6 +49,7 @@ class Settings:
     reuse_port: bool = False  # SO_REUSEPORT: several collector processes serve one HTTP port (Linux)
     retention_days: int = 90  # raw calls older than this are dropped by daily partition; 0: keep forever
     retention_interval_seconds: int = 86400  # how often the collector runs retention; 0: only `llmmeter db retention`
+    audit_retention_days: int = 365  # audit log entries older than this are deleted by retention; 0: keep forever
     archive_url: str = ""  # export a partition before dropping it: a directory or s3://bucket/prefix; empty: off
     archive_format: str = "jsonl"  # "jsonl" (gzip JSON lines) or "parquet" (needs the `archive` extra)
     archive_s3_endpoint: str = ""  # S3-compatible endpoint URL (MinIO, R2, ...); empty: AWS

@@ -29,7 +29,7 @@ from starlette.routing import Route
 from llmmeter_collector.access import bootstrap
 from llmmeter_collector.access.keys import KeyStore, KeyStoreUnavailable
 from llmmeter_collector.access.ratelimit import RateLimits
-from llmmeter_collector.api import budgets, doctor, focus, prices, prompts, reconcile, usage
+from llmmeter_collector.api import audit, budgets, doctor, focus, prices, prompts, reconcile, usage
 from llmmeter_collector.api import routes as api
 from llmmeter_collector.api.auth import ApiAuth, metrics_token_ok
 from llmmeter_collector.config import Settings
@@ -361,6 +361,7 @@ class Collector:
                 *reconcile.routes(self),  # GET /api/v1/reconcile: the ledger against the provider's reports
                 *focus.routes(self),  # FOCUS export and import
                 *prompts.routes(self),  # prompts, prompt families, experiments
+                *audit.routes(self),  # GET /api/v1/audit
                 *usage.routes(self),  # GET /api/v1/usage: per day, project, feature and user (llmmeter export stripe)
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits

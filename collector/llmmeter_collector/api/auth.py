@@ -21,17 +21,19 @@ Handlers of other modules use ``principal(request)``, ``visible_projects(request
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmmeter_collector.access.keys import Principal, token_from_headers
 from llmmeter_collector.access.ratelimit import retry_after_header
 from llmmeter_collector.control_chars import has_control_characters
+from llmmeter_collector.ledger import audit
 
 if TYPE_CHECKING:
     from llmmeter_collector.api.context import Collector
@@ -42,11 +44,20 @@ GLOBAL_ADMIN_PATHS = frozenset({
     "/api/v1/budgets/reload", "/api/v1/prices/reload",
     "/api/v1/reconcile", "/api/v1/focus/import", "/api/v1/focus/costs",  # a whole organisation's bills
     "/api/v1/sdk-versions",  # every project's instrumentations
+    "/api/v1/audit",  # every project's audit trail
 })  # fmt: skip
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _STATE_KEY = "llmmeter_principal"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _OPEN = "open"  # keys not in use: everything allowed and visible
+
+
+_IDS = re.compile(r"/(\d+)(?=/|$)")
+
+
+def _route(request: Request) -> str:
+    """The route as an action name: numeric ids as {id} (the target keeps them)."""
+    return _IDS.sub("/{id}", request.url.path)
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -66,11 +77,45 @@ class ApiAuth:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        denied = await self._check(request)
-        if denied is not None:
-            await denied(scope, receive, send)
+        if not audit.audited(scope.get("method", ""), path):
+            denied = await self._check(request)
+            if denied is not None:
+                await denied(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        status = {"code": 500}  # what the client was answered (500: the app failed before answering)
+
+        async def answered(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            denied = await self._check(request)
+            if denied is not None:
+                await denied(scope, receive, answered)
+            else:
+                await self.app(scope, receive, answered)
+        finally:
+            await run_in_threadpool(self._audit, request, status["code"])
+
+    def _audit(self, request: Request, status: int) -> None:
+        """Record an audited request: who (the key, or why there was none), what, from where, the answer."""
+        found = request.scope.get("state", {}).get(_STATE_KEY)
+        if isinstance(found, Principal):
+            who = {"actor": f"key {found.key_id} ({found.name})", "role": found.role, "projects": found.projects}
+        else:
+            who = {"actor": "no key" if found == _OPEN else "no valid key"}
+        query = request.url.query
+        audit.record_with(
+            self.collector.pool,
+            action=f"{request.method} {_route(request)}",
+            target=request.url.path + (f"?{query}" if query else ""),
+            client=request.client.host if request.client else "",
+            status=status,
+            **who,
+        )
 
     async def _check(self, request: Request) -> Response | None:
         store = self.collector.keys
@@ -87,6 +132,7 @@ class ApiAuth:
             if principal is None:  # guessing keys is limited like any request without one
                 return self._limited(request, _OPEN) or _error(401, "the API key is unknown or revoked", **_CHALLENGE)
             found = principal
+        request.scope.setdefault("state", {})[_STATE_KEY] = found  # who asked, also when refused (the audit log)
         bad = _control_characters(request)
         if bad is not None:
             return JSONResponse({"error": f"{bad}: must not contain control characters", "field": bad}, 400)
@@ -94,7 +140,6 @@ class ApiAuth:
             denied = _deny(request, found)
             if denied is not None:
                 return denied
-        request.scope.setdefault("state", {})[_STATE_KEY] = found
         return self._limited(request, found)
 
     def _limited(self, request: Request, found: Principal | str) -> Response | None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import click
 
 from llmmeter_collector.cli.anomalies import anomalies
+from llmmeter_collector.cli.audit import audit
 from llmmeter_collector.cli.budget import budget
 from llmmeter_collector.cli.calls import calls_command
 from llmmeter_collector.cli.config import config
@@ -65,6 +66,7 @@ cli.add_command(db)  # cli/db.py: retention, partitions, backup, restore
 cli.add_command(budget)  # cli/budget.py
 cli.add_command(report)  # cli/report.py
 cli.add_command(doctor)  # cli/doctor.py
+cli.add_command(audit)  # cli/audit.py
 cli.add_command(reconcile)  # cli/reconcile.py
 cli.add_command(prompts)  # cli/prompts.py
 cli.add_command(experiments)  # cli/prompts.py

@@ -132,6 +132,8 @@ def retention(database_url: str | None, schema: str | None, days: int | None, dr
                 days_ahead=settings.partition_days_ahead,
                 archive=archive,
                 dry_run=dry_run,
+                audit_retention_days=settings.audit_retention_days,
+                actor="llmmeter db retention",
             )
         except ArchiveError as exc:
             raise click.ClickException(f"{exc}; nothing more was dropped") from None

@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from llmmeter_collector.ledger import audit
 from llmmeter_collector.ledger.storage import MAX_ROLLBACK_RETRIES, ROLLED_BACK, connect
 from llmmeter_collector.llmcall import COST_CLASSES, Cost, LlmCall, Usage
 from llmmeter_collector.pricing import PriceCatalog
@@ -327,8 +328,13 @@ class Repricer:
                     self._prices_label(), total[0] if total else 0,
                 ),
             ).fetchone()  # fmt: skip
+            assert row is not None
+            if spec.reason == "new_price":  # the collector's own change (an asked-for reprice is audited by the API)
+                audit.record(
+                    conn, actor=actor, action="reprice", status=0,
+                    target=f"run {row[0]}: unpriced calls of {spec.provider}/{spec.model} {spec.start} to {spec.end}",
+                )  # fmt: skip
             conn.commit()
-        assert row is not None
         return int(row[0])
 
     def resume_interrupted(self) -> list[int]:

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from llmmeter_collector.config import Settings
-from llmmeter_collector.ledger import storage
+from llmmeter_collector.ledger import audit, storage
 from llmmeter_collector.ledger.archive import ArchivedFile, ArchiveTarget
 
 logger = logging.getLogger("llmmeter.collector")
@@ -195,8 +195,11 @@ def run(
     archive: ArchiveTarget | None = None,
     now: datetime | None = None,
     dry_run: bool = False,
+    audit_retention_days: int = 0,
+    actor: str = "collector",
 ) -> RetentionReport:
-    """Plan and (unless ``dry_run``) apply retention: create partitions ahead, archive and drop expired ones."""
+    """Plan and (unless ``dry_run``) apply retention: create partitions ahead, archive and drop expired ones, and
+    delete audit log entries older than ``audit_retention_days`` (0: none). The run is recorded in the audit log."""
     with storage.connect(dsn, schema, autocommit=True) as conn:
         if dry_run:
             return RetentionReport(plan(conn, retention_days, days_ahead, now))
@@ -226,6 +229,17 @@ def run(
                     conn.execute(
                         sql.SQL("DELETE FROM {} WHERE ts < %s").format(sql.Identifier(table)), (the_plan.cutoff,)
                     )
+            expired_entries = 0
+            if audit_retention_days:
+                expired_entries = audit.expire(conn, (now or utcnow()) - timedelta(days=audit_retention_days))
+            audit.record(
+                conn,
+                actor=actor,
+                action="retention",
+                status=0,
+                target=f"dropped {len(report.dropped)} partitions before {the_plan.cutoff or 'never'}, archived"
+                f" {len(report.archived)}, created {len(report.created)}; {expired_entries} audit entries expired",
+            )
         finally:
             conn.execute(_UNLOCK_SQL)
     return report
@@ -255,6 +269,7 @@ class RetentionScheduler:
             days_ahead=self._settings.partition_days_ahead,
             archive=self.archive,
             now=self._now(),
+            audit_retention_days=self._settings.audit_retention_days,
         )
         if report.skipped:
             logger.info("retention skipped: %s", report.skipped)
