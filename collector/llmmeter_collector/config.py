@@ -40,6 +40,12 @@ class Settings:
     require_keys: bool = False  # refuse unauthenticated exports even before any key exists
     bootstrap_admin_key: str = ""  # the first admin key, stored when no key was ever created (access/bootstrap.py)
     key_cache_seconds: int = 10
+    oidc_issuer: str = ""  # OIDC bearer tokens beside API keys (access/oidc.py): the issuer ...
+    oidc_audience: str = ""  # ... and the audience tokens must name; both or neither
+    oidc_discovery_url: str = ""  # empty: <issuer>/.well-known/openid-configuration
+    oidc_role_claim: str = "llmmeter_role"
+    oidc_projects_claim: str = "llmmeter_projects"
+    oidc_role_map: str = ""  # "idp-group=admin,other-group=viewer"; empty: the claim holds role names
     forward_endpoint: str = ""  # OTLP/HTTP base URL (or .../v1/traces) to forward priced spans to
     forward_headers: str = ""  # "k1=v1,k2=v2" sent with every forwarded export
     spool: bool = True  # hold exports on disk while Postgres is unreachable
@@ -96,6 +102,10 @@ class Settings:
             raise ConfigError("LLMMETER_MAX_LABEL_VALUES must be at least 1")
         if not 1 <= settings.reconcile_days <= 366:
             raise ConfigError(f"LLMMETER_RECONCILE_DAYS must be between 1 and 366, got {settings.reconcile_days}")
+        if bool(settings.oidc_issuer) != bool(settings.oidc_audience):
+            raise ConfigError("LLMMETER_OIDC_ISSUER and LLMMETER_OIDC_AUDIENCE must be set together")
+        if settings.oidc_issuer and not settings.oidc_issuer.startswith(("https://", "http://")):
+            raise ConfigError(f"LLMMETER_OIDC_ISSUER must be an http(s) URL, got {settings.oidc_issuer!r}")
         if settings.writers < 1:
             raise ConfigError("LLMMETER_WRITERS must be at least 1")
         return settings

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmmeter_collector.access import bootstrap
+from llmmeter_collector.access import bootstrap, oidc
 from llmmeter_collector.access.keys import KeyStore, KeyStoreUnavailable
 from llmmeter_collector.access.ratelimit import RateLimits
 from llmmeter_collector.api import audit, budgets, doctor, focus, prices, prompts, reconcile, usage
@@ -80,6 +80,10 @@ class Collector:
         self.metrics = Metrics(settings.max_label_values, project_labels=settings.metrics_project_labels)
         buildinfo.register(self.metrics.registry)  # llmmeter_build_info and process_* metrics
         self.catalog = PriceCatalog(settings.prices_file or None)
+        self.oidc = oidc.Verifier(oidc.OidcSettings(
+            settings.oidc_issuer, settings.oidc_audience, settings.oidc_discovery_url, settings.oidc_role_claim,
+            settings.oidc_projects_claim, settings.oidc_role_map,
+        )) if settings.oidc_issuer else None  # OIDC bearer tokens beside API keys (access/oidc.py)  # fmt: skip
         self.rate_limits = RateLimits.from_env()  # API and ingest limits per key, or per address (access/ratelimit.py)
         self._ingestor: Ingestor | None = None
         self._pool: ConnectionPool | None = None

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmmeter_collector.access import oidc
 from llmmeter_collector.access.keys import Principal, token_from_headers
 from llmmeter_collector.access.ratelimit import retry_after_header
 from llmmeter_collector.control_chars import has_control_characters
@@ -50,6 +51,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _STATE_KEY = "llmmeter_principal"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _OPEN = "open"  # keys not in use: everything allowed and visible
+_REFUSED = "refused"  # a token was presented and refused (the audit log's "no valid key")
 
 
 _IDS = re.compile(r"/(\d+)(?=/|$)")
@@ -84,11 +86,13 @@ class ApiAuth:
                 return
             await self.app(scope, receive, send)
             return
-        status = {"code": 500}  # what the client was answered (500: the app failed before answering)
+        recorded = False
 
         async def answered(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True  # written before the client is answered: an answer always has its entry
+                await run_in_threadpool(self._audit, request, message["status"])
             await send(message)
 
         try:
@@ -98,13 +102,15 @@ class ApiAuth:
             else:
                 await self.app(scope, receive, answered)
         finally:
-            await run_in_threadpool(self._audit, request, status["code"])
+            if not recorded:  # the app failed before answering
+                await run_in_threadpool(self._audit, request, 500)
 
     def _audit(self, request: Request, status: int) -> None:
         """Record an audited request: who (the key, or why there was none), what, from where, the answer."""
         found = request.scope.get("state", {}).get(_STATE_KEY)
         if isinstance(found, Principal):
-            who = {"actor": f"key {found.key_id} ({found.name})", "role": found.role, "projects": found.projects}
+            actor = f"key {found.key_id} ({found.name})" if found.key_id else f"user {found.name}"
+            who = {"actor": actor, "role": found.role, "projects": found.projects}
         else:
             who = {"actor": "no key" if found == _OPEN else "no valid key"}
         query = request.url.query
@@ -119,11 +125,19 @@ class ApiAuth:
 
     async def _check(self, request: Request) -> Response | None:
         store = self.collector.keys
+        verifier = self.collector.oidc
         found: Principal | str
-        if not await run_in_threadpool(store.required):
-            found = _OPEN
+        token = token_from_headers(request.headers)
+        if verifier is not None and token is not None and oidc.looks_like_jwt(token):
+            try:
+                found = await run_in_threadpool(verifier.verify, token)
+            except oidc.TokenRefused as exc:
+                request.scope.setdefault("state", {})[_STATE_KEY] = _REFUSED
+                limited = self._limited(request, _OPEN)
+                return limited or _error(exc.status, str(exc), **(_CHALLENGE if exc.status == 401 else {}))
+        elif verifier is None and not await run_in_threadpool(store.required):
+            found = _OPEN  # no key exists yet and no identity provider: open (see docs/api.md)
         else:
-            token = token_from_headers(request.headers)
             if token is None:
                 return self._limited(request, _OPEN) or _error(
                     401, "an API key is required: Authorization: Bearer <key>", **_CHALLENGE
@@ -183,7 +197,7 @@ def _rate_key(request: Request, found: Principal | str) -> str:
     """The bucket a request draws from: its key, or its client address while keys are off (never a project
     it names, or naming a new project each time would never be limited)."""
     if isinstance(found, Principal):
-        return f"key:{found.key_id}"
+        return f"key:{found.key_id}" if found.key_id else f"user:{found.name}"  # OIDC users: one bucket each
     client = request.client
     return f"addr:{client.host if client else '?'}"
 

@@ -11,6 +11,7 @@ from typing import Protocol
 from psycopg_pool import ConnectionPool
 
 from llmmeter_collector.access.keys import KeyStore
+from llmmeter_collector.access.oidc import Verifier
 from llmmeter_collector.access.ratelimit import RateLimits
 from llmmeter_collector.config import Settings
 from llmmeter_collector.exporters.metrics import Metrics
@@ -25,6 +26,7 @@ class Collector(Protocol):
     metrics: Metrics
     catalog: PriceCatalog
     repricer: Repricer | None
+    oidc: Verifier | None
     rate_limits: RateLimits
     ready: bool
 

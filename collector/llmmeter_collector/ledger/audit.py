@@ -1,10 +1,10 @@
 """The audit log: who read call-level data or changed something, when, from where, and with what result.
 
 Recorded by the REST API's middleware for every request to an audited route (``AUDITED_READS`` and every change:
-POST, PUT, PATCH, DELETE), whatever its answer (a refused attempt is recorded too), and by the collector's own
-changes (retention runs, reprices of unpriced calls). The table is append-only (a trigger refuses UPDATE, DELETE and
-TRUNCATE); only the retention run deletes rows older than ``LLMMETER_AUDIT_RETENTION_DAYS``.
-"""
+POST, PUT, PATCH, DELETE), whatever its answer (a refused attempt is recorded too), before the answer leaves, and by
+the collector's own changes (retention runs, reprices of unpriced calls). The table is append-only (a trigger
+refuses UPDATE, DELETE and TRUNCATE); only the retention run deletes rows older than
+``LLMMETER_AUDIT_RETENTION_DAYS``."""
 
 from __future__ import annotations
 
