@@ -54,7 +54,7 @@ def _agree(conn: psycopg.Connection) -> bool:  # type: ignore[type-arg]
     rolled = (
         conn.execute("SELECT sum(calls), sum(cost_usd) FROM llm_rollup_experiment_day").fetchone(),
         conn.execute(
-            "SELECT sum(s) FROM (SELECT (SELECT sum(x) FROM unnest(hist) x) AS s FROM llm_rollup_experiment_latency) t"
+            "SELECT sum(s) FROM (SELECT (SELECT sum(x) FROM unnest(hist) x) AS s FROM llm_rollup_experiment_day) t"
         ).fetchone(),
         conn.execute("SELECT sum(calls) FROM llm_rollup_signature_day").fetchone(),
         conn.execute("SELECT sum(calls) FROM llm_rollup_prompt_day").fetchone(),
@@ -75,7 +75,12 @@ def main() -> None:
             agree = _agree(conn)
             sizes = {
                 t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
-                for t in ("llm_rollup_prompt_day", "llm_rollup_experiment_day", "llm_rollup_signature_day")
+                for t in (
+                    "llm_rollup_prompt_day",
+                    "llm_rollup_experiment_day",
+                    "llm_rollup_experiment_user",
+                    "llm_rollup_signature_day",
+                )
             }
         print(f"generated {CALLS:,} calls + rollups in {time.perf_counter() - start:.0f} s; rollup rows {sizes};"
               f" rollups agree with the calls: {'yes' if agree else 'NO'}")  # fmt: skip

@@ -74,7 +74,7 @@ def rollups_agree(conn: psycopg.Connection[Any]) -> None:
         ("llm_rollup_hour", "hour", dims, "TRUE"),
         ("llm_rollup_user_day", "day", "project, user_id, feature", "TRUE"),
         ("llm_rollup_prompt_day", "day", prompt, "prompt_name <> '' OR template_fingerprint <> ''"),
-        ("llm_rollup_experiment_day", "day", "project, experiment, variant, user_id", "experiment <> ''"),
+        ("llm_rollup_experiment_day", "day", "project, experiment, variant", "experiment <> ''"),
     ):
         from_calls = conn.execute(
             f"SELECT date_trunc('{bucket}', ts), {keys}, count(*), count(*) FILTER (WHERE cost_usd IS NULL),"
@@ -88,8 +88,19 @@ def rollups_agree(conn: psycopg.Connection[Any]) -> None:
         "SELECT coalesce(sum(cost_usd * cost_usd), 0) FROM llm_calls WHERE experiment <> ''"
     ).fetchone()
     assert squares == conn.execute("SELECT coalesce(sum(cost_sq), 0) FROM llm_rollup_experiment_day").fetchone()
+    users = "experiment, variant, project, user_id"
+    assert (
+        conn.execute(
+            f"SELECT {users}, count(*), count(*) FILTER (WHERE cost_usd IS NULL), coalesce(sum(cost_usd), 0)"
+            f" FROM llm_calls WHERE experiment <> '' AND user_id <> '' GROUP BY {users} ORDER BY {users}"
+        ).fetchall()
+        == conn.execute(
+            f"SELECT {users}, calls, unpriced_calls, cost_usd FROM llm_rollup_experiment_user WHERE calls > 0"
+            f" ORDER BY {users}"
+        ).fetchall()
+    )
     signatures = conn.execute(
-        "SELECT date_trunc('day', ts), project, feature, model, prompt_simhash, count(*), coalesce(sum(cost_usd), 0)"
+        "SELECT date_trunc('month', ts), project, feature, model, prompt_simhash, count(*), coalesce(sum(cost_usd), 0)"
         " FROM llm_calls WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
     ).fetchall()
     assert (

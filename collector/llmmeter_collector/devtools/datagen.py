@@ -300,32 +300,38 @@ def _prompt_rollups(conn: psycopg.Connection[Any]) -> None:
             SELECT date_trunc('day', ts), {keys}, {sums}, min(ts), max(ts) FROM llm_calls
             WHERE prompt_name <> '' OR template_fingerprint <> '' GROUP BY 1, {keys}"""
     )
-    keys = "project, experiment, variant, user_id"
-    conn.execute(
-        f"""INSERT INTO llm_rollup_experiment_day (bucket, {keys}, calls, errors, unpriced_calls, input_tokens,
-                                                   output_tokens, cost_usd, duration_s, cost_sq, duration_sq)
-            SELECT date_trunc('day', ts), {keys}, {sums}, coalesce(sum(cost_usd * cost_usd), 0),
-                   sum(duration_s * duration_s)
-            FROM llm_calls WHERE experiment <> '' GROUP BY 1, {keys}"""
-    )
     bounds = "ARRAY[" + ", ".join(str(b) for b in LATENCY_BOUNDS) + "]::float8[]"
+    keys = "project, experiment, variant"
     conn.execute(
         f"""WITH b AS (
-                SELECT date_trunc('day', ts) AS bucket, project, experiment, variant,
-                       width_bucket(duration_s, {bounds}) AS i, count(*) AS n
+                SELECT date_trunc('day', ts) AS bucket, {keys}, width_bucket(duration_s, {bounds}) AS i, count(*) AS n
                 FROM llm_calls WHERE experiment <> '' GROUP BY 1, 2, 3, 4, 5
-            ), g AS (SELECT DISTINCT bucket, project, experiment, variant FROM b)
-            INSERT INTO llm_rollup_experiment_latency (bucket, project, experiment, variant, hist)
-            SELECT g.bucket, g.project, g.experiment, g.variant, array_agg(coalesce(b.n, 0) ORDER BY k)
-            FROM g CROSS JOIN generate_series(0, {len(LATENCY_BOUNDS)}) AS k
-            LEFT JOIN b ON (b.bucket, b.project, b.experiment, b.variant, b.i)
-                         = (g.bucket, g.project, g.experiment, g.variant, k)
-            GROUP BY 1, 2, 3, 4"""
+            ), h AS (
+                SELECT g.bucket, g.project, g.experiment, g.variant, array_agg(coalesce(b.n, 0) ORDER BY k) AS hist
+                FROM (SELECT DISTINCT bucket, {keys} FROM b) g CROSS JOIN generate_series(0, {len(LATENCY_BOUNDS)}) k
+                LEFT JOIN b ON (b.bucket, b.project, b.experiment, b.variant, b.i)
+                             = (g.bucket, g.project, g.experiment, g.variant, k)
+                GROUP BY 1, 2, 3, 4
+            )
+            INSERT INTO llm_rollup_experiment_day (bucket, {keys}, calls, errors, unpriced_calls, input_tokens,
+                                                   output_tokens, cost_usd, duration_s, cost_sq, duration_sq, hist)
+            SELECT s.*, h.hist FROM (
+                SELECT date_trunc('day', ts) AS bucket, {keys}, {sums}, coalesce(sum(cost_usd * cost_usd), 0),
+                       sum(duration_s * duration_s)
+                FROM llm_calls WHERE experiment <> '' GROUP BY 1, {keys}) s
+            JOIN h USING (bucket, project, experiment, variant)"""
+    )
+    conn.execute(
+        """INSERT INTO llm_rollup_experiment_user (experiment, variant, project, user_id, calls, unpriced_calls,
+                                                   cost_usd)
+           SELECT experiment, variant, project, user_id, count(*), count(*) FILTER (WHERE cost_usd IS NULL),
+                  coalesce(sum(cost_usd), 0)
+           FROM llm_calls WHERE experiment <> '' AND user_id <> '' GROUP BY 1, 2, 3, 4"""
     )
     conn.execute(
         """INSERT INTO llm_rollup_signature_day (bucket, project, feature, model, simhash, calls, errors,
                                                  input_tokens, cache_read_tokens, output_tokens, cost_usd, duration_s)
-           SELECT date_trunc('day', ts), project, feature, model, prompt_simhash, count(*),
+           SELECT date_trunc('month', ts), project, feature, model, prompt_simhash, count(*),
                   count(*) FILTER (WHERE status = 'error'), sum(input_tokens), sum(cache_read_tokens),
                   sum(output_tokens), coalesce(sum(cost_usd), 0), sum(duration_s)
            FROM llm_calls WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5"""

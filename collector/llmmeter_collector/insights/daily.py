@@ -1,4 +1,4 @@
-"""The days and projects a daily rollup is read over (the prompt, experiment and signature rollups)."""
+"""The days (months) and projects a daily (monthly) rollup is read over: the prompt, experiment, signature rollups."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def where(
     project: str | None = None,
     *,
     counted: bool = True,
+    unit: str = "day",
     **equal: str | None,
 ) -> tuple[str, dict[str, Any]]:
     """A WHERE clause over ``bucket`` (the UTC day holding ``since``, up to ``until``), the key's projects, an
@@ -21,7 +22,7 @@ def where(
     rows with calls (a rollup a displaced span emptied keeps a zero row until it is pruned)."""
     parts, params = ["calls > 0" if counted else "TRUE"], dict[str, Any]()
     if since is not None:
-        parts.append("bucket >= date_trunc('day', %(since)s::timestamptz)")
+        parts.append(f"bucket >= date_trunc('{unit}', %(since)s::timestamptz)")  # the bucket holding since
         params["since"] = since
     if until is not None:
         parts.append("bucket < %(until)s")

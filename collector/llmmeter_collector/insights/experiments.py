@@ -6,7 +6,8 @@ a latency histogram, so every statistic below is computed without reading the ca
 
 * cost per call and latency: Welch's t-test (unequal variances) from the variants' means and variances, with a 95 %
   confidence interval of the difference (Welch-Satterthwaite degrees of freedom);
-* cost per user: Welch's t-test over the users' totals (calls without a user are left out of this one);
+* cost per user: Welch's t-test over the users' totals over the experiment's whole life (a per-user rollup without
+  days: ``since`` / ``until`` do not narrow it; calls without a user are left out of this one);
 * error rate: a two-proportion test (chi-squared without continuity correction; Fisher's exact test when an
   expected count is under 5), with Wilson intervals;
 * several variants: the p-values of each metric are adjusted with Holm's method (family-wise error 5 %);
@@ -230,11 +231,11 @@ def analyse(
 ) -> dict[str, Any] | None:
     """Each variant's figures and its comparisons with the control; None when the experiment has no calls."""
     where, params = daily.where(since, until, projects, experiment=experiment)
+    users_where, users_params = daily.where(None, None, projects, experiment=experiment)  # the whole experiment
     with pool.connection() as conn:
         per_variant = conn.execute(
             f"""SELECT variant, sum(calls), sum(errors), sum(unpriced_calls), sum(input_tokens), sum(output_tokens),
-                       sum(cost_usd), sum(cost_sq), sum(duration_s), sum(duration_sq),
-                       count(DISTINCT user_id) FILTER (WHERE user_id <> '')
+                       sum(cost_usd), sum(cost_sq), sum(duration_s), sum(duration_sq)
                 FROM llm_rollup_experiment_day WHERE {where} GROUP BY 1 HAVING sum(calls) > 0 ORDER BY 1""",
             params,
         ).fetchall()
@@ -242,16 +243,13 @@ def analyse(
             v: Sample(int(n), float(mean), float(var) if var is not None else math.nan)
             for v, n, mean, var in conn.execute(
                 f"""SELECT variant, count(*), avg(total), var_samp(total) FROM (
-                        SELECT variant, user_id, sum(cost_usd) AS total FROM llm_rollup_experiment_day
-                        WHERE {where} AND user_id <> '' GROUP BY 1, 2) t GROUP BY 1""",
-                params,
+                        SELECT variant, user_id, sum(cost_usd) AS total FROM llm_rollup_experiment_user
+                        WHERE {users_where} GROUP BY 1, 2) t GROUP BY 1""",
+                users_params,
             )
         }
         hists: dict[str, list[int]] = {}
-        histograms, hist_params = daily.where(since, until, projects, experiment=experiment, counted=False)
-        for variant, hist in conn.execute(
-            f"SELECT variant, hist FROM llm_rollup_experiment_latency WHERE {histograms}", hist_params
-        ):
+        for variant, hist in conn.execute(f"SELECT variant, hist FROM llm_rollup_experiment_day WHERE {where}", params):
             acc = hists.setdefault(variant, [0] * len(hist))
             for i, count in enumerate(hist):
                 acc[i] += count
@@ -263,7 +261,7 @@ def analyse(
         raise ValueError(f"control: no variant {chosen!r} in experiment {experiment!r} ({', '.join(variants)})")
     figures: dict[str, dict[str, Any]] = {}
     samples: dict[str, dict[str, Any]] = {}
-    for v, calls, errors, unpriced, inp, out, cost, cost_sq, dur, dur_sq, users in per_variant:
+    for v, calls, errors, unpriced, inp, out, cost, cost_sq, dur, dur_sq in per_variant:
         calls = int(calls)
         priced = calls - int(unpriced)
         cost_call = Sample.from_sums(priced, float(cost), float(cost_sq))
@@ -279,7 +277,7 @@ def analyse(
         if unpriced:
             warnings.append(f"{unpriced} calls without a price are left out of the cost figures")
         figures[v] = {
-            "variant": v, "control": v == chosen, "calls": calls, "users": int(users),
+            "variant": v, "control": v == chosen, "calls": calls, "users": user.n,
             "cost_usd": format(cost, "f"), "cost_per_call": _sample_json(cost_call),
             "cost_per_user": _sample_json(user),
             "input_tokens_per_call": int(inp) / calls, "output_tokens_per_call": int(out) / calls,
@@ -309,4 +307,5 @@ def analyse(
         "alpha": ALPHA,
         "method": "Welch's t-test (cost per call, cost per user, latency), two-proportion test (error rate), "
         "Holm's adjustment across variants",
+        "per_user_scope": "the whole experiment",
     }

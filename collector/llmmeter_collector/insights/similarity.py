@@ -4,8 +4,8 @@ The SDK (``instrument(prompt_signature=True)``) sends a 64-bit SimHash of each p
 whose signatures differ in ``d`` of 64 bits have a cosine similarity of about cos(pi * d / 64) (d = 3: 99 %, d = 6:
 96 %). Signatures within ``max_distance`` bits are one family (single linkage), found through bands: cut into more
 bands than ``max_distance``, any two such signatures share a whole band, so only pairs sharing one are compared
-(exact; a larger distance means narrower bands and more pairs to compare). Read from the daily signature rollup: the
-text is never needed.
+(exact; a larger distance means narrower bands and more pairs to compare). Read from the monthly signature rollup
+(``since`` counts from the start of its month): the text is never needed.
 
 A family spanning several features is a shared prefix worth caching; one spanning several models compares them on
 the same prompts, side by side (``recommendations`` turns both into savings).
@@ -106,7 +106,7 @@ def families(
     projects: Sequence[str] | None = None, max_distance: int = DEFAULT_DISTANCE, min_calls: int = 1,
 ) -> list[Family]:  # fmt: skip
     """Families of similar prompts with more than one member (feature or model), the most expensive first."""
-    where, params = daily.where(since, until, projects)
+    where, params = daily.where(since, until, projects, unit="month")
     with pool.connection() as conn:
         rows = conn.execute(
             f"""SELECT project, feature, model, simhash, sum(calls), sum(errors), sum(input_tokens),

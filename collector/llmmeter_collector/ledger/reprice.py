@@ -119,26 +119,31 @@ def _delta_upsert(table: str, keys: str, select: str) -> str:
 
 
 _PROMPT_KEYS = "project, feature, prompt_name, prompt_version, template_fingerprint, model"
-_EXPERIMENT_KEYS = "project, experiment, variant, user_id"
+_EXPERIMENT_KEYS = "project, experiment, variant"
+_EXPERIMENT_USER_KEYS = "experiment, variant, project, user_id"
 _SIGNATURE_KEYS = "project, feature, model, simhash"
+_SIGNED = "prompt_simhash <> ''"
 
 
-def _daily_delta(table: str, keys: str, where: str, *, squares: bool = False, unpriced: bool = True) -> str:
+def _daily_delta(
+    table: str, keys: str, where: str, *, squares: bool = False, unpriced: bool = True, unit: str = "day"
+) -> str:
     """Move a daily rollup's cost (and unpriced count, and sum of squared costs) by the batch's differences; the
     row exists (its calls are there), so the insert never adds one, only locks it in key order."""
     source = keys.replace("simhash", "prompt_simhash")
     sums = ["calls", "input_tokens", "output_tokens", "duration_s"]
     sums += ["errors"] if table != "llm_rollup_signature_day" else ["errors", "cache_read_tokens"]
     sums += ["first_seen", "last_seen"] if table == "llm_rollup_prompt_day" else []
-    sums += ["duration_sq"] if squares else []
-    zeros = ", ".join("min(ts)" if c == "first_seen" else "max(ts)" if c == "last_seen" else "0" for c in sums)
+    sums += ["duration_sq", "hist"] if squares else []
+    fill = {"first_seen": "min(ts)", "last_seen": "max(ts)", "hist": "array_fill(0::bigint, ARRAY[1])"}
+    zeros = ", ".join(fill.get(c, "0") for c in sums)
     moved = {"cost_usd": "coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0)"}
     if unpriced:
         moved["unpriced_calls"] = "sum((new_cost IS NULL)::int - (old_cost IS NULL)::int)"
     if squares:
         moved["cost_sq"] = "coalesce(sum(new_cost * new_cost), 0) - coalesce(sum(old_cost * old_cost), 0)"
     return f"""INSERT INTO {table} AS r (bucket, {keys}, {", ".join(sums)}, {", ".join(moved)})
-    SELECT date_trunc('day', ts), {source}, {zeros}, {", ".join(moved.values())}
+    SELECT date_trunc('{unit}', ts), {source}, {zeros}, {", ".join(moved.values())}
     FROM upd WHERE {where} GROUP BY 1, {source} ORDER BY 1, {source}
     ON CONFLICT (bucket, {keys}) DO UPDATE SET {", ".join(f"{c} = r.{c} + EXCLUDED.{c}" for c in moved)}
     RETURNING 1"""
@@ -189,7 +194,18 @@ WITH upd AS (
 }
 ), pd AS ({_daily_delta("llm_rollup_prompt_day", _PROMPT_KEYS, "prompt_name <> '' OR template_fingerprint <> ''")}
 ), ed AS ({_daily_delta("llm_rollup_experiment_day", _EXPERIMENT_KEYS, "experiment <> ''", squares=True)}
-), sd AS ({_daily_delta("llm_rollup_signature_day", _SIGNATURE_KEYS, "prompt_simhash <> ''", unpriced=False)}
+), sd AS ({
+    _daily_delta("llm_rollup_signature_day", _SIGNATURE_KEYS, "prompt_simhash <> ''", unpriced=False, unit="month")
+}
+), eu AS (
+    INSERT INTO llm_rollup_experiment_user AS r ({_EXPERIMENT_USER_KEYS}, calls, unpriced_calls, cost_usd)
+    SELECT {_EXPERIMENT_USER_KEYS}, 0, sum((new_cost IS NULL)::int - (old_cost IS NULL)::int),
+           coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0)
+    FROM upd WHERE experiment <> '' AND user_id <> ''
+    GROUP BY {_EXPERIMENT_USER_KEYS} ORDER BY {_EXPERIMENT_USER_KEYS}
+    ON CONFLICT ({_EXPERIMENT_USER_KEYS}) DO UPDATE
+        SET unpriced_calls = r.unpriced_calls + EXCLUDED.unpriced_calls, cost_usd = r.cost_usd + EXCLUDED.cost_usd
+    RETURNING 1
 )
 SELECT ts, provider, model, old_cost, new_cost FROM upd
 """

@@ -75,7 +75,8 @@ def _sums(sign: str) -> str:
 # Upper bounds (seconds) of the experiment latency histogram's buckets; the last bucket is everything above.
 LATENCY_BOUNDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
 _PROMPT_KEYS = "project, feature, prompt_name, prompt_version, template_fingerprint, model"
-_EXPERIMENT_KEYS = "project, experiment, variant, user_id"
+_EXPERIMENT_KEYS = "project, experiment, variant"
+_EXPERIMENT_USER_KEYS = "experiment, variant, project, user_id"
 
 
 def _add(table: str, columns: Iterable[str]) -> str:
@@ -130,23 +131,25 @@ def _rollups(source: str, sign: str = "") -> str:
         first_seen = least(r.first_seen, EXCLUDED.first_seen), last_seen = greatest(r.last_seen, EXCLUDED.last_seen)
     RETURNING 1
 ), e AS (
-    INSERT INTO llm_rollup_experiment_day AS r (bucket, {_EXPERIMENT_KEYS}, {", ".join(_EXPERIMENT_SUMS)})
+    INSERT INTO llm_rollup_experiment_day AS r (bucket, {_EXPERIMENT_KEYS}, {", ".join(_EXPERIMENT_SUMS)}, hist)
     SELECT date_trunc('day', ts), {_EXPERIMENT_KEYS}, {common},
-           {sign}coalesce(sum(cost_usd * cost_usd), 0), {sign}sum(duration_s * duration_s)
+           {sign}coalesce(sum(cost_usd * cost_usd), 0), {sign}sum(duration_s * duration_s), {_hist(sign)}
     FROM {source} WHERE experiment <> ''
     GROUP BY 1, {_EXPERIMENT_KEYS} ORDER BY 1, {_EXPERIMENT_KEYS}
-    ON CONFLICT (bucket, {_EXPERIMENT_KEYS}) DO UPDATE SET {_add("r", _EXPERIMENT_SUMS)}
+    ON CONFLICT (bucket, {_EXPERIMENT_KEYS}) DO UPDATE SET {_add("r", _EXPERIMENT_SUMS)},
+        hist = ARRAY(SELECT a + b FROM unnest(r.hist, EXCLUDED.hist) AS t(a, b))
     RETURNING 1
-), el AS (
-    INSERT INTO llm_rollup_experiment_latency AS r (bucket, project, experiment, variant, hist)
-    SELECT date_trunc('day', ts), project, experiment, variant, {_hist(sign)}
-    FROM {source} WHERE experiment <> '' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (bucket, project, experiment, variant) DO UPDATE
-        SET hist = ARRAY(SELECT a + b FROM unnest(r.hist, EXCLUDED.hist) AS t(a, b))
+), eu AS (
+    INSERT INTO llm_rollup_experiment_user AS r ({_EXPERIMENT_USER_KEYS}, calls, unpriced_calls, cost_usd)
+    SELECT {_EXPERIMENT_USER_KEYS}, {sign}count(*), {sign}count(*) FILTER (WHERE cost_usd IS NULL),
+           {sign}coalesce(sum(cost_usd), 0)
+    FROM {source} WHERE experiment <> '' AND user_id <> ''
+    GROUP BY {_EXPERIMENT_USER_KEYS} ORDER BY {_EXPERIMENT_USER_KEYS}
+    ON CONFLICT ({_EXPERIMENT_USER_KEYS}) DO UPDATE SET {_add("r", ("calls", "unpriced_calls", "cost_usd"))}
     RETURNING 1
 ), sg AS (
     INSERT INTO llm_rollup_signature_day AS r (bucket, project, feature, model, simhash, {", ".join(_SIGNATURE_SUMS)})
-    SELECT date_trunc('day', ts), project, feature, model, prompt_simhash, {sign}count(*),
+    SELECT date_trunc('month', ts), project, feature, model, prompt_simhash, {sign}count(*),
            {sign}count(*) FILTER (WHERE status = 'error'), {sign}sum(input_tokens), {sign}sum(cache_read_tokens),
            {sign}sum(output_tokens), {sign}coalesce(sum(cost_usd), 0), {sign}sum(duration_s)
     FROM {source} WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
@@ -245,9 +248,10 @@ u AS (DELETE FROM llm_rollup_user_day r USING span
 p AS (DELETE FROM llm_rollup_prompt_day r USING span
       WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi),
 e AS (DELETE FROM llm_rollup_experiment_day r USING span
-      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi)
+      WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi),
+eu AS (DELETE FROM llm_rollup_experiment_user r WHERE r.calls = 0)
 DELETE FROM llm_rollup_signature_day r USING span
-WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('day', span.lo) AND span.hi
+WHERE r.calls = 0 AND r.bucket BETWEEN date_trunc('month', span.lo) AND span.hi
 """
 # When some staged calls were not new: the keys of the rows this transaction inserted.
 _INSERTED_SQL = """

@@ -33,13 +33,13 @@ CREATE TABLE llm_rollup_prompt_day (
     PRIMARY KEY (bucket, project, feature, prompt_name, prompt_version, template_fingerprint, model)
 );
 
--- One row per UTC day, experiment, variant and end user: the sums and sums of squares Welch's t-test needs.
+-- One row per UTC day, experiment and variant: the sums and sums of squares Welch's t-test needs, and a latency
+-- histogram (bounds: ledger/storage.py LATENCY_BOUNDS).
 CREATE TABLE llm_rollup_experiment_day (
     bucket         timestamptz      NOT NULL,
     project        text             NOT NULL,
     experiment     text             NOT NULL,
     variant        text             NOT NULL,
-    user_id        text             NOT NULL,
     calls          bigint           NOT NULL,
     errors         bigint           NOT NULL,
     unpriced_calls bigint           NOT NULL,
@@ -49,21 +49,24 @@ CREATE TABLE llm_rollup_experiment_day (
     cost_sq        numeric          NOT NULL,  -- sum of each call's cost squared
     duration_s     double precision NOT NULL,
     duration_sq    double precision NOT NULL,
-    PRIMARY KEY (bucket, project, experiment, variant, user_id)
-);
-CREATE INDEX llm_rollup_experiment_day_idx ON llm_rollup_experiment_day (experiment, bucket);
-
--- Latency histogram per UTC day, experiment and variant (bounds in insights/experiments.py LATENCY_BOUNDS).
-CREATE TABLE llm_rollup_experiment_latency (
-    bucket     timestamptz NOT NULL,
-    project    text        NOT NULL,
-    experiment text        NOT NULL,
-    variant    text        NOT NULL,
-    hist       bigint[]    NOT NULL,
+    hist           bigint[]         NOT NULL,
     PRIMARY KEY (bucket, project, experiment, variant)
 );
 
--- One row per UTC day, project, feature, model and prompt signature (only calls that carry one).
+-- One row per experiment, variant and end user over the experiment's whole life: the per-user comparison.
+CREATE TABLE llm_rollup_experiment_user (
+    project        text    NOT NULL,
+    experiment     text    NOT NULL,
+    variant        text    NOT NULL,
+    user_id        text    NOT NULL,
+    calls          bigint  NOT NULL,
+    unpriced_calls bigint  NOT NULL,
+    cost_usd       numeric NOT NULL,
+    PRIMARY KEY (experiment, variant, project, user_id)
+);
+
+-- One row per UTC month, project, feature, model and prompt signature (only calls that carry one): similarity is not
+-- a day-by-day question, and a month of signed prompts stays a small table.
 CREATE TABLE llm_rollup_signature_day (
     bucket         timestamptz      NOT NULL,
     project        text             NOT NULL,
@@ -84,7 +87,7 @@ DO $grafana$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'llmmeter_grafana') THEN
         EXECUTE format('GRANT SELECT ON %I.llm_rollup_prompt_day, %I.llm_rollup_experiment_day,'
-                       ' %I.llm_rollup_experiment_latency, %I.llm_rollup_signature_day TO llmmeter_grafana',
+                       ' %I.llm_rollup_experiment_user, %I.llm_rollup_signature_day TO llmmeter_grafana',
                        current_schema(), current_schema(), current_schema(), current_schema());
     END IF;
 END
