@@ -470,6 +470,19 @@ def check_sdk_versions(stack: Stack, endpoint: str, who: str, cell: str) -> None
         assert "sdk_versions" in answer.json()
 
 
+def check_webhooks(stack: Stack, endpoint: str, who: str, cell: str) -> None:
+    """Events of every project: an admin key of every project subscribes, lists, reads logs and removes."""
+    made = stack.admin("POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["anomaly"]})
+    assert made.status_code == 201
+    webhook_id = made.json()["id"]
+    method, path = endpoint.split(" ")
+    path = path.replace("{webhook_id}", str(webhook_id))
+    body = {"url": "http://127.0.0.1:9/other", "events": ["anomaly"]} if method == "POST" else None
+    answer = stack.call(method, path, who, body)
+    expected = {"POST": 201}.get(method, 200) if cell == "all" else int(cell)
+    assert answer.status_code == expected, answer.text
+
+
 def check_audit(stack: Stack, endpoint: str, who: str, cell: str) -> None:
     """Every project's audit trail: an admin key of every project only (the refused reads are in it)."""
     answer = stack.call("GET", "/api/v1/audit", who)
@@ -561,6 +574,15 @@ CHECKS: dict[str, Callable[[Stack, str, str, str], None]] = {
     "GET /api/v1/prompt-families": check_families,
     "GET /api/v1/sdk-versions": check_sdk_versions,
     "GET /api/v1/audit": check_audit,
+    **dict.fromkeys(
+        (
+            "POST /api/v1/webhooks",
+            "GET /api/v1/webhooks",
+            "DELETE /api/v1/webhooks/{webhook_id}",
+            "GET /api/v1/webhooks/{webhook_id}/deliveries",
+        ),
+        check_webhooks,
+    ),
     "POST /api/v1/focus/import": check_focus_import,
     "GET /api/v1/focus/costs": check_focus_costs,
     "GET /api/v1/keys": check_keys_list,

@@ -59,6 +59,8 @@ class Settings:
     archive_url: str = ""  # export a partition before dropping it: a directory or s3://bucket/prefix; empty: off
     archive_format: str = "jsonl"  # "jsonl" (gzip JSON lines) or "parquet" (needs the `archive` extra)
     archive_s3_endpoint: str = ""  # S3-compatible endpoint URL (MinIO, R2, ...); empty: AWS
+    webhook_interval_seconds: int = 30  # how often events are looked for and webhook deliveries made (notify/)
+    webhook_retry_seconds: int = 30  # a failed delivery is tried again after this x 2^attempts (at most an hour)
     reconcile_interval_seconds: int = 0  # reconcile with the providers' reports this often (admin keys set); 0: off
     reconcile_days: int = 7  # the complete UTC days each scheduled reconcile covers
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>" (401 otherwise)

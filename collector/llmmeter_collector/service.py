@@ -31,6 +31,7 @@ from llmmeter_collector.access.keys import KeyStore, KeyStoreUnavailable
 from llmmeter_collector.access.ratelimit import RateLimits
 from llmmeter_collector.api import audit, budgets, doctor, focus, prices, prompts, reconcile, usage
 from llmmeter_collector.api import routes as api
+from llmmeter_collector.api import webhooks as webhook_routes
 from llmmeter_collector.api.auth import ApiAuth, metrics_token_ok
 from llmmeter_collector.config import Settings
 from llmmeter_collector.exporters import buildinfo
@@ -47,6 +48,7 @@ from llmmeter_collector.ledger.spool import Spool
 from llmmeter_collector.ledger.writer import POISONED_SEGMENT, PROBLEMS, STORAGE_UNREACHABLE, Ingestor
 from llmmeter_collector.llmcall import Cost, LlmCall
 from llmmeter_collector.logging_setup import configure_logging
+from llmmeter_collector.notify import events, webhooks
 from llmmeter_collector.pricing import PriceCatalog, PriceError
 
 logger = logging.getLogger("llmmeter.collector")
@@ -94,6 +96,7 @@ class Collector:
         self.retention: RetentionScheduler | None = None  # drops old partitions on a schedule (ledger/retention.py)
         self.repricer: Repricer | None = None  # retroactive repricing runs (ledger/reprice.py)
         self.reconciler: ReconcileScheduler | None = None  # scheduled reconciles (insights/reconcile.py)
+        self.webhooks: webhooks.Dispatcher | None = None  # event webhooks (notify/webhooks.py)
         self.ready = False
         self._ledgers: list[storage.Ledger] = []
         self._closing = threading.Event()
@@ -172,12 +175,22 @@ class Collector:
         self._ledgers[0].ensure_partitions_ahead(datetime.now(timezone.utc).date(), self.settings.partition_days_ahead)
         self.retention.start()
         self._reprice_in_background()
+        if self.webhooks is None:
+            engine = budgets.engine_for(self)
+            self.webhooks = webhooks.Dispatcher(
+                lambda: self.pool,
+                [events.budget_thresholds(lambda: engine.statuses), events.unpriced_models(lambda: self.pool),
+                 events.spend_anomalies(lambda: self.pool)],
+                interval=self.settings.webhook_interval_seconds or 30,
+                retry_seconds=self.settings.webhook_retry_seconds,
+            )  # fmt: skip
+            self.webhooks.start()
         if self.settings.reconcile_interval_seconds and self.reconciler is None:
             self.reconciler = ReconcileScheduler(
                 lambda: self.pool,
                 self.settings.reconcile_interval_seconds,
                 self.settings.reconcile_days,
-                on_result=self.metrics.observe_reconcile,
+                on_result=self.reconciled,
                 on_error=lambda provider, _: self.metrics.reconcile_failures.labels(provider).inc(),
             )
             self.reconciler.start()
@@ -193,6 +206,15 @@ class Collector:
             self.repricer.price_new_models()
         except psycopg.Error as exc:
             logger.warning("could not look for calls to reprice: %s", str(exc).strip()[:200])
+
+    def reconciled(self, result: dict[str, object]) -> None:
+        """A reconcile's answer: the gauges, and a drift event for the webhooks."""
+        self.metrics.observe_reconcile(result)
+        drift = events.reconcile_drift(result)
+        if drift is not None:
+            webhooks.emit(self.pool, *drift)
+            if self.webhooks is not None:
+                self.webhooks.wake()
 
     def _bring_up_later(self) -> None:
         """Retry ``_bring_up`` until Postgres answers; then the writers replay the spool (exactly once: the
@@ -304,6 +326,8 @@ class Collector:
             self.retention.stop()
         if self.reconciler is not None:
             self.reconciler.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         if self.repricer is not None:
             self.repricer.close()  # after the batch in progress; an unfinished run resumes at the next start
         if self._ingestor is not None:
@@ -366,6 +390,7 @@ class Collector:
                 *focus.routes(self),  # FOCUS export and import
                 *prompts.routes(self),  # prompts, prompt families, experiments
                 *audit.routes(self),  # GET /api/v1/audit
+                *webhook_routes.routes(self),  # event webhook subscriptions and their delivery logs
                 *usage.routes(self),  # GET /api/v1/usage: per day, project, feature and user (llmmeter export stripe)
             ],
             middleware=[Middleware(ApiAuth, collector=self)],  # API keys, roles, projects, rate limits

@@ -46,6 +46,7 @@ GLOBAL_ADMIN_PATHS = frozenset({
     "/api/v1/reconcile", "/api/v1/focus/import", "/api/v1/focus/costs",  # a whole organisation's bills
     "/api/v1/sdk-versions",  # every project's instrumentations
     "/api/v1/audit",  # every project's audit trail
+    "/api/v1/webhooks",  # events of every project
 })  # fmt: skip
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _STATE_KEY = "llmmeter_principal"
@@ -173,7 +174,8 @@ def _deny(request: Request, found: Principal) -> Response | None:
     needed = "viewer" if request.method in READ_METHODS else "admin"
     if not found.allows(needed):
         return _error(403, f"this {found.role} key cannot {'read' if needed == 'viewer' else 'change'} this")
-    if found.projects and request.scope.get("path", "") in GLOBAL_ADMIN_PATHS:
+    path = request.scope.get("path", "")
+    if found.projects and (path in GLOBAL_ADMIN_PATHS or path.startswith("/api/v1/webhooks/")):
         return _error(403, "this key is limited to projects; this needs an admin key of every project")
     for asked in request.query_params.getlist("project"):
         if asked and not found.may_see(asked):

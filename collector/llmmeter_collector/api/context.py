@@ -36,6 +36,10 @@ class Collector(Protocol):
     @property
     def keys(self) -> KeyStore: ...
 
+    def reconciled(self, result: dict[str, object]) -> None:
+        """A reconcile's answer: the reconcile gauges, and a drift event for the webhooks."""
+        ...
+
     def reload_prices(self) -> list[str]:
         """Re-read the price overrides file; the problems found (the last good prices stay in use)."""
         ...

@@ -81,7 +81,7 @@ def routes(collector: Collector) -> list[Route]:
                 return JSONResponse({"error": str(exc), "field": "provider"}, status_code=400)
             return JSONResponse({"error": str(exc)}, status_code=502)
         if args["provider"] != "focus":
-            collector.metrics.observe_reconcile(result)
+            collector.reconciled(result)
         return JSONResponse(result)
 
     async def get_reconcile(request: Request) -> Response:

@@ -33,6 +33,7 @@ from llmmeter_collector.cli.report import report
 from llmmeter_collector.cli.serve import serve
 from llmmeter_collector.cli.status import status
 from llmmeter_collector.cli.stripe_export import stripe_export
+from llmmeter_collector.cli.webhooks import webhooks
 
 
 def _version() -> str:
@@ -67,6 +68,7 @@ cli.add_command(budget)  # cli/budget.py
 cli.add_command(report)  # cli/report.py
 cli.add_command(doctor)  # cli/doctor.py
 cli.add_command(audit)  # cli/audit.py
+cli.add_command(webhooks)  # cli/webhooks.py
 cli.add_command(reconcile)  # cli/reconcile.py
 cli.add_command(prompts)  # cli/prompts.py
 cli.add_command(experiments)  # cli/prompts.py

@@ -1,0 +1,1 @@
+"""Notifications the collector sends itself: event webhooks (``webhooks``)."""
