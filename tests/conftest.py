@@ -92,6 +92,9 @@ class _Exporter(InMemorySpanExporter):
         return super().get_finished_spans()
 
 
+# litellm (tests/test_litellm.py) fetches its model cost map from GitHub at import unless told to use its own copy
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 _ROUTER = _Router()
 _METRIC_READER = InMemoryMetricReader()
 trace.set_tracer_provider(TracerProvider())

@@ -82,10 +82,29 @@ TELEMETRY_SDK_NAME: Final = "telemetry.sdk.name"
 SENDER_OPENLIT: Final = "openlit"
 
 # Operations that are one billable model call. Agent and tool spans are parents, never priced.
+# LiteLLM's OpenTelemetry logger names an async call by its LiteLLM function (acompletion, aembedding, ...).
 BILLABLE_OPERATIONS: Final = frozenset(
-    {"chat", "text_completion", "generate_content", "embeddings", "completion", "embedding", "responses"}
+    {
+        "chat",
+        "text_completion",
+        "generate_content",
+        "embeddings",
+        "completion",
+        "embedding",
+        "responses",
+        "acompletion",
+        "aembedding",
+        "atext_completion",
+    }
 )
-OPERATION_ALIASES: Final = {"completion": "text_completion", "embedding": "embeddings", "responses": "chat"}
+OPERATION_ALIASES: Final = {
+    "completion": "text_completion",
+    "embedding": "embeddings",
+    "responses": "chat",
+    "acompletion": "chat",
+    "aembedding": "embeddings",
+    "atext_completion": "text_completion",
+}
 
 # gen_ai.system / vendor spellings (lower-cased) -> gen_ai.provider.name values.
 # OpenLLMetry capitalises ("OpenAI", "Anthropic", "Gemini", "VertexAI", "AWS"); OpenLIT uses the pre-1.37

@@ -120,11 +120,12 @@ class Guard:
         self.utilization = utilization
         self.tripped = tuple(r for r in self.policy.rules if utilization.get(r.budget, 0.0) >= r.over)
 
-    def check(self, provider: str, model: str) -> str:
+    def check(self, provider: str, model: str, attrs: Mapping[str, Any] | None = None) -> str:
         tripped = self.tripped
         if not tripped:
             return model
-        attrs = current_attributes()
+        if attrs is None:
+            attrs = current_attributes()
         for rule in tripped:
             if rule.matches(provider, model, attrs):
                 if rule.use is not None:
@@ -176,10 +177,13 @@ def active() -> bool:
     return _guard is not None
 
 
-def check(provider: str, model: str) -> str:
-    """The model this call should use under the loaded policy; raises BudgetExceeded when it must not run."""
+def check(provider: str, model: str, attrs: Mapping[str, Any] | None = None) -> str:
+    """The model this call should use under the loaded policy; raises BudgetExceeded when it must not run.
+
+    ``attrs`` (span attribute keys, as ``llmmeter.current_attributes()`` gives them) is the call's attribution;
+    by default the current ``llmmeter.attributes`` block's."""
     guard = _guard
-    return model if guard is None else guard.check(provider, model)
+    return model if guard is None else guard.check(provider, model, attrs)
 
 
 def state() -> dict[str, Any]:
