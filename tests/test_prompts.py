@@ -127,18 +127,28 @@ def test_families_of_similar_prompts_across_features_and_models(collector: Backg
             calls.append(_call(i, "chat", "gpt-4o", base ^ flip, "0.012"))
         else:
             calls.append(_call(i, "chat", "gpt-4o-mini", base ^ flip, "0.0008", failed=i == 2))  # 1 % errors
-    calls.append(_call(999, "legal", "gpt-4o", ~base & (2**64 - 1), "0.02"))  # far from the others: alone
+    far = ~base & (2**64 - 1)  # far from the others: a second, cheaper family of two features
+    calls += [_call(999, "legal", "gpt-4o", far, "0.02"), _call(998, "support", "gpt-4o", far, "0.02")]
     ledger = Ledger(collector.collector.dsn, collector.collector.schema)
     ledger.write(calls)
     ledger.close()
+    shown = CliRunner().invoke(cli, ["prompts", "similar", "--limit", "1", "--url", collector.url]).output
+    assert "1 of 2 families shown" in shown
     data = json.loads(CliRunner().invoke(cli, ["prompts", "similar", "--json", "--url", collector.url]).output)
-    (family,) = data["families"]
+    assert data["total_families"] == 2 and data["families"][1]["features"] == ["shop/legal", "shop/support"]
+    data = json.loads(
+        CliRunner().invoke(cli, ["prompts", "similar", "--json", "--limit", "1", "--url", collector.url]).output
+    )
+    assert data["total_families"] == 2
+    (family,) = data["families"]  # the most expensive
     assert family["features"] == ["shop/chat", "shop/search"] and family["models"] == ["gpt-4o", "gpt-4o-mini"]
     assert family["calls"] == 300 and family["max_distance_bits"] == 2
     side = {(m["feature"], m["model"]): m for m in family["members"]}
     assert side[("chat", "gpt-4o-mini")]["cost_per_call_usd"] == "0.0008"
     families = lambda d: httpx.get(collector.url + "/api/v1/prompt-families", params={"max_distance": d})  # noqa: E731
-    assert families(2).json()["families"] and families(1).json()["families"] == []  # the members are 2 bits apart
+    assert len(families(2).json()["families"]) == 2
+    (left,) = families(1).json()["families"]  # the members are 2 bits apart: only the identical pair stays
+    assert left["features"] == ["shop/legal", "shop/support"]
     assert families(99).status_code == 400
     recommended = httpx.get(collector.url + "/api/v1/recommendations").json()["recommendations"]
     kinds = {r["kind"]: r for r in recommended}

@@ -37,7 +37,9 @@ PROMPT = Operation(
 FAMILIES = Operation(
     "GET", "/api/v1/prompt-families", "Near-identical prompts across features and models, side by side",
     params=(*_RANGE, Param("max_distance", "integer", "SimHash bits apart that still count as one family.",
-                           default=similarity.DEFAULT_DISTANCE, minimum=0, maximum=similarity.MAX_DISTANCE)),
+                           default=similarity.DEFAULT_DISTANCE, minimum=0, maximum=similarity.MAX_DISTANCE),
+            Param("limit", "integer", "Families to return, the most expensive first (total_families counts all).",
+                  default=50, minimum=1, maximum=1000)),
     tag="prompts",
 )  # fmt: skip
 EXPERIMENTS = Operation("GET", "/api/v1/experiments", "Every experiment with its variants", params=_RANGE,
@@ -74,7 +76,11 @@ def routes(collector: Collector) -> list[Route]:
         if args["project"] is not None:
             window["projects"] = [args["project"]]
         found = similarity.families(pool(), max_distance=args["max_distance"], **window)
-        return {"max_distance_bits": args["max_distance"], "families": [similarity.family_json(f) for f in found]}
+        return {
+            "max_distance_bits": args["max_distance"],
+            "total_families": len(found),
+            "families": [similarity.family_json(f) for f in found[: args["limit"]]],
+        }
 
     def list_experiments(request: Request, args: dict[str, Any]) -> Any:
         window = scope(request, args)

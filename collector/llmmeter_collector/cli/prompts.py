@@ -99,12 +99,16 @@ def show(name: str, url: str, as_json: bool, since: Any, until: Any, project: st
 @prompts.command()
 @click.option("--max-distance", type=click.IntRange(0, 16), default=3, show_default=True,
               help="SimHash bits apart that still count as one family (3: about 99 % similar).")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Families to show, the most expensive first.")  # fmt: skip
 @url_option
 @json_option
 @_range
-def similar(max_distance: int, url: str, as_json: bool, since: Any, until: Any, project: str | None) -> None:
+def similar(
+    max_distance: int, limit: int, url: str, as_json: bool, since: Any, until: Any, project: str | None
+) -> None:
     """Near-identical prompts across features and models (needs instrument(prompt_signature=True))."""
-    data = get(url, "/api/v1/prompt-families", _params(since, until, project, max_distance=max_distance))
+    data = get(url, "/api/v1/prompt-families", _params(since, until, project, max_distance=max_distance, limit=limit))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -123,6 +127,8 @@ def similar(max_distance: int, url: str, as_json: bool, since: Any, until: Any, 
                 f"{m['latency_s']:.2f} s", f"{m['error_rate'] * 100:.1f} %", f"{m['cached_share'] * 100:.0f} %",
             )  # fmt: skip
         Console().print(table)
+    if data["total_families"] > len(data["families"]):
+        click.echo(f"{len(data['families'])} of {data['total_families']} families shown (--limit)")
 
 
 def _interval(sample: dict[str, Any], money: bool) -> str:

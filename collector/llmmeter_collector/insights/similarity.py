@@ -28,7 +28,7 @@ DEFAULT_DISTANCE = 3  # about 99 % similar; 4 bands of 16 bits: few pairs to com
 MAX_DISTANCE = 16
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     """One project, feature and model's calls with one signature."""
 
@@ -83,11 +83,18 @@ def cluster(signatures: Sequence[int], max_distance: int) -> list[list[int]]:
     bands = _bands(max_distance)
     width = 64 // bands
     mask = (1 << width) - 1
-    buckets: dict[tuple[int, int], list[int]] = {}
+    buckets: dict[int, list[int]] = {}
     for i, sig in enumerate(signatures):
         for band in range(bands):
-            buckets.setdefault((band, sig >> (width * band) & mask), []).append(i)
+            key = band << 64 | (sig >> (width * band) & mask)  # the band's number above its 64 bits
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = [i]
+            else:
+                bucket.append(i)
     for members in buckets.values():
+        if len(members) < 2:
+            continue
         for a in range(len(members)):
             for b in range(a + 1, len(members)):
                 i, j = members[a], members[b]
