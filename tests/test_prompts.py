@@ -3,7 +3,9 @@ near-identical prompts grouped by an opt-in SimHash signature, without the colle
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -157,6 +159,35 @@ def test_families_of_similar_prompts_across_features_and_models(collector: Backg
     # 200 gpt-4o calls a day moved to gpt-4o-mini save (0.012 - 0.0008) each, over a 30-day month
     assert Decimal(downgrade["monthly_savings_usd"]) > 0
     assert "shared_prefix" in kinds and "2 features send" in kinds["shared_prefix"]["title"]
+
+
+def test_families_gather_prompts_whose_signatures_differ_with_every_call(collector: BackgroundCollector) -> None:
+    """Real traffic: one long instruction and a different question each call, so nearly every call has a signature
+    of its own; the rollup keeps one row per feature, model and template, and their centroids make the family."""
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(3000)]
+    words = lambda n: " ".join(rng.choice(vocab) for _ in range(n))  # noqa: E731
+    shared, other = words(300), words(300)
+    calls, signatures = [], set()
+    for i in range(600):
+        feature, model, system = [("search", "gpt-4o", shared), ("faq", "gpt-4o-mini", shared),
+                                  ("legal", "gpt-4o", other)][i % 3]  # fmt: skip
+        signature = int(simhash(_prompt(system, "Answer: " + words(20)), KEY), 16)
+        signatures.add(signature)
+        template = template_fingerprint(_prompt(system, ""), KEY)
+        calls.append(dataclasses.replace(_call(i, feature, model, signature, "0.01"), template_fingerprint=template))
+    assert len(signatures) > 550  # a signature per call, near enough
+    ledger = Ledger(collector.collector.dsn, collector.collector.schema)
+    ledger.write(calls)
+    ledger.close()
+    with collector.collector.pool.connection() as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM llm_rollup_signature_day").fetchone()  # type: ignore[misc]
+    assert rows == 3  # one per feature, model and template: not one per signature
+    (family,) = similarity.families(collector.collector.pool)
+    assert sorted((m.feature, m.model, m.calls) for m in family.members) == [
+        ("faq", "gpt-4o-mini", 200),
+        ("search", "gpt-4o", 200),
+    ]
 
 
 def test_a_langchain_prompt_template_names_and_versions_the_model_call(

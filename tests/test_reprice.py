@@ -100,13 +100,16 @@ def rollups_agree(conn: psycopg.Connection[Any]) -> None:
         ).fetchall()
     )
     signatures = conn.execute(
-        "SELECT date_trunc('month', ts), project, feature, model, prompt_simhash, count(*), coalesce(sum(cost_usd), 0)"
-        " FROM llm_calls WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+        f"SELECT date_trunc('month', ts), {storage.SIGNATURE_KEYS}, count(*), coalesce(sum(cost_usd), 0),"
+        f" {storage.signature_bits()}"
+        " FROM (SELECT *, ('x' || prompt_simhash)::bit(64) AS sig FROM llm_calls WHERE prompt_simhash <> '') c"
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
     ).fetchall()
     assert (
         signatures
+        and signatures
         == conn.execute(
-            "SELECT bucket, project, feature, model, simhash, calls, cost_usd FROM llm_rollup_signature_day"
+            f"SELECT bucket, {storage.SIGNATURE_KEYS}, calls, cost_usd, bits FROM llm_rollup_signature_day"
             " WHERE calls > 0 ORDER BY 1, 2, 3, 4, 5"
         ).fetchall()
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from llmmeter_collector.ledger.storage import Ledger
+from llmmeter_collector.ledger.storage import SIGNATURE_KEYS, Ledger, signature_bits
 from llmmeter_collector.llmcall import LlmCall, Usage
 from llmmeter_collector.pricing import PriceCatalog
 
@@ -164,10 +164,11 @@ def bulk_generate(
     days: int = 30,
     now: datetime | None = None,
     users: int = 60,
-    signatures: int = 25,
+    families: int = 3,
 ) -> None:
     """Fill an empty, migrated schema (the connection's search_path) with ``calls`` rows and their rollups
-    (``users`` distinct end users in the workloads that have them; ``signatures`` prompt signatures per project).
+    (``users`` distinct end users in the workloads that have them; ``families`` prompt families per project, each
+    call's signature a few bits from its family's, so nearly every call has a signature of its own).
 
     Token counts are uniform in each workload's range; cost = input x input rate + output x output rate
     (exact numeric, NULL for the unpriced workload). Rollups are computed from the rows with GROUP BY.
@@ -231,11 +232,15 @@ def bulk_generate(
                    0.05 + ot * 0.01, CASE WHEN fail THEN 'error' ELSE 'ok' END,
                    CASE WHEN fail THEN 'timeout' ELSE '' END, w.streaming, substr(md5(w.feature || (g %% 40)), 1, 16),
                    -- a new prompt version every 10 days; a third of the calls in an experiment of their workload,
-                   -- two variants; signatures shared within a project (families across its features)
+                   -- two variants; a signature per call: its feature's family base (``families`` per project:
+                   -- families across features) with up to 3 bits flipped, as a prompt's variable part does
                    substr(md5(w.feature || 'template' || (%(d)s / 10)), 1, 16),
                    CASE WHEN x.t3 < 0.33 THEN 'exp-' || w.idx ELSE '' END,
                    CASE WHEN x.t3 < 0.33 THEN (CASE WHEN g %% 2 = 0 THEN 'control' ELSE 'b' END) ELSE '' END,
-                   substr(md5(w.project || 'signature' || (g %% %(signatures)s)), 1, 16)
+                   lpad(to_hex(('x' || substr(md5(w.project || 'family' || (abs(hashtext(w.feature)) %% %(families)s)),
+                                              1, 16))::bit(64)::bigint
+                               # (1::bigint << (g * 7 %% 61)::int) # (1::bigint << (g * 13 %% 59)::int)
+                               # (1::bigint << (g %% 53)::int)), 16, '0')
             FROM (
                 SELECT g, %(day)s::timestamptz + random() * %(span)s * interval '1 second' AS ts,
                        {pick} AS idx, random() AS t1, random() AS t2, random() AS t3
@@ -252,7 +257,7 @@ def bulk_generate(
                 "span": span,
                 "d": d,
                 "users": users,
-                "signatures": signatures,
+                "families": families,
                 "width": max(3, len(str(users))),
             },
         )
@@ -329,12 +334,13 @@ def _prompt_rollups(conn: psycopg.Connection[Any]) -> None:
            FROM llm_calls WHERE experiment <> '' AND user_id <> '' GROUP BY 1, 2, 3, 4"""
     )
     conn.execute(
-        """INSERT INTO llm_rollup_signature_day (bucket, project, feature, model, simhash, calls, errors,
-                                                 input_tokens, cache_read_tokens, output_tokens, cost_usd, duration_s)
-           SELECT date_trunc('month', ts), project, feature, model, prompt_simhash, count(*),
-                  count(*) FILTER (WHERE status = 'error'), sum(input_tokens), sum(cache_read_tokens),
-                  sum(output_tokens), coalesce(sum(cost_usd), 0), sum(duration_s)
-           FROM llm_calls WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5"""
+        f"""INSERT INTO llm_rollup_signature_day (bucket, {SIGNATURE_KEYS}, calls, errors, input_tokens,
+                                                  cache_read_tokens, output_tokens, cost_usd, duration_s, bits)
+           SELECT date_trunc('month', ts), {SIGNATURE_KEYS}, count(*), count(*) FILTER (WHERE status = 'error'),
+                  sum(input_tokens), sum(cache_read_tokens), sum(output_tokens), coalesce(sum(cost_usd), 0),
+                  sum(duration_s), {signature_bits()}
+           FROM (SELECT *, ('x' || prompt_simhash)::bit(64) AS sig FROM llm_calls WHERE prompt_simhash <> '') c
+           GROUP BY 1, {SIGNATURE_KEYS}"""
     )
     conn.commit()
 

@@ -7,6 +7,11 @@ bands than ``max_distance``, any two such signatures share a whole band, so only
 (exact; a larger distance means narrower bands and more pairs to compare). Read from the monthly signature rollup
 (``since`` counts from the start of its month): the text is never needed.
 
+A prompt's signature varies from call to call with its variable part, so the rollup does not keep signatures: per
+month, project, feature, model and template it counts the calls that set each bit, and a group's **centroid** (the
+bitwise majority) stands for its prompts. Families are found among centroids: prompts that share their fixed part
+(the template, a long system prompt) have close centroids, whatever their variable parts.
+
 A family spanning several features is a shared prefix worth caching; one spanning several models compares them on
 the same prompts, side by side (``recommendations`` turns both into savings).
 """
@@ -63,6 +68,15 @@ def similarity(distance: int) -> float:
     return math.cos(math.pi * distance / 64)
 
 
+def centroid(bits: Sequence[int], calls: int) -> int:
+    """The majority signature of a group of calls from its per-bit counts (``bits[0]``: the most significant bit)."""
+    signature = 0
+    for k, ones in enumerate(bits):
+        if 2 * ones > calls:
+            signature |= 1 << (63 - k)
+    return signature
+
+
 def _find(parent: list[int], i: int) -> int:
     while parent[i] != i:
         parent[i] = parent[parent[i]]
@@ -116,15 +130,24 @@ def families(
     where, params = daily.where(since, until, projects, unit="month")
     with pool.connection() as conn:
         rows = conn.execute(
-            f"""SELECT project, feature, model, simhash, sum(calls), sum(errors), sum(input_tokens),
-                       sum(cache_read_tokens), sum(output_tokens), sum(cost_usd), sum(duration_s)
-                FROM llm_rollup_signature_day WHERE {where} GROUP BY 1, 2, 3, 4
-                HAVING sum(calls) >= %(min_calls)s""",
-            {**params, "min_calls": min_calls},
+            f"""SELECT project, feature, model, template_fingerprint, calls, errors, input_tokens, cache_read_tokens,
+                       output_tokens, cost_usd, duration_s, bits
+                FROM llm_rollup_signature_day WHERE {where}""",
+            params,
         ).fetchall()
+    groups: dict[tuple[str, str, str, str], list[Any]] = {}
+    for p, f, m, t, *sums, bits in rows:  # a group's months added up
+        acc = groups.get((p, f, m, t))
+        if acc is None:
+            groups[(p, f, m, t)] = [*sums, list(bits)]
+        else:
+            for i, value in enumerate(sums):
+                acc[i] += value
+            acc[-1] = [a + b for a, b in zip(acc[-1], bits, strict=True)]
     members = [
-        Member(p, f, m, int(sig, 16), int(c), int(e), int(i), int(cr), int(o), usd, float(d))
-        for p, f, m, sig, c, e, i, cr, o, usd, d in rows
+        Member(p, f, m, centroid(bits, c), int(c), int(e), int(i), int(cr), int(o), usd, float(d))
+        for (p, f, m, _), (c, e, i, cr, o, usd, d, bits) in groups.items()
+        if c >= min_calls
     ]
     by_signature: dict[int, list[Member]] = {}
     for m in members:

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 
 from llmmeter_collector.ledger import audit
-from llmmeter_collector.ledger.storage import MAX_ROLLBACK_RETRIES, ROLLED_BACK, connect
+from llmmeter_collector.ledger.storage import MAX_ROLLBACK_RETRIES, ROLLED_BACK, SIGNATURE_KEYS, connect
 from llmmeter_collector.llmcall import COST_CLASSES, Cost, LlmCall, Usage
 from llmmeter_collector.pricing import PriceCatalog
 
@@ -121,8 +121,7 @@ def _delta_upsert(table: str, keys: str, select: str) -> str:
 _PROMPT_KEYS = "project, feature, prompt_name, prompt_version, template_fingerprint, model"
 _EXPERIMENT_KEYS = "project, experiment, variant"
 _EXPERIMENT_USER_KEYS = "experiment, variant, project, user_id"
-_SIGNATURE_KEYS = "project, feature, model, simhash"
-_SIGNED = "prompt_simhash <> ''"
+_SIGNATURE_KEYS = SIGNATURE_KEYS
 
 
 def _daily_delta(
@@ -130,12 +129,17 @@ def _daily_delta(
 ) -> str:
     """Move a daily rollup's cost (and unpriced count, and sum of squared costs) by the batch's differences; the
     row exists (its calls are there), so the insert never adds one, only locks it in key order."""
-    source = keys.replace("simhash", "prompt_simhash")
+    source = keys
     sums = ["calls", "input_tokens", "output_tokens", "duration_s"]
-    sums += ["errors"] if table != "llm_rollup_signature_day" else ["errors", "cache_read_tokens"]
+    sums += ["errors"] if table != "llm_rollup_signature_day" else ["errors", "cache_read_tokens", "bits"]
     sums += ["first_seen", "last_seen"] if table == "llm_rollup_prompt_day" else []
     sums += ["duration_sq", "hist"] if squares else []
-    fill = {"first_seen": "min(ts)", "last_seen": "max(ts)", "hist": "array_fill(0::bigint, ARRAY[1])"}
+    fill = {
+        "first_seen": "min(ts)",
+        "last_seen": "max(ts)",
+        "hist": "array_fill(0::bigint, ARRAY[1])",
+        "bits": "array_fill(0::bigint, ARRAY[1])",
+    }
     zeros = ", ".join(fill.get(c, "0") for c in sums)
     moved = {"cost_usd": "coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0)"}
     if unpriced:

@@ -96,6 +96,16 @@ def _hist(sign: str) -> str:
 _PROMPT_SUMS = ("calls", "errors", "unpriced_calls", "input_tokens", "output_tokens", "cost_usd", "duration_s")
 _EXPERIMENT_SUMS = (*_PROMPT_SUMS, "cost_sq", "duration_sq")
 _SIGNATURE_SUMS = ("calls", "errors", "input_tokens", "cache_read_tokens", "output_tokens", "cost_usd", "duration_s")
+# The signature rollup's groups (migration 0160): a prompt's signature varies with its variable part, its template
+# does not; ``bits`` counts, per signature bit, the calls that set it (the group's centroid is the majority).
+SIGNATURE_KEYS = "project, feature, model, template_fingerprint"
+SIGNATURE_BITS = 64
+
+
+def signature_bits(sign: str = "") -> str:
+    """The ``bits`` array of a group of rows with a ``sig bit(64)`` column: per bit (most significant first), the
+    rows that set it."""
+    return "ARRAY[" + ", ".join(f"{sign}sum(get_bit(sig, {k}))" for k in range(SIGNATURE_BITS)) + "]::bigint[]"
 
 
 def _rollups(source: str, sign: str = "") -> str:
@@ -148,12 +158,14 @@ def _rollups(source: str, sign: str = "") -> str:
     ON CONFLICT ({_EXPERIMENT_USER_KEYS}) DO UPDATE SET {_add("r", ("calls", "unpriced_calls", "cost_usd"))}
     RETURNING 1
 ), sg AS (
-    INSERT INTO llm_rollup_signature_day AS r (bucket, project, feature, model, simhash, {", ".join(_SIGNATURE_SUMS)})
-    SELECT date_trunc('month', ts), project, feature, model, prompt_simhash, {sign}count(*),
+    INSERT INTO llm_rollup_signature_day AS r (bucket, {SIGNATURE_KEYS}, {", ".join(_SIGNATURE_SUMS)}, bits)
+    SELECT date_trunc('month', ts), {SIGNATURE_KEYS}, {sign}count(*),
            {sign}count(*) FILTER (WHERE status = 'error'), {sign}sum(input_tokens), {sign}sum(cache_read_tokens),
-           {sign}sum(output_tokens), {sign}coalesce(sum(cost_usd), 0), {sign}sum(duration_s)
-    FROM {source} WHERE prompt_simhash <> '' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (bucket, project, feature, model, simhash) DO UPDATE SET {_add("r", _SIGNATURE_SUMS)}
+           {sign}sum(output_tokens), {sign}coalesce(sum(cost_usd), 0), {sign}sum(duration_s), {signature_bits(sign)}
+    FROM (SELECT *, ('x' || prompt_simhash)::bit(64) AS sig FROM {source} WHERE prompt_simhash <> '') signed
+    GROUP BY 1, {SIGNATURE_KEYS} ORDER BY 1, {SIGNATURE_KEYS}
+    ON CONFLICT (bucket, {SIGNATURE_KEYS}) DO UPDATE SET {_add("r", _SIGNATURE_SUMS)},
+        bits = ARRAY(SELECT a + b FROM unnest(r.bits, EXCLUDED.bits) AS t(a, b))
     RETURNING 1
 )"""
 
