@@ -168,7 +168,7 @@ def bulk_generate(
 ) -> None:
     """Fill an empty, migrated schema (the connection's search_path) with ``calls`` rows and their rollups
     (``users`` distinct end users in the workloads that have them; ``families`` prompt families per project, each
-    call's signature a few bits from its family's, so nearly every call has a signature of its own).
+    call's signature up to 3 bits from its family's: up to 190,747 distinct signatures a family).
 
     Token counts are uniform in each workload's range; cost = input x input rate + output x output rate
     (exact numeric, NULL for the unpriced workload). Rollups are computed from the rows with GROUP BY.
