@@ -70,6 +70,7 @@ def make_batch(n: int, rng: random.Random) -> bytes:
         span.start_time_unix_nano = now - rng.randint(0, 10**9)
         span.end_time_unix_nano = span.start_time_unix_nano + rng.randint(2 * 10**8, 4 * 10**9)
         inp = rng.randint(50, 20000)
+        feature = rng.randrange(len(FEATURES))
         span.attributes.extend(
             [
                 _kv("gen_ai.operation.name", "chat"),
@@ -88,12 +89,13 @@ def make_batch(n: int, rng: random.Random) -> bytes:
                 _kv("server.address", "api.example.com"),
                 _kv("server.port", 443),
                 _kv("llmmeter.project", "shop"),
-                _kv("llmmeter.feature", rng.choice(FEATURES)),
+                _kv("llmmeter.feature", FEATURES[feature]),
                 _kv("user.id", f"user-{rng.randint(1, 5000)}"),
                 _kv("session.id", f"s-{rng.randint(1, 20000)}"),
                 _kv("llmmeter.tag.team", "growth"),
                 _kv("llmmeter.prompt.fingerprint", f"{rng.getrandbits(64):016x}"),
-                _kv("llmmeter.prompt.template_fingerprint", f"{rng.randint(1, 40):016x}"),
+                # a feature's prompt template, two versions of it live at once (a rollout), as the SDK sends them
+                _kv("llmmeter.prompt.template_fingerprint", f"{feature * 2 + rng.randint(1, 2):016x}"),
             ]
         )
         if i % 3 == 0:  # a third of the calls in an experiment, half of them with a prompt signature
