@@ -33,6 +33,7 @@ from llmmeter_collector.llmcall import LlmCall, Usage
 from llmmeter_collector.service import BackgroundCollector
 
 from .conftest import export_to, stop_export
+from .test_guard import POLICY  # the SDK guard's policy: the same rules apply to LiteLLM
 
 HI = [{"role": "user", "content": "hi"}]  # 11 input tokens, 20 output tokens at the fake provider
 USAGE = {"input_tokens": 1200, "output_tokens": 300, "cached_tokens": 1000, "reasoning_tokens": 50}
@@ -230,19 +231,6 @@ def test_a_call_traced_by_the_hook_and_by_litellms_own_opentelemetry_logger_is_b
     assert len(rows) == 2
     (duplicates,) = _rows(collector, "SELECT count(*) FROM llm_call_duplicates")[0]
     assert duplicates == 2  # LiteLLM's spans of the two answered calls: kept for audit, not billed
-
-
-POLICY = """
-refresh_seconds: 60
-rules:
-  - budget: search-team
-    over: 100%
-    match: {feature: search, model: gpt-4o}
-    use: gpt-4o-mini
-  - budget: total
-    over: 100%
-    raise: true
-"""
 
 
 def test_the_budget_policy_swaps_and_refuses_router_calls(
