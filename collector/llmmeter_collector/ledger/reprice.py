@@ -26,7 +26,13 @@ from typing import Any
 import psycopg
 
 from llmmeter_collector.ledger import audit
-from llmmeter_collector.ledger.storage import MAX_ROLLBACK_RETRIES, ROLLED_BACK, SIGNATURE_KEYS, connect
+from llmmeter_collector.ledger.storage import (
+    MAX_ROLLBACK_RETRIES,
+    ROLLED_BACK,
+    SIGNATURE_BITS,
+    SIGNATURE_KEYS,
+    connect,
+)
 from llmmeter_collector.llmcall import COST_CLASSES, Cost, LlmCall, Usage
 from llmmeter_collector.pricing import PriceCatalog
 
@@ -138,7 +144,7 @@ def _daily_delta(
         "first_seen": "min(ts)",
         "last_seen": "max(ts)",
         "hist": "array_fill(0::bigint, ARRAY[1])",
-        "bits": "array_fill(0::bigint, ARRAY[1])",
+        "bits": f"array_fill(0::bigint, ARRAY[{SIGNATURE_BITS}])",
     }
     zeros = ", ".join(fill.get(c, "0") for c in sums)
     moved = {"cost_usd": "coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0)"}
